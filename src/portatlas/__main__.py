@@ -1,0 +1,3 @@
+from portatlas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""portatlas command line: `portatlas 57`, `portatlas search ...`, `portatlas local`, ...
+
+Each command lives in its own module and is imported only when used, so a plain lookup
+pays for nothing else.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# command name -> module with a `main(argv: list[str]) -> int`
+COMMANDS = {
+    "search": "portatlas.cli.search",
+    "data": "portatlas.cli.data",
+    "local": "portatlas.cli.local",
+    "free": "portatlas.cli.local",
+    "check": "portatlas.cli.scan",
+    "scan": "portatlas.cli.scan",
+    "serve": "portatlas.cli.serve",
+    "history": "portatlas.cli.history",
+    "port": "portatlas.cli.port",
+}
+
+OVERVIEW = """\
+usage: portatlas PORT[/TRANSPORT] | RANGE | SERVICE [--json]
+       portatlas COMMAND [options]   (portatlas COMMAND --help for its options)
+
+What runs on port N? Ask by port (57, 57/tcp), range (6000-6010) or service name (http).
+
+commands:
+  search TEXT        ranked free-text search of the registry ("mail transfer")
+  local              what listens on this machine (like ss -tulpn), with flags
+  free PORT          end the process holding PORT (asks first)
+  check HOST PORT    is it open there, and what answers
+  scan TARGETS       sweep ports on hosts you name
+  history PORT       a port's registry history and real-world use
+  data update|info|diff  manage the registry database
+  serve              the atlas in your browser (local web UI)
+
+every command takes --json; exit codes: 0 found, 1 not found, 2 usage error,
+3 data problem, 4 network/system failure, 130 interrupted.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(OVERVIEW)
+        return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        from portatlas import __version__
+
+        print(f"portatlas {__version__}")
+        return 0
+    name = args[0]
+    if name in COMMANDS:
+        module_name, rest = COMMANDS[name], args[1:]
+        if name in ("check", "scan", "free"):
+            rest = args  # these modules serve two commands and need to know which
+    else:
+        module_name, rest = COMMANDS["port"], args
+    return run_command(module_name, rest)
+
+
+def run_command(module_name: str, argv: list[str]) -> int:
+    """Import and run a command; turn every expected failure into one line and an exit code."""
+    from portatlas.errors import EXIT_INTERRUPTED, PortatlasError
+
+    try:
+        import importlib
+
+        module = importlib.import_module(module_name)
+        return int(module.main(argv) or 0)
+    except PortatlasError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`); not an error worth a message
+        try:
+            sys.stdout = None  # type: ignore[assignment]
+        finally:
+            return 0
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("portatlas"):
+            _error(f"this command is not available in this installation ({exc.name})")
+        else:
+            _error(f"a dependency is missing: {exc.name} (pip install 'portatlas[web,tls]')")
+        return 4
+
+
+def _error(message: str) -> None:
+    line = " ".join(message.split())
+    print(f"portatlas: error: {line}", file=sys.stderr)

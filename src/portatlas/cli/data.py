@@ -1,0 +1,96 @@
+"""`portatlas data update|info|diff`: manage the registry database."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from portatlas.cli.common import parser
+from portatlas.cli.output import Style, print_json, table
+from portatlas.errors import UsageError
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: portatlas data {update,info,diff} [options]\n\n"
+              "  update [--from PATH|URL]  (re)build the database from a registry source\n"
+              "  info                      what is loaded, from where, how old\n"
+              "  diff OLD NEW              what changed between two registry releases")
+        return 0 if argv else 2
+    sub, rest = argv[0], argv[1:]
+    if sub == "update":
+        return update(rest)
+    if sub == "info":
+        return info(rest)
+    if sub == "diff":
+        from portatlas.cli.history import diff_main
+
+        return diff_main(rest)
+    raise UsageError(f"unknown data command {sub!r}; use update, info or diff")
+
+
+def update(argv: list[str]) -> int:
+    p = parser("portatlas data update", "Rebuild the database from IANA's registry (XML or CSV), "
+               "a local file, or /etc/services. The old database stays until the new one is complete.")
+    p.add_argument("--from", dest="source", metavar="PATH|URL",
+                   help="registry file or URL (default: first local copy in the search order, "
+                        "else IANA's official XML URL)")
+    args = p.parse_args(argv)
+    from portatlas import paths
+    from portatlas.kb.build import build, choose_default_update_source
+
+    db = paths.db_path(args.db)
+    location = args.source or choose_default_update_source()
+    started = time.monotonic()
+    result = build(db, location)
+    result["seconds"] = round(time.monotonic() - started, 3)
+    if args.json:
+        print_json({"schema": "portatlas.data-update/1", **result})
+    else:
+        print(f"built {db} in {result['seconds']:.2f}s")
+        for src in result["sources"]:
+            date = f", registry date {src['registry_date']}" if src.get("registry_date") else ""
+            print(f"  {src['kind']}: {src['records']} records from {src['location']}{date}")
+    return 0
+
+
+def info(argv: list[str]) -> int:
+    p = parser("portatlas data info", "What the database holds, where it came from, how old it is.")
+    args = p.parse_args(argv)
+    from portatlas import paths
+    from portatlas.atlas import Atlas
+
+    atlas = Atlas(args.db, autobuild=False)
+    db = atlas.db_path
+    meta = atlas.store.meta()
+    prov = atlas.provenance()
+    counts = dict(atlas.store.conn.execute(
+        "SELECT 'entries', count(*) FROM entries UNION ALL SELECT 'people', count(*) FROM people "
+        "UNION ALL SELECT 'trojans', count(*) FROM trojans UNION ALL SELECT 'nmap', count(*) FROM nmap"
+    ).fetchall())
+    age_days = None
+    registry = next((p for p in prov if p["kind"] in ("iana-registry", "etc-services")), None)
+    if registry and registry.get("registry_date"):
+        try:
+            then = time.mktime(time.strptime(registry["registry_date"][:10], "%Y-%m-%d"))
+            age_days = int((time.time() - then) // 86400)
+        except ValueError:
+            pass
+    data = {"schema": "portatlas.data-info/1", "database": str(db),
+            "size_bytes": os.path.getsize(db), "built_at": meta.get("built_at"),
+            "schema_version": meta.get("schema_version"), "source": atlas.source_label,
+            "registry_age_days": age_days, "counts": counts, "provenance": prov,
+            "search_order": paths.registry_candidates() + [paths.ETC_SERVICES]}
+    if args.json:
+        print_json(data)
+        return 0
+    style = Style()
+    print(style("database", "bold") + f"  {db} ({data['size_bytes'] // 1024} KiB, built {data['built_at']})")
+    print(style("source", "bold") + f"    {atlas.source_label}"
+          + (f", {age_days} days old" if age_days is not None else ""))
+    print(style("counts", "bold") + "    " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    rows = [[p["kind"], str(p["records"]), p["registry_date"] or "-", (p["sha256"] or "")[:12],
+             p["location"]] for p in prov]
+    print()
+    print("\n".join(table(rows, ["kind", "records", "date", "sha256", "location"], style)))
+    return 0

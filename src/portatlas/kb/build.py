@@ -1,0 +1,82 @@
+"""Building the knowledge base from the sources found (`portatlas data update`)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from portatlas import paths
+from portatlas.errors import DataError
+from portatlas.kb.sources import Source, parse_source, read_source
+from portatlas.kb.store import BuildInput, write_database
+
+# Builders that add to a database build (e.g. registry history); each is called with
+# (BuildInput, Registry of the main source) before the database is written.
+CONTRIBUTORS: list = []
+
+
+def choose_source(explicit: str | None = None) -> str:
+    """The registry source to import: explicit, else the first in the documented search order."""
+    if explicit:
+        return explicit
+    candidates = paths.registry_candidates()
+    if candidates:
+        return candidates[0]
+    if os.path.isfile(paths.ETC_SERVICES):
+        return paths.ETC_SERVICES
+    raise DataError("no registry source found: run 'portatlas data update --from FILE' "
+                    "with IANA's service-names-port-numbers.xml or .csv")
+
+
+def choose_default_update_source() -> str:
+    """`data update` without --from: a local copy in the search order, else IANA's URL."""
+    candidates = paths.registry_candidates()
+    return candidates[0] if candidates else paths.IANA_XML_URL
+
+
+def _registry_kind(source: Source) -> str:
+    return "etc-services" if source.format == "services" else "iana-registry"
+
+
+def build(db: Path, location: str) -> dict:
+    """Import `location` (path or URL) plus the optional enrichments into the database at `db`.
+
+    Everything is read and validated before anything is written; on error the previous
+    database is untouched.
+    """
+    source = read_source(location)
+    registry = parse_source(source)
+    provenance = [{
+        "kind": _registry_kind(source), "location": source.location, "format": source.format,
+        "sha256": source.sha256, "registry_date": registry.updated,
+        "records": len(registry.entries),
+    }]
+    data = BuildInput(registry.entries, registry.people, provenance)
+
+    trojan_paths = paths.trojan_candidates()
+    if trojan_paths:
+        from portatlas.kb.trojans import read_trojans
+        trojan_source = read_source(trojan_paths[0])
+        rows = list(read_trojans(io.BytesIO(trojan_source.data), label=trojan_source.location))
+        data.trojans = rows
+        provenance.append({"kind": "trojans", "location": trojan_source.location, "format": "tsv",
+                           "sha256": trojan_source.sha256, "records": len(rows)})
+
+    from portatlas.kb.nmap_services import find_nmap_services, read_nmap_services
+    nmap_path = find_nmap_services()
+    if nmap_path:
+        try:
+            rows_nmap = list(read_nmap_services(nmap_path))
+        except OSError:
+            rows_nmap = []
+        if rows_nmap:
+            data.nmap = rows_nmap
+            nmap_source = read_source(nmap_path)
+            provenance.append({"kind": "nmap-services", "location": nmap_path, "format": "nmap",
+                               "sha256": nmap_source.sha256, "records": len(rows_nmap)})
+
+    for contribute in CONTRIBUTORS:
+        contribute(data, registry)
+    write_database(db, data)
+    return {"database": str(db), "sources": provenance}

@@ -1,0 +1,39 @@
+"""Optional enrichment: nmap-services open-frequency per port and transport.
+
+Read from Debian's nmap-common install at run time; the file is never copied into the project.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+NMAP_SERVICES_PATHS = ("/usr/share/nmap/nmap-services", "/usr/local/share/nmap/nmap-services")
+
+
+def find_nmap_services() -> str | None:
+    override = os.environ.get("PORTATLAS_NMAP_SERVICES")
+    if override is not None:
+        return override or None
+    for path in NMAP_SERVICES_PATHS:
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_nmap_services(path: str) -> Iterator[tuple[int, str, str, float]]:
+    """Yields (port, transport, nmap's service name, open frequency 0..1)."""
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        for line in stream:
+            if line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) < 3 or "/" not in fields[1]:
+                continue
+            port_text, _, proto = fields[1].partition("/")
+            try:
+                port, freq = int(port_text), float(fields[2])
+            except ValueError:
+                continue
+            if 0 <= port <= 65535 and proto in ("tcp", "udp", "sctp"):
+                yield port, proto, fields[0], freq

@@ -1,0 +1,86 @@
+"""Reading a registry source (file or URL) and recognising its format."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+from portatlas.errors import DataError
+from portatlas.kb.records import Registry
+from portatlas.model import Person
+
+MAX_SOURCE_BYTES = 64 << 20  # the real XML is ~4 MB; anything this big is not a registry
+DOWNLOAD_TIMEOUT = 60.0
+
+
+class Source:
+    """The bytes of one registry source with where they came from."""
+
+    def __init__(self, location: str, data: bytes) -> None:
+        self.location = location
+        self.data = data
+        self.sha256 = hashlib.sha256(data).hexdigest()
+
+    @property
+    def format(self) -> str:
+        head = self.data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head.startswith(b"<"):
+            return "xml"
+        if head.startswith(b"Service Name,"):
+            return "csv"
+        return "services"
+
+
+def read_source(location: str) -> Source:
+    """Read a local path or download an http(s) URL, with size and time limits."""
+    if location.startswith(("http://", "https://")):
+        return Source(location, _download(location))
+    if location.startswith("file://"):
+        location = location[7:]
+    try:
+        size = os.path.getsize(location)
+        if size > MAX_SOURCE_BYTES:
+            raise DataError(f"{location}: {size} bytes is too large for a registry file")
+        with open(location, "rb") as stream:
+            return Source(os.path.abspath(location), stream.read())
+    except FileNotFoundError:
+        raise DataError(f"{location}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{location}: is a directory, not a registry file") from None
+    except PermissionError:
+        raise DataError(f"{location}: permission denied") from None
+    except OSError as exc:
+        raise DataError(f"{location}: cannot read ({exc.strerror or exc})") from None
+
+
+def _download(url: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "portatlas/0.1"})
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
+            data = response.read(MAX_SOURCE_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"{url}: download failed (HTTP {exc.code})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(f"{url}: download failed ({reason}); use --from PATH for a local copy") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise DataError(f"{url}: response too large for a registry file")
+    return data
+
+
+def parse_source(source: Source, people: dict[str, Person] | None = None) -> Registry:
+    """Parse a source in whichever of the three formats it is."""
+    stream = io.BytesIO(source.data)
+    fmt = source.format
+    if fmt == "xml":
+        from portatlas.kb.iana_xml import parse_registry_xml
+        return parse_registry_xml(stream, label=source.location)
+    if fmt == "csv":
+        from portatlas.kb.iana_csv import parse_registry_csv
+        return parse_registry_csv(stream, label=source.location, people=people)
+    from portatlas.kb.etc_services import parse_services_file
+    return parse_services_file(stream, label=source.location)

@@ -1,0 +1,99 @@
+"""Where portatlas keeps its database and where it looks for registry sources.
+
+Database: --db PATH, else $PORTATLAS_DB, else $XDG_DATA_HOME/portatlas/portatlas.sqlite3
+(~/.local/share/portatlas/portatlas.sqlite3).
+
+Registry source search order, used by the first query when there is no database yet and by
+`portatlas data update` without --from (docs/data.md says the same):
+  1. $PORTATLAS_REGISTRY (a path or an http(s) URL)
+  2. <data dir>/sources/service-names-port-numbers.xml, then .csv (files the user put there)
+  3. a reference copy beside this checkout or the working directory:
+     ../shared/data/iana/service-names-port-numbers.xml, then .csv
+  4. /etc/services (the OS's short list; every answer then says it came from there)
+`portatlas data update` with no --from and none of 1-3 present downloads IANA_XML_URL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+IANA_XML_URL = "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.xml"
+IANA_CSV_URL = "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.csv"
+DB_NAME = "portatlas.sqlite3"
+REGISTRY_FILES = ("service-names-port-numbers.xml", "service-names-port-numbers.csv")
+TROJAN_FILE = "trojan-ports.tsv"
+ETC_SERVICES = "/etc/services"
+
+
+def data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "portatlas"
+
+
+def db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("PORTATLAS_DB")
+    if env:
+        return Path(env)
+    return data_dir() / DB_NAME
+
+
+def _shared_dirs() -> list[Path]:
+    """shared/data folders beside this checkout and beside the working directory."""
+    candidates = []
+    checkout = Path(__file__).resolve().parents[2]  # src/portatlas/paths.py -> checkout root
+    for base in (checkout, Path.cwd()):
+        for shared in (base.parent / "shared" / "data", base / "shared" / "data"):
+            if shared not in candidates:
+                candidates.append(shared)
+    return candidates
+
+
+def registry_candidates() -> list[str]:
+    """Registry sources in search order (only the ones that exist, plus the env override)."""
+    found: list[str] = []
+    env = os.environ.get("PORTATLAS_REGISTRY")
+    if env:
+        found.append(env)
+    sources = data_dir() / "sources"
+    for name in REGISTRY_FILES:
+        if (sources / name).is_file():
+            found.append(str(sources / name))
+    for shared in _shared_dirs():
+        for name in REGISTRY_FILES:
+            path = shared / "iana" / name
+            if path.is_file():
+                found.append(str(path))
+    return found
+
+
+def history_candidates() -> list[str]:
+    """Older registry releases (XML) for the change history, oldest first."""
+    found: list[Path] = []
+    env = os.environ.get("PORTATLAS_HISTORY")
+    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
+    dirs.append(data_dir() / "sources" / "history")
+    dirs.extend(shared / "iana" / "history" for shared in _shared_dirs())
+    for folder in dirs:
+        if folder.is_dir():
+            found.extend(sorted(folder.glob("*.xml")))
+            if found:
+                break
+    return [str(p) for p in found]
+
+
+def trojan_candidates() -> list[str]:
+    found: list[str] = []
+    env = os.environ.get("PORTATLAS_TROJANS")
+    if env is not None:
+        return [env] if env else []
+    own = data_dir() / "sources" / TROJAN_FILE
+    if own.is_file():
+        found.append(str(own))
+    for shared in _shared_dirs():
+        path = shared / "trojans" / TROJAN_FILE
+        if path.is_file():
+            found.append(str(path))
+    return found
