@@ -11,11 +11,13 @@ open your own with portatlas.Atlas(db=...) for another database.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from portatlas.atlas import Atlas, PortAnswer, SearchHit, ServiceAnswer
 
 __all__ = ["Atlas", "lookup", "search", "service", "query", "__version__"]

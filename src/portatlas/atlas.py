@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sys
 from bisect import bisect_right
-from pathlib import Path
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from portatlas import paths
 from portatlas.errors import DataError, NotFound
@@ -20,9 +21,9 @@ from portatlas.model import (TRANSPORTS, Entry, RangeClass, group_by_transport, 
 from portatlas.query import Query, parse_port, parse_query, parse_transport
 
 
-def ensure_database(db: Path, notify: Callable[[str], None] | None = None) -> None:
+def ensure_database(db: str, notify: Callable[[str], None] | None = None) -> None:
     """With no database yet, build one from the first source in the search order."""
-    if db.exists():
+    if os.path.exists(db):
         return
     from portatlas.kb.build import build, choose_source
 
@@ -42,7 +43,7 @@ class Atlas:
         self.db_path = paths.db_path(db)
         if autobuild:
             ensure_database(self.db_path, notify)
-        elif not self.db_path.exists():
+        elif not os.path.exists(self.db_path):
             raise DataError(f"no database at {self.db_path}; run 'portatlas data update'")
         self.store = Store(self.db_path)
         self._index: _Index | None = None

@@ -7,10 +7,10 @@ milliseconds that a one-shot `portatlas 57` cannot afford.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any
 
 TRANSPORTS = ("tcp", "udp", "sctp", "dccp")
 

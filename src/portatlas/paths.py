@@ -16,7 +16,10 @@ Registry source search order, used by the first query when there is no database 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 IANA_XML_URL = "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.xml"
 IANA_CSV_URL = "https://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.csv"
@@ -26,22 +29,28 @@ TROJAN_FILE = "trojan-ports.tsv"
 ETC_SERVICES = "/etc/services"
 
 
-def data_dir() -> Path:
+def _data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "portatlas"
+    return os.path.join(base, "portatlas")
 
 
-def db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+def data_dir() -> Path:
+    from pathlib import Path
+
+    return Path(_data_dir())
+
+
+def db_path(explicit: str | os.PathLike[str] | None = None) -> str:
+    """The database file (a str: this runs on every lookup, and pathlib costs milliseconds)."""
     if explicit:
-        return Path(explicit)
-    env = os.environ.get("PORTATLAS_DB")
-    if env:
-        return Path(env)
-    return data_dir() / DB_NAME
+        return os.fspath(explicit)
+    return os.environ.get("PORTATLAS_DB") or os.path.join(_data_dir(), DB_NAME)
 
 
 def _shared_dirs() -> list[Path]:
     """shared/data folders beside this checkout and beside the working directory."""
+    from pathlib import Path
+
     candidates = []
     checkout = Path(__file__).resolve().parents[2]  # src/portatlas/paths.py -> checkout root
     for base in (checkout, Path.cwd()):
@@ -71,6 +80,8 @@ def registry_candidates() -> list[str]:
 
 def history_candidates() -> list[str]:
     """Older registry releases (XML) for the change history, oldest first."""
+    from pathlib import Path
+
     found: list[Path] = []
     env = os.environ.get("PORTATLAS_HISTORY")
     dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []

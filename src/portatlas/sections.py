@@ -9,9 +9,10 @@ The CLI and the web UI both go through `collect`, so a section is written once.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are strings
 if TYPE_CHECKING:
+    from typing import Any
+
     from portatlas.atlas import PortAnswer
 
 # key in the answer -> module; listed in display order

@@ -39,7 +39,7 @@ def _registry_kind(source: Source) -> str:
     return "etc-services" if source.format == "services" else "iana-registry"
 
 
-def build(db: Path, location: str) -> dict:
+def build(db: str | Path, location: str) -> dict:
     """Import `location` (path or URL) plus the optional enrichments into the database at `db`.
 
     Everything is read and validated before anything is written; on error the previous

@@ -25,8 +25,10 @@ def parse_services_file(stream: IO[bytes], *, label: str = "/etc/services") -> R
             raise DataError(f"{label} line {number}: expected 'name port/protocol'")
         port_text, _, proto = fields[1].partition("/")
         proto = proto.lower()
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or proto not in TRANSPORTS:
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not proto.isalpha():
             raise DataError(f"{label} line {number}: bad port/protocol {fields[1]!r}")
+        if proto not in TRANSPORTS:
+            continue  # AppleTalk (ddp) and other non-IP entries some services files carry
         port = int(port_text)
         description = comment.strip()
         aliases = fields[2:]

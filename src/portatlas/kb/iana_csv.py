@@ -36,6 +36,12 @@ def _note_tokens(text: str) -> list:
     last = 0
     for match in _TOKEN.finditer(text):
         token = match.group(1)
+        if token.lower().startswith(("http://", "https://")):
+            # the XML has these as inline URIs; drop the brackets so both read the same
+            pieces.append(text[last:match.start()])
+            pieces.append(token)
+            last = match.end()
+            continue
         if token.upper().startswith("RFC") or not _PERSON_ID.match(token) or "_" not in token:
             continue
         pieces.append(text[last:match.start()])

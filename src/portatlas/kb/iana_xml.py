@@ -37,12 +37,21 @@ class _Parser:
         self._in_assignee = False
         # text pieces of a <note>/<unauthorized>/<description> with inline xrefs kept as tokens
         self._rich: list[Any] | None = None
+        self._pending_text_ref = False
 
     # expat callbacks ---------------------------------------------------------------
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         name = _local(tag)
         depth = len(self._stack)
         self._stack.append(name)
+        if self._rich is not None:
+            # markup inside note/description text: keep the words, turn breaks into newlines
+            self._flush_rich()
+            if name == "xref":
+                self._xref(attrs)
+            elif name in ("br", "paragraph"):
+                self._rich.append("\n")
+            return
         if name == "record" and depth == 1:
             self._record = RawRecord(date=attrs.get("date"), updated=attrs.get("updated"))
         elif name == "person" and self._record is None:
@@ -56,22 +65,36 @@ class _Parser:
                 self._rich = []
         self._text = []
 
+    def _flush_rich(self) -> None:
+        assert self._rich is not None
+        if self._text:
+            self._rich.append("".join(self._text))
+            self._text = []
+
     def end(self, tag: str) -> None:
         name = _local(tag)
         self._stack.pop()
+        record = self._record
+        if self._rich is not None and record is not None:
+            self._flush_rich()
+            if name in ("note", "unauthorized", "description"):
+                setattr(record, name, self._rich)
+                self._rich = None
+            elif name == "paragraph":
+                self._rich.append("\n")
+            return
         text = "".join(self._text)
         self._text = []
-        record = self._record
         if record is not None:
             if name == "record" and len(self._stack) == 1:
                 self.registry.records.append(record)
                 self._record = None
             elif name == "assignee":
                 self._in_assignee = False
-            elif name in ("note", "unauthorized", "description") and self._rich is not None:
-                self._rich.append(text)
-                setattr(record, name, self._rich)
-                self._rich = None
+            elif name == "xref" and self._pending_text_ref:
+                self._pending_text_ref = False
+                if text.strip():
+                    record.xrefs.append(("text", " ".join(text.split()), None))
             elif name == "name":
                 record.name = text.strip()
             elif name == "protocol":
@@ -100,8 +123,6 @@ class _Parser:
         assert record is not None
         if self._rich is not None:
             # inline reference inside note text: keep it as a token, resolved later
-            self._rich.append("".join(self._text))
-            self._text = []
             self._rich.append((kind, data))
             return
         if kind == "person":
@@ -111,6 +132,7 @@ class _Parser:
                 record.contacts.append(data)
         else:
             if kind == "text" and not data:
+                self._pending_text_ref = True  # the reference is the element's text
                 return
             record.xrefs.append((kind, data, attrs.get("section")))
 

@@ -95,7 +95,8 @@ def render_text(value: Any, people: dict[str, Person]) -> str | None:
             else:
                 parts.append(piece)
         text = "".join(parts)
-    text = "\n".join(line.rstrip() for line in text.strip().splitlines())
+    # one line per line of the source, without the XML's indentation or blank lines
+    text = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
     return text or None
 
 
@@ -121,13 +122,15 @@ def reference_from_token(token: str) -> Reference:
     if match:
         return Reference("rfc", f"rfc{int(match.group(1))}")
     lower = token.lower()
+    if token.isdigit():
+        return Reference("note", token)  # a footnote of the registry
     if lower.startswith(("rfc-", "draft-")):
         return Reference("draft", token)
     if lower.startswith(("http://", "https://", "ftp://")):
         return Reference("uri", token)
     if re.fullmatch(r"[A-Za-z0-9_.\-]+", token) and "_" in token:
         return Reference("person", token)
-    return Reference("text", token)
+    return Reference("text", " ".join(token.split()))
 
 
 def build_entries(registry: Registry) -> None:

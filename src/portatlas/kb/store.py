@@ -11,7 +11,10 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 from portatlas.errors import DataError
 from portatlas.model import Entry, Person, Reference
@@ -86,8 +89,11 @@ def _clean_stale_temps(target: Path) -> None:
             continue
 
 
-def write_database(target: Path, data: BuildInput) -> None:
+def write_database(target: str | Path, data: BuildInput) -> None:
     """Build the database beside `target` and atomically rename it into place."""
+    from pathlib import Path
+
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(target)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
@@ -160,7 +166,7 @@ _PREFIXED_COLUMNS = ", ".join("e." + c.strip() for c in ENTRY_COLUMNS.split(",")
 class Store:
     """Read access to a built database."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
         try:
             # immutable=1 would be faster but unsafe while another process replaces the file;
