@@ -1,0 +1,79 @@
+"""Templates, and pages with slots for the parts that differ per request.
+
+A page is rendered once per database build and cached as pieces; per request only the
+slots are filled in (the form token of this client, the live 'on this machine' section).
+Slot markers carry a per-process random nonce and start with '<!--', which escaped data
+can never contain, so nothing from the registry or a user can forge one.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+HERE = Path(__file__).parent
+_NONCE = secrets.token_hex(6)
+_SLOT_RE = re.compile(r"<!--slot:(\w+):" + _NONCE + "-->")
+
+
+def slot(name: str) -> Markup:
+    return Markup(f"<!--slot:{name}:{_NONCE}-->")
+
+
+class Prepared:
+    """A rendered page split at its slots: even items are fixed bytes, odd items slot names."""
+
+    __slots__ = ("pieces", "status")
+
+    def __init__(self, html: str, status: int = 200) -> None:
+        parts = _SLOT_RE.split(html)
+        self.pieces = [p.encode() if i % 2 == 0 else p for i, p in enumerate(parts)]
+        self.status = status
+
+    @property
+    def slots(self) -> list[str]:
+        return self.pieces[1::2]
+
+    def fill(self, values: dict[str, str]) -> bytes:
+        if len(self.pieces) == 1:
+            return self.pieces[0]
+        out = []
+        for i, piece in enumerate(self.pieces):
+            out.append(piece if i % 2 == 0 else values.get(piece, "").encode())
+        return b"".join(out)
+
+
+def _thousands(value: int) -> str:
+    return f"{value:,}"
+
+
+def _percent(value: float) -> str:
+    pct = value * 100
+    if pct >= 1:
+        return f"{pct:.1f}%"
+    if pct >= 0.01:
+        return f"{pct:.2f}%"
+    return f"{pct:.4f}%"
+
+
+def make_env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,  # every template is HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["slot"] = slot
+    env.filters["thousands"] = _thousands
+    env.filters["percent"] = _percent
+    return env
+
+
+def render(env: jinja2.Environment, template: str, context: dict[str, Any]) -> str:
+    return env.get_template(template).render(context)
