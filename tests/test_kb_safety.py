@@ -204,3 +204,15 @@ def test_fallback_to_etc_services_is_labelled(tmp_path):
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "fallback" in result.stdout and "/etc/services" in result.stdout
+
+
+def test_update_without_from_uses_portatlas_registry(tmp_path, shared_data):
+    db = tmp_path / "kb.sqlite3"
+    env = dict(os.environ, PORTATLAS_REGISTRY=str(IANA_CSV))
+    result = subprocess.run([sys.executable, "-m", "portatlas", "data", "update", "--db", str(db),
+                             "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    (registry,) = [s for s in json.loads(result.stdout)["sources"] if s["kind"] == "iana-registry"]
+    assert registry["format"] == "csv" and registry["records"] == 14474

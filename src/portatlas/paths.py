@@ -10,7 +10,7 @@ Registry source search order, used by the first query when there is no database 
   3. a reference copy beside this checkout or the working directory:
      ../shared/data/iana/service-names-port-numbers.xml, then .csv
   4. /etc/services (the OS's short list; every answer then says it came from there)
-`portatlas data update` with no --from and none of 1-3 present downloads IANA_XML_URL.
+`portatlas data update` with no --from uses $PORTATLAS_REGISTRY, else downloads IANA_XML_URL.
 """
 
 from __future__ import annotations

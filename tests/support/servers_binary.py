@@ -1,24 +1,24 @@
 """Real servers for the binary and UDP protocol tests, started inside a network namespace.
 
-Every function has the same shape, so tests and benchmarks/bench_identify.py can use them
-interchangeably:
+The functions follow the convention of support.servers_text (helper 5a's file), so tests and
+benchmarks/bench_identify.py can loop over both sets alike:
 
-    start_<name>(ns: Netns, port: int, tmp: Path) -> None
+    start_<name>(ns: Netns, tmp: Path, ports=(standard, unexpected)) -> Service
 
-It writes the server's configuration under `tmp` (a fresh directory the caller owns), starts
-the Debian-packaged daemon in the foreground inside `ns` (ns.popen, so Netns.close() ends it),
-listening on every address of the namespace on `port`, and returns once the server answers
-(or raises TimeoutError). Nothing is started on the host.
+Each writes the server's configuration under `tmp` (a fresh directory the caller owns), starts
+the Debian-packaged daemon in the foreground inside `ns` (ns.popen, so Netns.close() ends it)
+listening on every address of the namespace on each port, and returns once every port answers
+(TimeoutError otherwise). The returned Service carries the truth the identification must find.
+Nothing is started on the host.
 
-    start_postgresql  postgres (trust authentication, no TLS)          TCP
-    start_mosquitto   mosquitto (anonymous clients allowed)             TCP
-    start_dnsmasq     dnsmasq as a DNS server only                      UDP and TCP
-    start_chrony      chronyd serving its local clock (never sets it)   UDP
-    start_snmpd       snmpd with rocommunity public                     UDP
-    start_memcached   memcached with UDP enabled                        UDP and TCP
+    start_postgresql  postgres, one per port (trust authentication, no TLS)   TCP  5432, 103
+    start_mosquitto   mosquitto (anonymous clients allowed)                    TCP  1883, 8080
+    start_dnsmasq     dnsmasq as a DNS server only, one per port               UDP+TCP 53, 5353
+    start_chrony      chronyd serving its local clock (never sets it), one per port  UDP 123, 4123
+    start_snmpd       snmpd with rocommunity public                            UDP  161, 1161
 
-SERVERS maps a short name to (function, transports) for loops in tests and benchmarks.
-The Debian packages are listed in .ci/apt/identify-binary.txt.
+memcached (UDP as well as TCP) is started by support.servers_text.start_memcached(udp_port=...).
+SERVERS maps a short name to its start function. Debian packages: .ci/apt/identify-binary.txt.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from support.netns import Netns
+from support.servers_text import Service
 
 PG_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -50,36 +50,56 @@ def _give_to(path: Path, user: str) -> None:
             os.chmod(parent, mode | 0o011)
 
 
-def _wait_for_udp(ns: Netns, port: int, payload: bytes, timeout: float = 15) -> None:
-    """Block until something inside `ns` answers `payload` on UDP `port` of 127.0.0.1."""
+def _wait_for_udp(ns: Netns, probes: Sequence[tuple[int, bytes]], timeout: float = 15) -> None:
+    """Block until something inside `ns` answers each (port, payload) on UDP at 127.0.0.1."""
     code = (
         "import socket,sys,time\n"
         f"end=time.monotonic()+{timeout}\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(0.2)\n"
-        "while time.monotonic()<end:\n"
-        "    try:\n"
-        f"        s.sendto({payload!r},('127.0.0.1',{port})); s.recvfrom(4096); sys.exit(0)\n"
-        "    except OSError: time.sleep(0.05)\n"
-        "sys.exit(1)\n"
+        f"for port,payload in {list(probes)!r}:\n"
+        "    while True:\n"
+        "        try:\n"
+        "            s.sendto(payload,('127.0.0.1',port)); s.recvfrom(4096); break\n"
+        "        except OSError:\n"
+        "            if time.monotonic()>end: sys.exit('udp port %d never answered' % port)\n"
+        "            time.sleep(0.05)\n"
     )
     result = ns.run([sys.executable, "-c", code], check=False, timeout=timeout + 5)
     if result.returncode != 0:
-        raise TimeoutError(f"nothing answered on udp 127.0.0.1:{port} in netns {ns.name}")
+        raise TimeoutError(f"netns {ns.name}: {result.stderr.strip()}")
 
 
-def _check_alive(proc: subprocess.Popen, what: str, log: Path | None = None) -> None:
-    if proc.poll() is not None:
-        detail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-        raise RuntimeError(f"{what} exited with status {proc.returncode}: {detail}")
+def _wait_for_tcp(ns: Netns, ports: Sequence[int], timeout: float = 20) -> None:
+    for port in ports:
+        ns.wait_for_tcp(port, timeout=timeout)
+
+
+def _started(procs: Sequence[tuple[subprocess.Popen, str, Path]], wait: Callable[[], None]) -> None:
+    """Run `wait`; if it times out, report a daemon that died (with its log) instead."""
+    try:
+        wait()
+    except TimeoutError:
+        for proc, what, log in procs:
+            if proc.poll() is not None:
+                detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(f"{what} exited with status {proc.returncode}: {detail}")
+        raise
+
+
+def _fresh(tmp: Path) -> Path:
+    tmp = Path(tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
 
 
 # ---- PostgreSQL -----------------------------------------------------------------------------
 
 _PG_TEMPLATE: Path | None = None
+PG_VERSION_FILE = "PG_VERSION"
 
 
 def _pg_bin(tool: str) -> str:
-    for directory in PG_BIN_CANDIDATES:
+    for directory in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (directory / tool).exists():
             return str(directory / tool)
     found = shutil.which(tool)
@@ -89,10 +109,10 @@ def _pg_bin(tool: str) -> str:
 
 
 def _pg_template(tmp: Path) -> Path:
-    """initdb once per process (it takes seconds) and copy the cluster for each server."""
+    """initdb once per process and copy the cluster for each server."""
     global _PG_TEMPLATE
     if _PG_TEMPLATE is None or not _PG_TEMPLATE.exists():
-        base = Path(tmp).parent / f"pa-pg-template-{os.getpid()}"
+        base = tmp.parent / f"pa-pg-template-{os.getpid()}"
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
         _give_to(base, "postgres")
@@ -107,74 +127,71 @@ def _pg_template(tmp: Path) -> Path:
     return _PG_TEMPLATE
 
 
-def start_postgresql(ns: Netns, port: int, tmp: Path) -> None:
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    data = tmp / "pgdata"
-    shutil.copytree(_pg_template(tmp), data, symlinks=True)
-    entry = pwd.getpwnam("postgres")
-    for path in [data, *data.rglob("*")]:
-        os.lchown(path, entry.pw_uid, entry.pw_gid)
-    os.chmod(data, 0o700)
+def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103)) -> Service:
+    """One postgres per port (a cluster listens on a single port), as the postgres user."""
+    tmp = _fresh(tmp)
     _give_to(tmp, "postgres")
-    log = tmp / "postgres.log"
-    proc = ns.popen(["runuser", "-u", "postgres", "--", _pg_bin("postgres"), "-D", str(data),
-                     "-p", str(port), "-k", str(tmp), "-c", "listen_addresses=*",
-                     "-c", "fsync=off", "-c", "logging_collector=off"],
-                    stderr=open(log, "wb"))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            ns.wait_for_tcp(port, timeout=2)
-            return
-        except TimeoutError:
-            _check_alive(proc, "postgres", log)
-            if time.monotonic() > deadline:
-                raise
+    entry = pwd.getpwnam("postgres")
+    procs = []
+    for port in ports:
+        data = tmp / f"pgdata-{port}"
+        shutil.copytree(_pg_template(tmp), data, symlinks=True)
+        for path in [data, *data.rglob("*")]:
+            os.lchown(path, entry.pw_uid, entry.pw_gid)
+        os.chmod(data, 0o700)
+        log = tmp / f"postgres-{port}.log"
+        proc = ns.popen(["runuser", "-u", "postgres", "--", _pg_bin("postgres"), "-D", str(data),
+                         "-p", str(port), "-k", str(tmp), "-c", "listen_addresses=*",
+                         "-c", "fsync=off", "-c", "logging_collector=off"],
+                        stderr=open(log, "wb"))
+        procs.append((proc, "postgres", log))
+    _started(procs, lambda: _wait_for_tcp(ns, ports, timeout=30))
+    major = (_pg_template(tmp) / PG_VERSION_FILE).read_text().strip()
+    return Service("postgresql", "postgresql", "PostgreSQL", {p: "tcp" for p in ports},
+                   facts={"major": major})
 
 
 # ---- Mosquitto ------------------------------------------------------------------------------
 
-def start_mosquitto(ns: Netns, port: int, tmp: Path) -> None:
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
+def start_mosquitto(ns: Netns, tmp: Path, ports: Sequence[int] = (1883, 8080)) -> Service:
+    tmp = _fresh(tmp)
     conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port}\nallow_anonymous true\npersistence false\n"
-                    "log_dest stderr\nuser mosquitto\n")
+    conf.write_text("".join(f"listener {port}\n" for port in ports)
+                    + "allow_anonymous true\npersistence false\nlog_dest stderr\nuser mosquitto\n")
     _give_to(tmp, "mosquitto")
     log = tmp / "mosquitto.log"
     proc = ns.popen(["mosquitto", "-c", str(conf)], stderr=open(log, "wb"))
-    try:
-        ns.wait_for_tcp(port)
-    except TimeoutError:
-        _check_alive(proc, "mosquitto", log)
-        raise
+    _started([(proc, "mosquitto", log)], lambda: _wait_for_tcp(ns, ports))
+    return Service("mosquitto", "mqtt", "Mosquitto", {p: "tcp" for p in ports})
 
 
 # ---- dnsmasq --------------------------------------------------------------------------------
 
-def _dns_query_version_bind() -> bytes:
-    return (struct.pack(">HHHHHH", 0x5053, 0, 1, 0, 0, 0)
-            + b"\x07version\x04bind\x00\x00\x10\x00\x03")
+DNS_VERSION_BIND = bytes.fromhex("50530000000100000000000007") + b"version\x04bind\x00\x00\x10\x00\x03"
 
 
-def start_dnsmasq(ns: Netns, port: int, tmp: Path) -> None:
-    """A DNS server only (no DHCP), answering from a tiny hosts file of its own."""
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
+def start_dnsmasq(ns: Netns, tmp: Path, ports: Sequence[int] = (53, 5353)) -> Service:
+    """dnsmasq as a DNS server only (no DHCP), one per port, answering from a tiny hosts file.
+    Every port serves UDP and TCP; Service.ports lists UDP, facts['tcp_ports'] the same ports."""
+    tmp = _fresh(tmp)
     hosts = tmp / "hosts"
     hosts.write_text("198.18.0.53 ns.portatlas.test\n")
-    log = tmp / "dnsmasq.log"
-    proc = ns.popen(["dnsmasq", "-k", f"--port={port}", "--no-resolv", "--no-hosts",
-                     f"--addn-hosts={hosts}", "--conf-file=/dev/null", "--pid-file=",
-                     "--user=nobody", "--group=nogroup", "--log-facility=-"],
-                    stderr=open(log, "wb"))
-    try:
-        _wait_for_udp(ns, port, _dns_query_version_bind())
-        ns.wait_for_tcp(port)
-    except TimeoutError:
-        _check_alive(proc, "dnsmasq", log)
-        raise
+    procs = []
+    for port in ports:
+        log = tmp / f"dnsmasq-{port}.log"
+        proc = ns.popen(["dnsmasq", "-k", f"--port={port}", "--no-resolv", "--no-hosts",
+                         f"--addn-hosts={hosts}", "--conf-file=/dev/null", "--pid-file=",
+                         "--user=nobody", "--group=nogroup", "--log-facility=-"],
+                        stderr=open(log, "wb"))
+        procs.append((proc, "dnsmasq", log))
+
+    def wait() -> None:
+        _wait_for_udp(ns, [(port, DNS_VERSION_BIND) for port in ports])
+        _wait_for_tcp(ns, ports)
+
+    _started(procs, wait)
+    return Service("dnsmasq", "dns", "dnsmasq", {p: "udp" for p in ports},
+                   facts={"tcp_ports": tuple(ports)})
 
 
 # ---- chrony ---------------------------------------------------------------------------------
@@ -182,23 +199,22 @@ def start_dnsmasq(ns: Netns, port: int, tmp: Path) -> None:
 NTP_CLIENT_REQUEST = b"\x23" + b"\x00" * 39 + b"portatls"
 
 
-def start_chrony(ns: Netns, port: int, tmp: Path) -> None:
-    """chronyd serving its local clock at stratum 10. -x: it never touches the clock (the
-    namespace shares the host's clock)."""
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    conf = tmp / "chrony.conf"
-    conf.write_text(f"port {port}\ncmdport 0\nallow all\nlocal stratum 10\n"
-                    f"pidfile {tmp / 'chronyd.pid'}\ndriftfile {tmp / 'chrony.drift'}\n")
+def start_chrony(ns: Netns, tmp: Path, ports: Sequence[int] = (123, 4123)) -> Service:
+    """chronyd serving its local clock at stratum 10, one per port. -x: it never touches the
+    clock, which the namespace shares with the host."""
+    tmp = _fresh(tmp)
     _give_to(tmp, "_chrony")
-    log = tmp / "chronyd.log"
-    proc = ns.popen(["chronyd", "-d", "-x", "-u", "_chrony", "-f", str(conf)],
-                    stderr=open(log, "wb"))
-    try:
-        _wait_for_udp(ns, port, NTP_CLIENT_REQUEST)
-    except TimeoutError:
-        _check_alive(proc, "chronyd", log)
-        raise
+    procs = []
+    for port in ports:
+        conf = tmp / f"chrony-{port}.conf"
+        conf.write_text(f"port {port}\ncmdport 0\nallow all\nlocal stratum 10\n"
+                        f"pidfile {tmp / f'chronyd-{port}.pid'}\n")
+        log = tmp / f"chronyd-{port}.log"
+        proc = ns.popen(["chronyd", "-d", "-x", "-u", "_chrony", "-f", str(conf)],
+                        stderr=open(log, "wb"))
+        procs.append((proc, "chronyd", log))
+    _started(procs, lambda: _wait_for_udp(ns, [(p, NTP_CLIENT_REQUEST) for p in ports]))
+    return Service("chrony", "ntp", "chrony", {p: "udp" for p in ports})
 
 
 # ---- snmpd ----------------------------------------------------------------------------------
@@ -208,47 +224,27 @@ SNMP_V3_DISCOVERY = bytes.fromhex(
     "301204000400a00c020237f00201000201003000")
 
 
-def start_snmpd(ns: Netns, port: int, tmp: Path) -> None:
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
+def start_snmpd(ns: Netns, tmp: Path, ports: Sequence[int] = (161, 1161)) -> Service:
+    tmp = _fresh(tmp)
     conf = tmp / "snmpd.conf"
     conf.write_text("rocommunity public default\nrocommunity6 public default\n"
                     "sysLocation portatlas test namespace\nsysContact nobody@portatlas.test\n")
     _give_to(tmp, "Debian-snmp")
-    env = dict(os.environ, SNMP_PERSISTENT_DIR=str(tmp / "persist"), MIBS="", MIBDIRS="/nonexistent")
+    env = dict(os.environ, SNMP_PERSISTENT_DIR=str(tmp / "persist"), MIBS="",
+               MIBDIRS="/nonexistent")
     log = tmp / "snmpd.log"
+    listen = ",".join(f"udp:{p},udp6:{p}" for p in ports)
     proc = ns.popen(["snmpd", "-f", "-C", "-c", str(conf), "-Lf", str(log), "-u", "Debian-snmp",
-                     "-g", "Debian-snmp", f"udp:{port}", f"udp6:{port}"],
-                    env=env)
-    try:
-        _wait_for_udp(ns, port, SNMP_V3_DISCOVERY)
-    except TimeoutError:
-        _check_alive(proc, "snmpd", log)
-        raise
+                     "-g", "Debian-snmp", listen], env=env)
+    _started([(proc, "snmpd", log)],
+             lambda: _wait_for_udp(ns, [(p, SNMP_V3_DISCOVERY) for p in ports]))
+    return Service("snmpd", "snmp", "Net-SNMP", {p: "udp" for p in ports})
 
 
-# ---- memcached ------------------------------------------------------------------------------
-
-def start_memcached(ns: Netns, port: int, tmp: Path) -> None:
-    """memcached on `port` over TCP and UDP (UDP is off by default since 1.5.6)."""
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    log = tmp / "memcached.log"
-    proc = ns.popen(["memcached", "-u", "memcache", "-m", "16", "-p", str(port), "-U", str(port),
-                     "-l", "0.0.0.0,::"], stderr=open(log, "wb"))
-    try:
-        ns.wait_for_tcp(port)
-        _wait_for_udp(ns, port, b"\x00\x01\x00\x00\x00\x01\x00\x00version\r\n")
-    except TimeoutError:
-        _check_alive(proc, "memcached", log)
-        raise
-
-
-SERVERS: dict[str, tuple[Callable[[Netns, int, Path], None], tuple[str, ...]]] = {
-    "postgresql": (start_postgresql, ("tcp",)),
-    "mosquitto": (start_mosquitto, ("tcp",)),
-    "dnsmasq": (start_dnsmasq, ("udp", "tcp")),
-    "chrony": (start_chrony, ("udp",)),
-    "snmpd": (start_snmpd, ("udp",)),
-    "memcached": (start_memcached, ("udp", "tcp")),
+SERVERS: dict[str, Callable[..., Service]] = {
+    "postgresql": start_postgresql,
+    "mosquitto": start_mosquitto,
+    "dnsmasq": start_dnsmasq,
+    "chrony": start_chrony,
+    "snmpd": start_snmpd,
 }

@@ -33,8 +33,8 @@ def update(argv: list[str]) -> int:
     p = parser("portatlas data update", "Rebuild the database from IANA's registry (XML or CSV), "
                "a local file, or /etc/services. The old database stays until the new one is complete.")
     p.add_argument("--from", dest="source", metavar="PATH|URL",
-                   help="registry file or URL (default: first local copy in the search order, "
-                        "else IANA's official XML URL)")
+                   help="registry file or URL (default: $PORTATLAS_REGISTRY, else IANA's "
+                        "official XML URL)")
     args = p.parse_args(argv)
     from portatlas import paths
     from portatlas.kb.build import build, choose_default_update_source

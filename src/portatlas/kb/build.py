@@ -30,9 +30,9 @@ def choose_source(explicit: str | None = None) -> str:
 
 
 def choose_default_update_source() -> str:
-    """`data update` without --from: a local copy in the search order, else IANA's URL."""
-    candidates = paths.registry_candidates()
-    return candidates[0] if candidates else paths.IANA_XML_URL
+    """`data update` without --from: $PORTATLAS_REGISTRY if set, else IANA's official XML URL
+    (an update means "get the current registry", not "reload the copy I already have")."""
+    return os.environ.get("PORTATLAS_REGISTRY") or paths.IANA_XML_URL
 
 
 def _registry_kind(source: Source) -> str:
