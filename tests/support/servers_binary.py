@@ -17,7 +17,7 @@ Nothing is started on the host.
     start_chrony      chronyd serving its local clock (never sets it), one per port  UDP 123, 4123
     start_snmpd       snmpd with rocommunity public                            UDP  161, 1161
 
-memcached (UDP as well as TCP) is started by support.servers_text.start_memcached(udp_port=...).
+    start_memcached_udp  memcached with UDP switched on                    UDP(+TCP) 11211, 11311
 SERVERS maps a short name to its start function. Debian packages: .ci/apt/identify-binary.txt.
 """
 
@@ -34,8 +34,6 @@ from typing import Callable, Sequence
 
 from support.netns import Netns
 from support.servers_text import Service
-
-PG_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
 
 def _give_to(path: Path, user: str) -> None:
@@ -132,6 +130,9 @@ def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103)) -
     tmp = _fresh(tmp)
     _give_to(tmp, "postgres")
     entry = pwd.getpwnam("postgres")
+    if min(ports) < 1024:
+        # postgres never runs as root; let it bind low ports in this namespace only
+        ns.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0"])
     procs = []
     for port in ports:
         data = tmp / f"pgdata-{port}"
@@ -219,9 +220,10 @@ def start_chrony(ns: Netns, tmp: Path, ports: Sequence[int] = (123, 4123)) -> Se
 
 # ---- snmpd ----------------------------------------------------------------------------------
 
-SNMP_V3_DISCOVERY = bytes.fromhex(
-    "303a020103300f02024a69020300ffe30401040201030410300e0400020100020100040004000400"
-    "301204000400a00c020237f00201000201003000")
+def _snmp_v3_discovery() -> bytes:
+    from portatlas.identify.protocols.snmp import build_v3_discovery
+
+    return build_v3_discovery(0x5041, 0x5054)
 
 
 def start_snmpd(ns: Netns, tmp: Path, ports: Sequence[int] = (161, 1161)) -> Service:
@@ -237,8 +239,26 @@ def start_snmpd(ns: Netns, tmp: Path, ports: Sequence[int] = (161, 1161)) -> Ser
     proc = ns.popen(["snmpd", "-f", "-C", "-c", str(conf), "-Lf", str(log), "-u", "Debian-snmp",
                      "-g", "Debian-snmp", listen], env=env)
     _started([(proc, "snmpd", log)],
-             lambda: _wait_for_udp(ns, [(p, SNMP_V3_DISCOVERY) for p in ports]))
+             lambda: _wait_for_udp(ns, [(p, _snmp_v3_discovery()) for p in ports]))
     return Service("snmpd", "snmp", "Net-SNMP", {p: "udp" for p in ports})
+
+
+# ---- memcached over UDP ---------------------------------------------------------------------
+
+MEMCACHED_UDP_VERSION = b"\x50\x41\x00\x00\x00\x01\x00\x00version\r\n"
+
+
+def start_memcached_udp(ns: Netns, tmp: Path, ports: Sequence[int] = (11211, 11311)) -> Service:
+    """memcached answering UDP (and TCP) on every port. With -l ADDR:PORT, memcached binds its
+    UDP sockets to the -l ports; -U only has to be non-zero to switch UDP on."""
+    tmp = _fresh(tmp)
+    listen = ",".join(f"0.0.0.0:{p}" for p in ports)
+    log = tmp / "memcached.log"
+    proc = ns.popen(["memcached", "-u", "memcache", "-m", "16", "-c", "64", "-l", listen,
+                     "-U", str(ports[0])], stderr=open(log, "wb"))
+    _started([(proc, "memcached", log)],
+             lambda: _wait_for_udp(ns, [(p, MEMCACHED_UDP_VERSION) for p in ports]))
+    return Service("memcached-udp", "memcached", "memcached", {p: "udp" for p in ports})
 
 
 SERVERS: dict[str, Callable[..., Service]] = {
@@ -247,4 +267,5 @@ SERVERS: dict[str, Callable[..., Service]] = {
     "dnsmasq": start_dnsmasq,
     "chrony": start_chrony,
     "snmpd": start_snmpd,
+    "memcached-udp": start_memcached_udp,
 }

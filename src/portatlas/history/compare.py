@@ -17,7 +17,9 @@ Anything still unpaired was added (only in the newer release) or removed (only i
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+TYPE_CHECKING = False  # typing is not imported on the lookup path
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 # positions in a history record tuple
 SERVICE, PORT_LO, PORT_HI, TRANSPORT, DESCRIPTION, STATUS, ASSIGNEE, CONTACT, REGISTERED, \
@@ -51,6 +53,15 @@ def decode_refs(text: str | None) -> list[tuple[str, str, str | None]]:
         kind, value, section = item.split(_US)
         out.append((kind, value, section or None))
     return out
+
+
+def ref_labels(encoded: object) -> list[str]:
+    """Readable labels ("RFC 793, section 3") of encoded references, people left out."""
+    from portatlas.model import Reference
+
+    if not isinstance(encoded, str):
+        return []
+    return [Reference(k, v, s).label for k, v, s in decode_refs(encoded) if k != "person"]
 
 
 def from_entry(entry) -> Record | None:

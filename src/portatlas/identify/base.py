@@ -12,9 +12,20 @@ The conversation, for one connection:
           Send(x)       -> driver sends x, keeps reading
           Wait()        -> driver keeps reading (until the probe's read budget or timeout)
           StartTLS()    -> driver wraps the socket in TLS, then calls probe.tls_ready(info)
-          Verdict(...)  -> done: this is (or is not) the protocol
+                           (or probe.tls_failed(reason) when the handshake fails)
+          IdentifyInside(v) -> (TLS probe only) identify what speaks inside the TLS layer;
+                           v is the answer when nothing inside is recognised
+          Verdict(...)  -> done: this is the protocol (confidence < TENTATIVE: the driver
+                           keeps it but goes on looking for a surer answer)
           NoMatch()     -> done: not this protocol
-    on timeout/close:  step = probe.finish(all_bytes_so_far)  # last chance to decide
+    on timeout/close/read budget:  step = probe.finish(all_bytes_so_far)  # last chance
+
+Rules the driver follows (docs/identify.md has the full story):
+ - a server-first probe (server_first=True, start() -> Wait) is only run when bytes were seen:
+   the driver first feeds the passive banner to every server-first probe in memory; those
+   answering NoMatch are dropped without a connection. `claims_banner` only orders them.
+ - client-first probes each get a fresh connection (the silent banner connection is reused
+   by the first one); for UDP every datagram is fed on its own (not concatenated).
 """
 
 from __future__ import annotations
@@ -28,6 +39,16 @@ UNIDENTIFIED = "open-unidentified"
 CLOSED = "closed"
 FILTERED = "filtered"
 ERROR = "error"
+INCOMPLETE = "incomplete"  # a deadline or Ctrl-C arrived before the port was decided
+
+# verdicts below this confidence are tentative: the driver keeps looking for a surer one
+TENTATIVE = 0.8
+
+# protocol -> conventional service name when spoken over implicit TLS
+TLS_NAMES = {"http": "https", "imap": "imaps", "pop3": "pop3s", "smtp": "smtps", "ftp": "ftps",
+             "ldap": "ldaps", "irc": "ircs", "xmpp": "xmpps", "telnet": "telnets",
+             "nntp": "nntps", "sip": "sips", "mqtt": "secure-mqtt", "amqp": "amqps",
+             "rtsp": "rtsps", "redis": "rediss"}
 
 
 @dataclass
@@ -42,11 +63,28 @@ class Verdict:
     evidence: str = ""       # short, safely escaped excerpt of what was received
     outcome: str = IDENTIFIED
     tls: dict[str, Any] | None = None  # certificate/version/cipher when TLS was spoken
+    # filled in by the driver (probes leave these alone)
+    host: str | None = None
+    port: int | None = None
+    transport: str = "tcp"
+    reason: str = ""                   # why this outcome, in a few words
+    registered: list[str] = field(default_factory=list)  # registry service names of the port
+    elapsed: float = 0.0               # seconds spent on this port
+
+    @property
+    def service(self) -> str | None:
+        """The conventional name: 'https' for HTTP over implicit TLS, else the protocol."""
+        if self.protocol and self.tls and not self.tls.get("starttls"):
+            return TLS_NAMES.get(self.protocol, self.protocol)
+        return self.protocol
 
     def to_dict(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "protocol": self.protocol, "product": self.product,
-                "version": self.version, "confidence": round(self.confidence, 2),
-                "extra": self.extra, "tls": self.tls, "evidence": self.evidence}
+        return {"host": self.host, "port": self.port, "transport": self.transport,
+                "outcome": self.outcome, "protocol": self.protocol, "service": self.service,
+                "product": self.product, "version": self.version,
+                "confidence": round(self.confidence, 2), "extra": self.extra, "tls": self.tls,
+                "evidence": self.evidence, "reason": self.reason,
+                "registered": list(self.registered), "elapsed": round(self.elapsed, 3)}
 
 
 @dataclass
@@ -72,7 +110,15 @@ class StartTLS:
     alpn: tuple[str, ...] = ()
 
 
-Step = Send | Wait | NoMatch | StartTLS | Verdict
+@dataclass
+class IdentifyInside:
+    """After an implicit-TLS handshake: identify the protocol spoken inside. `fallback` is the
+    answer when nothing inside is recognised (protocol 'tls')."""
+
+    fallback: Verdict
+
+
+Step = Send | Wait | NoMatch | StartTLS | IdentifyInside | Verdict
 
 
 @dataclass
@@ -83,6 +129,7 @@ class ProbeContext:
     server_name: str | None = None  # for SNI and Host headers
     in_tls: bool = False            # the connection is already TLS-wrapped
     registered: tuple[str, ...] = ()  # service names the registry gives this port
+    tls: dict[str, Any] | None = None  # handshake facts when in_tls (version, alpn, cert...)
 
 
 class Probe:
@@ -120,6 +167,10 @@ class Probe:
     def tls_ready(self, info: dict[str, Any]) -> Step:
         """Called after StartTLS succeeded; `info` is the TLS facts (version, cipher, cert)."""
         return NoMatch("probe does not continue after TLS")
+
+    def tls_failed(self, reason: str) -> Step:
+        """Called when the handshake after StartTLS failed; by default decide without TLS."""
+        return self.finish(b"")
 
     @classmethod
     def claims_banner(cls, banner: bytes) -> bool:

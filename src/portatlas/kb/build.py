@@ -76,7 +76,14 @@ def build(db: str | Path, location: str) -> dict:
             provenance.append({"kind": "nmap-services", "location": nmap_path, "format": "nmap",
                                "sha256": nmap_source.sha256, "records": len(rows_nmap)})
 
+    data.target = db  # contributors may reuse work stored in the database being replaced
     for contribute in CONTRIBUTORS:
         contribute(data, registry)
     write_database(db, data)
     return {"database": str(db), "sources": provenance}
+
+
+# Registry history and curated notes (src/portatlas/history/, docs/history.md).
+from portatlas.history.contributor import contribute as _history_contributor  # noqa: E402
+
+CONTRIBUTORS.append(_history_contributor)

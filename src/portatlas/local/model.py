@@ -1,4 +1,4 @@
-"""What a look at this machine's sockets yields: sockets, the processes holding them, notices.
+"""What a look at this machine's sockets yields: sockets, the processes holding them, warnings.
 
 Plain classes with __slots__ (not dataclasses): the "here" section of every `portatlas PORT`
 imports this module, and dataclasses would cost milliseconds of start-up.
@@ -6,7 +6,11 @@ imports this module, and dataclasses would cost milliseconds of start-up.
 
 from __future__ import annotations
 
-from typing import Any
+# typing is not imported at run time: this module is on the path of every port lookup, and
+# importing typing costs about 2.5 ms there. Annotations are strings (PEP 563).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Socket states, named as `ss` names them so the output reads the same.
 LISTEN = "LISTEN"
@@ -80,7 +84,7 @@ class Socket:
                  "remote_port", "interface", "v6only", "inode", "uid", "holders", "services",
                  "flags", "expected_program")
 
-    def __init__(self, transport: str, family: str, address: str, port: int, state: str, *,
+    def __init__(self, transport: str, family: str, address: str, port: int, state: str,
                  remote_address: str | None = None, remote_port: int | None = None,
                  interface: str | None = None, v6only: bool | None = None,
                  inode: int | None = None, uid: int | None = None) -> None:
@@ -204,36 +208,35 @@ class Notice:
 class Snapshot:
     """The sockets of one moment, the processes behind them, and what could not be seen."""
 
-    __slots__ = ("sockets", "processes", "notices", "backend", "privileged", "taken_at",
-                 "classified")
+    __slots__ = ("sockets", "processes", "warnings", "backend", "privileged", "taken_at",
+                 "classified", "_process_dicts")
 
     def __init__(self, sockets: list[Socket], processes: dict[int, Process], *,
-                 notices: list[Notice] | None = None, backend: str = "",
+                 warnings: list[Notice] | None = None, backend: str = "",
                  privileged: bool = False, taken_at: float = 0.0) -> None:
         self.sockets = sockets
         self.processes = processes
-        self.notices = notices or []
+        self.warnings = warnings or []
         self.backend = backend
         self.privileged = privileged
         self.taken_at = taken_at
         self.classified = False
+        self._process_dicts: dict[int, dict[str, Any]] = {}
 
     def holders_of(self, sock: Socket) -> list[tuple[Holder, Process | None]]:
         return [(h, self.processes.get(h.pid)) for h in sock.holders]
 
     def socket_dict(self, sock: Socket) -> dict[str, Any]:
-        """One socket as JSON-ready data (the schema is in docs/local.md)."""
-        processes = []
-        for holder in sock.holders:
-            proc = self.processes.get(holder.pid)
-            if proc is None:
-                processes.append(Process(holder.pid).to_dict(holder.fd))
-            else:
-                processes.append(proc.to_dict(holder.fd))
+        """One socket as JSON-ready data (the schema is in docs/local.md). `processes` comes
+        last: the JSON writer of the CLI relies on that to encode shared process details once."""
+        processes = [{"pid": h.pid, "fd": h.fd, **self.socket_process_dict(h.pid)}
+                     for h in sock.holders]
+        family = sock.family
+        address = sock.address
         out = {
             "transport": sock.transport,
-            "family": sock.family,
-            "address": sock.address,
+            "family": family,
+            "address": address,
             "port": sock.port,
             "interface": sock.interface,
             "stack": sock.stack,
@@ -241,24 +244,33 @@ class Snapshot:
             "state": sock.state,
             "remote_address": sock.remote_address,
             "remote_port": sock.remote_port,
-            "exposure": sock.exposure,
+            "exposure": exposure_of(address, sock.interface),
             "inode": sock.inode,
             "uid": sock.uid,
             "user": user_name(sock.uid),
-            "processes": processes,
         }
         if self.classified:
             out["services"] = sock.services
             out["expected_program"] = sock.expected_program
             out["flags"] = [{"flag": code, "text": text} for code, text in sock.flags]
+        out["processes"] = processes
         return out
+
+    def socket_process_dict(self, pid: int) -> dict[str, Any]:
+        """A holder's details as they appear in a socket's `processes` (without pid and fd)."""
+        base = self._process_dicts.get(pid)
+        if base is None:
+            base = (self.processes.get(pid) or Process(pid)).to_dict()
+            del base["pid"], base["fd"]
+            self._process_dicts[pid] = base
+        return base
 
     def filter(self, keep) -> "Snapshot":
         """A snapshot with only the sockets for which keep(socket, snapshot) is true."""
         sockets = [s for s in self.sockets if keep(s, self)]
         pids = {h.pid for s in sockets for h in s.holders}
         snap = Snapshot(sockets, {p: v for p, v in self.processes.items() if p in pids},
-                        notices=self.notices, backend=self.backend, privileged=self.privileged,
+                        warnings=self.warnings, backend=self.backend, privileged=self.privileged,
                         taken_at=self.taken_at)
         snap.classified = self.classified
         return snap

@@ -40,7 +40,7 @@ class WebConfig:
                  page_cache_size: int = 2048,
                  live_ttl: float = 2.0,
                  reload_interval: float = 2.0) -> None:
-        self.db_path = paths.db_path(db)
+        self.db_path = Path(paths.db_path(db))
         self.feedback_db = feedback_db_path(feedback_db)
         if _same_file(self.feedback_db, self.db_path):
             raise UsageError("the feedback database must not be the registry database "

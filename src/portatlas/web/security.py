@@ -48,6 +48,10 @@ class TooLarge(PortatlasError):
     exit_code = 4
 
 
+class WrongMediaType(PortatlasError):
+    exit_code = 4
+
+
 def new_cookie() -> str:
     return secrets.token_urlsafe(18)
 

@@ -71,10 +71,11 @@ def sequence(*parts: bytes, tag: int = SEQUENCE) -> bytes:
 
 # ---- decoding -------------------------------------------------------------------------------
 
-def read_tlv(reader: Reader) -> tuple[int, Reader]:
+def read_tlv(reader: Reader, max_size: int | None = None) -> tuple[int, Reader]:
     """Read one element; returns its tag byte and a reader over its content.
 
-    Raises Short when the element is not complete yet, Bad when it cannot be BER."""
+    Raises Short when the element is not complete yet, Bad when it cannot be BER (or declares
+    more than `max_size` content bytes: a stream we would wait for in vain)."""
     tag = reader.u8()
     if tag & 0x1F == 0x1F:
         raise Bad("multi-byte tag")
@@ -88,6 +89,8 @@ def read_tlv(reader: Reader) -> tuple[int, Reader]:
         if count > 4:
             raise Bad("length of length too big")
         size = int.from_bytes(reader.take(count), "big")
+    if max_size is not None and size > max_size:
+        raise Bad("element larger than allowed")
     return tag, reader.sub(size)
 
 

@@ -1,0 +1,360 @@
+"""`portatlas check HOST PORT[/udp]` and `portatlas scan TARGETS [-p SPEC | --top N]`.
+
+The dispatcher passes the full argument list: argv[0] is "check" or "scan".
+Design, defaults and the JSON schema: docs/scan.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from portatlas.cli.common import parser
+from portatlas.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, UsageError
+
+DEFAULT_TOP = 1000  # what `scan` covers without -p or --top (nmap's default, too)
+
+
+def main(argv: list[str]) -> int:
+    command, rest = (argv[0], argv[1:]) if argv and argv[0] in ("check", "scan") else ("scan", argv)
+    if command == "check":
+        return check_main(rest)
+    return scan_main(rest)
+
+
+# --- options shared by both commands ------------------------------------------------------
+def _timing_options(p) -> None:
+    g = p.add_argument_group("timing (defaults adapt to the network; see docs/scan.md)")
+    g.add_argument("--rate", type=float, metavar="N",
+                   help="at most N probes per second over all hosts (default: no fixed rate; "
+                        "an adaptive window of outstanding probes)")
+    g.add_argument("--max-concurrency", type=int, metavar="N", default=1024,
+                   help="probes outstanding at once (default 1024; lowered automatically when "
+                        "file descriptors run short)")
+    g.add_argument("--max-retries", type=int, metavar="N", default=6,
+                   help="most retries of a silent port once packet loss is seen (default 6)")
+    g.add_argument("--tries", type=int, metavar="N", default=3,
+                   help="probes per silent port before loss is seen (default 3)")
+    g.add_argument("--initial-timeout", type=float, metavar="S", default=1.0,
+                   help="wait for an answer before the first RTT sample (default 1.0 s)")
+    g.add_argument("--min-timeout", type=float, metavar="S", default=0.1,
+                   help="shortest wait for an answer (default 0.1 s)")
+    g.add_argument("--max-timeout", type=float, metavar="S", default=1.5,
+                   help="longest wait for an answer (default 1.5 s)")
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 addresses only")
+    fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 addresses only")
+    p.add_argument("--syn", action="store_true",
+                   help="raw-socket SYN scan (needs root; not available in this version)")
+
+
+def _timing(args):
+    from portatlas.scan.timing import TimingOptions
+
+    for name in ("initial_timeout", "min_timeout", "max_timeout"):
+        value = getattr(args, name)
+        if not value > 0 or value > 60:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 60 seconds")
+    if args.min_timeout > args.max_timeout:
+        raise UsageError("--min-timeout is longer than --max-timeout")
+    if args.rate is not None and not args.rate > 0:
+        raise UsageError("--rate must be a positive number of probes per second")
+    if not 1 <= args.max_concurrency <= 100000:
+        raise UsageError("--max-concurrency must be between 1 and 100000")
+    if not 0 <= args.max_retries <= 50:
+        raise UsageError("--max-retries must be between 0 and 50")
+    if not 1 <= args.tries <= 50:
+        raise UsageError("--tries must be between 1 and 50")
+    return TimingOptions(initial_timeout=min(args.initial_timeout, args.max_timeout),
+                         min_timeout=args.min_timeout, max_timeout=args.max_timeout,
+                         base_tries=min(args.tries, args.max_retries + 1),
+                         max_retries=args.max_retries, max_concurrency=args.max_concurrency,
+                         initial_window=min(256, args.max_concurrency), rate=args.rate)
+
+
+def _check_root_features(args) -> None:
+    if getattr(args, "syn", False):
+        import os
+
+        if os.geteuid() != 0:
+            raise UsageError("--syn needs root (raw sockets); run as root, or leave out --syn "
+                             "for a connect scan")
+        raise UsageError("--syn is not available in this version; leave it out for a connect scan")
+
+
+def _family(args):
+    import socket
+
+    return {4: socket.AF_INET, 6: socket.AF_INET6}.get(args.family)
+
+
+def identify_hook(enabled: bool):
+    """THE place where service identification plugs into check and scan.
+
+    Returns an async callable (host, PortResult) -> Verdict | dict | None that the scanner
+    runs on every open port after the sweep (the verdict's dict lands in PortResult.service
+    and is shown by every output format), or None to skip identification.
+    """
+    if not enabled:
+        return None
+    try:
+        from portatlas.identify import identify_async
+    except ImportError:
+        return None
+
+    async def hook(host, result):
+        return await identify_async(host.address, result.port, result.transport)
+
+    return hook
+
+
+def _open_atlas_quietly(db: str | None):
+    """The knowledge base for registered names; a scan still runs without one."""
+    from portatlas.cli.common import open_atlas
+    from portatlas.errors import DataError
+
+    try:
+        return open_atlas(db)
+    except DataError as exc:
+        print(f"portatlas: warning: {exc}; registered services are not shown", file=sys.stderr)
+        return None
+
+
+# --- check --------------------------------------------------------------------------------
+def check_main(argv: list[str]) -> int:
+    p = parser("portatlas check", "Is HOST:PORT open, what is it registered for, and what "
+                                  "answers there? Exit status 0 when open, 1 when not.")
+    p.add_argument("host", nargs="?", help="host name or address")
+    p.add_argument("port", nargs="?", help="port, or port/udp")
+    p.add_argument("--no-identify", action="store_true", help="do not identify what answers")
+    _timing_options(p)
+    args = p.parse_args(argv)
+    if not args.host or not args.port:
+        raise UsageError("usage: portatlas check HOST PORT[/udp]")
+    _check_root_features(args)
+    port_text, _, transport = args.port.partition("/")
+    transport = (transport or "tcp").lower()
+    if transport not in ("tcp", "udp"):
+        raise UsageError(f"check speaks tcp or udp, not {transport!r}")
+    from portatlas.scan.ports import parse_port_spec
+    from portatlas.scan.targets import parse_targets
+
+    ports = parse_port_spec(port_text)
+    if len(ports) != 1:
+        raise UsageError("check takes one port; use 'portatlas scan' for more")
+    timing = _timing(args)
+    hosts = parse_targets([args.host], family=_family(args))
+    report = _run(hosts, ports if transport == "tcp" else [], ports if transport == "udp" else [],
+                  timing, args, command="check", argv=["check", *argv],
+                  identify=identify_hook(not args.no_identify), progress=False)
+    atlas = _open_atlas_quietly(args.db)
+    from portatlas.scan.scanner import attach_registered
+
+    attach_registered(report.hosts, atlas, states=("open", "open|filtered", "closed", "filtered"))
+    if args.json:
+        from portatlas.cli.output import print_json
+        from portatlas.scan.output import report_dict
+
+        print_json(report_dict(report, show_all=True))
+    else:
+        _print_check(report)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    any_open = any(r.state == "open" for hr in report.hosts for r in hr.ports.values())
+    return 0 if any_open else EXIT_NOT_FOUND
+
+
+def _print_check(report) -> None:
+    from portatlas.cli.output import Style
+    from portatlas.scan.output import _ms, _registered, _service, _state
+    from portatlas.scan.results import reason_words
+
+    style = Style()
+    for hr in report.hosts:
+        host = hr.host
+        label = host.address if host.target == host.address else f"{host.target} ({host.address})"
+        for r in hr.sorted_ports():
+            rtt = f", {_ms(r.rtt)}" if r.rtt is not None else ""
+            tries = f", {r.tries} tries" if r.tries > 1 else ""
+            print(f"{style(label, 'bold')} {r.port}/{r.transport} {_state(r.state, style)}"
+                  f"  ({reason_words(r.reason)}{rtt}{tries})")
+            reg = _registered(r)
+            print(f"  registered: {reg if reg and reg != '-' else 'nothing registered for this port'}")
+            if r.service:
+                print(f"  identified: {_service(r.service)}")
+                if r.service.get("evidence"):
+                    print(f"  evidence:   {r.service['evidence'][:100]}")
+    for note in report.notes:
+        print(style(f"note: {note}", "dim"))
+
+
+# --- scan ---------------------------------------------------------------------------------
+def scan_main(argv: list[str]) -> int:
+    p = parser("portatlas scan", "Sweep ports on the hosts you name (TCP connect; --udp for "
+                                 "UDP) and say what each open port is registered for.")
+    p.add_argument("targets", nargs="*", help="addresses, host names, CIDR blocks, A-B ranges "
+                                              "or @FILE")
+    p.add_argument("-iL", "--targets-file", action="append", default=[], metavar="FILE",
+                   help="read targets from FILE ('-' for standard input)")
+    ports = p.add_mutually_exclusive_group()
+    ports.add_argument("-p", "--ports", metavar="SPEC",
+                       help="ports: 22,80,8000-8100, -1024, 60000-, '-' for all, or service names")
+    ports.add_argument("--top", type=int, metavar="N",
+                       help=f"the N most often open ports (default: --top {DEFAULT_TOP})")
+    p.add_argument("--udp", action="store_true", help="scan UDP (instead of TCP unless --tcp)")
+    p.add_argument("--tcp", action="store_true", help="scan TCP (the default; with --udp: both)")
+    p.add_argument("--identify", action="store_true", help="identify what answers on open ports")
+    p.add_argument("--all", action="store_true", help="list every port, not just the telling ones")
+    p.add_argument("--format", choices=("table", "json", "ndjson", "csv", "xml"),
+                   help="output format (default table; --json is the same as --format json)")
+    p.add_argument("--ndjson", action="store_const", dest="format", const="ndjson",
+                   help="one JSON object per port as answers arrive, then host and summary lines")
+    p.add_argument("--csv", action="store_const", dest="format", const="csv", help="CSV")
+    p.add_argument("--xml", action="store_const", dest="format", const="xml",
+                   help="nmap-compatible XML")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
+    p.add_argument("--no-accept-all", action="store_true",
+                   help="do not test hosts with many open ports for accept-everything behaviour")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for big TCP sweeps (default: one per core, at most 4, "
+                        "above 4,096 probes)")
+    p.add_argument("--max-hosts", type=int, metavar="N", default=None,
+                   help="refuse target lists covering more addresses (default 65536)")
+    _timing_options(p)
+    args = p.parse_args(argv)
+    fmt = args.format or ("json" if args.json else "table")
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(f"--json and --format {args.format} disagree; pick one")
+    _check_root_features(args)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise UsageError("--workers must be between 1 and 64")
+    timing = _timing(args)
+    from portatlas.scan.ports import parse_port_spec, top_ports
+    from portatlas.scan.targets import DEFAULT_MAX_HOSTS, parse_targets
+
+    max_hosts = args.max_hosts if args.max_hosts is not None else DEFAULT_MAX_HOSTS
+    if max_hosts < 1:
+        raise UsageError("--max-hosts must be at least 1")
+    transports = [t for t, on in (("tcp", args.tcp or not args.udp), ("udp", args.udp)) if on]
+    # check every argument before resolving names or touching the network
+    spec_ports: dict[str, list[int]] = {}
+    atlas = None
+    port_source = "spec"
+    if args.ports is not None:
+        needs_names = any(item.strip()[:1].isalpha() for item in args.ports.split(","))
+        if needs_names:
+            atlas = _open_atlas_quietly(args.db)
+        for t in transports:
+            spec_ports[t] = parse_port_spec(args.ports,
+                                            service_ports=_service_ports(atlas, t) if atlas else None)
+    else:
+        count = args.top if args.top is not None else DEFAULT_TOP
+        atlas = _open_atlas_quietly(args.db)
+        nmap_top = atlas.store.nmap_top if atlas is not None else None
+        for t in transports:
+            spec_ports[t], port_source = top_ports(count, t, nmap_top)
+    if not args.targets and not args.targets_file:
+        raise UsageError("name the hosts to scan: addresses, names, CIDR blocks or @FILE")
+    hosts = parse_targets(args.targets, files=args.targets_file, family=_family(args),
+                          max_hosts=max_hosts)
+    out = sys.stdout
+    stream = None
+    if fmt == "ndjson":
+        from portatlas.scan.output import ndjson_port
+
+        def stream(hr, result) -> None:
+            out.write(ndjson_port(hr, result) + "\n")
+
+    options = {"transports": transports, "ports": {t: _describe_ports(ps) for t, ps in spec_ports.items()},
+               "port_source": port_source if args.ports is None else "spec",
+               "timing": timing.to_dict(), "identify": bool(args.identify),
+               "accept_all_detection": not args.no_accept_all}
+    report = _run(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []), timing, args,
+                  command="scan", argv=["scan", *argv], identify=identify_hook(args.identify),
+                  progress=not args.no_progress, on_result=stream, options=options,
+                  accept_all=not args.no_accept_all, workers=args.workers)
+    if atlas is None:
+        atlas = _open_atlas_quietly(args.db)
+    from portatlas.scan.scanner import attach_registered
+
+    attach_registered(report.hosts, atlas)
+    _emit(report, fmt, args.all)
+    return EXIT_INTERRUPTED if report.interrupted else 0
+
+
+def _service_ports(atlas, transport: str):
+    def lookup(name: str) -> list[int]:
+        from portatlas.errors import NotFound
+
+        try:
+            entries = atlas.service(name, transport).entries
+        except NotFound:
+            return []
+        return sorted({e.port_lo for e in entries
+                       if e.port_lo is not None and e.port_lo == e.port_hi and e.port_lo > 0})
+
+    return lookup
+
+
+def _describe_ports(ports: list[int]) -> str:
+    from portatlas.scan.ports import compact
+
+    return compact(ports)
+
+
+def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[str],
+         identify=None, progress: bool = True, on_result=None, options: dict[str, Any] | None = None,
+         accept_all: bool = True, workers: int | None = None):
+    from portatlas.scan.progress import Progress
+    from portatlas.scan.scanner import Scanner
+
+    total = len(hosts) * (len(tcp_ports) + len(udp_ports))
+    verb = "checking" if command == "check" else "scanning"
+    bar = Progress(total, f"{verb} {len(hosts)} host{'s' if len(hosts) != 1 else ''}",
+                   enabled=None if progress else False)
+    state = {"done": 0, "open": 0}
+
+    def result_hook(hr, result) -> None:
+        state["done"] += 1
+        if result.state == "open":
+            state["open"] += 1
+        if on_result is not None:
+            on_result(hr, result)
+        bar.update(state["done"], state["open"])
+
+    scanner = Scanner(hosts, tcp_ports=tcp_ports, udp_ports=udp_ports, timing=timing,
+                      workers=workers, on_result=result_hook, detect_accept_all=accept_all,
+                      identify=identify, command=command, argv=argv, options=options)
+    try:
+        report = scanner.run()
+    finally:
+        bar.finish()
+    return report
+
+
+def _emit(report, fmt: str, show_all: bool) -> None:
+    out = sys.stdout
+    if fmt == "json":
+        from portatlas.cli.output import print_json
+        from portatlas.scan.output import report_dict
+
+        print_json(report_dict(report, show_all))
+    elif fmt == "ndjson":
+        from portatlas.scan.output import ndjson_tail
+
+        for line in ndjson_tail(report):
+            out.write(line + "\n")
+    elif fmt == "csv":
+        from portatlas.scan.output import csv_text
+
+        out.write(csv_text(report, show_all))
+    elif fmt == "xml":
+        from portatlas.scan.nmap_xml import to_xml
+
+        out.write(to_xml(report, show_all))
+    else:
+        from portatlas.cli.output import Style, terminal_width
+        from portatlas.scan.output import table_lines
+
+        out.write("\n".join(table_lines(report, Style(), show_all, terminal_width())) + "\n")
+    out.flush()

@@ -1,0 +1,685 @@
+"""The async I/O driver: connections, timeouts, budgets and the order of probes.
+
+Protocol modules never touch sockets (see base.py); this module does, for one port at a time:
+
+1. connect (refused -> closed; no answer -> filtered);
+2. read a passive banner for `banner_wait` seconds. Meanwhile, when the registry or the
+   probes' favoured ports point at a client-first protocol (HTTP on 80, TLS on 443), that
+   probe already runs on a second connection: a hint costs nothing if right and one
+   connection if wrong;
+3. feed the banner, in memory, to every server-first probe: those that can continue get a
+   live connection (the banner one first), the others are dropped without network traffic;
+4. otherwise run the client-first probes, a few at a time, each on its own connection with
+   its own time limit and read budget. Bytes first seen on any connection are checked like a
+   banner ("what the first bytes say"), so a slow banner still finds its probe;
+5. the first confident verdict wins; tentative ones are kept while the search goes on;
+6. nothing recognised: the port is open-unidentified, with what was seen and how the server
+   behaved (silent, closes, resets, tarpit, endless stream, huge banner, binary, text).
+
+Every wait is bounded by the per-probe time and the per-port deadline; every read by a
+budget. Cancelling the task (a global deadline, Ctrl-C) leaves the observations in
+`PortRun.partial()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from portatlas.identify import registry
+from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE, TENTATIVE,
+                                     UNIDENTIFIED, IdentifyInside, NoMatch, Probe, ProbeContext,
+                                     Send, StartTLS, Step, Verdict, Wait, escape_evidence)
+from portatlas.identify.tls import TLSConnection, TLSHandshakeError
+
+BANNER_BUDGET = 16384      # bytes kept from a passive banner
+DRAIN_LIMIT = 1 << 20      # bytes read (and dropped) to tell a huge banner from a stream
+DRAIN_TIME = 0.5           # seconds spent on that at most
+BANNER_SETTLE = 0.05       # after a first banner chunk, wait this long for the rest
+MAX_SENDS = 12             # exchanges per conversation (a probe never needs more)
+SAMPLE_LIMIT = 4096        # bytes kept per connection for evidence and nmap matching
+MAX_SAMPLES = 12
+
+
+@dataclass
+class Options:
+    """How hard to try. Times in seconds."""
+
+    timeout: float = 5.0          # per port: everything together
+    probe_timeout: float = 1.5    # per probe: connect excluded, its whole conversation
+    connect_timeout: float = 2.0
+    banner_wait: float = 0.4      # passive read before active probes
+    parallel: int = 4             # probes at once on one port
+    server_name: str | None = None  # SNI and Host header (default: the host if a name)
+    tls: bool = True              # try TLS (implicit and STARTTLS)
+    registered: tuple[str, ...] | None = None  # registry hints; None = ask the database
+    only: tuple[str, ...] | None = None        # restrict to these probe names
+    nmap_probes: bool | str = False  # True or a path: refine with nmap-service-probes
+    atlas: Any = None              # an Atlas for registry hints (else the default database)
+
+
+# --- connections -------------------------------------------------------------------------
+class TCPConnection:
+    """A plain TCP connection with bounded reads."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, host: str, port: int, timeout: float) -> "TCPConnection":
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, limit=BANNER_BUDGET * 2), max(timeout, 0.001))
+        return cls(reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def recv(self, limit: int, timeout: float) -> bytes:
+        return await asyncio.wait_for(self.reader.read(max(1, limit)), max(timeout, 0.001))
+
+    def close(self) -> None:
+        transport = self.writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()  # a peer that never reads must not keep us waiting
+        else:
+            transport.close()
+
+
+Connector = Callable[[float], Awaitable[Any]]
+
+
+# --- what we saw -------------------------------------------------------------------------
+@dataclass
+class Observations:
+    """Everything seen on one port, for an unidentified (or partial) answer."""
+
+    bytes_total: int = 0
+    chunks: int = 0
+    t_first: float | None = None
+    t_last: float | None = None
+    connects: int = 0
+    resets: int = 0
+    closed_empty: int = 0      # connections closed by the server before any byte
+    silent: int = 0            # waits that ended with not one byte
+    oversize: int = 0          # read budgets exceeded
+    stream: tuple[str, int, float] | None = None  # (huge-banner|stream, bytes, seconds)
+    tls_refused: str | None = None  # a TLS alert answered our handshake
+    samples: list[tuple[str, bytes]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tried: dict[str, str] = field(default_factory=dict)
+
+    def received(self, chunk: bytes) -> None:
+        now = time.monotonic()
+        self.bytes_total += len(chunk)
+        self.chunks += 1
+        self.t_first = self.t_first or now
+        self.t_last = now
+
+    def sample(self, label: str, data: bytes) -> None:
+        if data and len(self.samples) < MAX_SAMPLES:
+            self.samples.append((label, bytes(data[:SAMPLE_LIMIT])))
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes and len(self.notes) < 20:
+            self.notes.append(text)
+
+    @property
+    def first_bytes(self) -> bytes:
+        return self.samples[0][1] if self.samples else b""
+
+    def behaviour(self) -> tuple[str, str]:
+        """(kind, reason) describing a server nothing recognised."""
+        if self.stream:
+            kind, count, seconds = self.stream
+            if kind == "stream":
+                return kind, (f"sends an endless stream: more than {count} bytes in "
+                              f"{seconds:.1f}s without pause")
+            return kind, f"sent a huge banner of {count} bytes, then stopped"
+        if self.bytes_total == 0:
+            if self.resets and self.resets >= self.silent:
+                return "reset", "resets connections without sending anything"
+            if self.closed_empty and self.closed_empty >= self.silent:
+                return "closes", "accepts connections and closes them without a word"
+            return "silent", "accepts connections but never sent a byte to any probe"
+        if self.tls_refused:
+            return "tls-refused", f"speaks TLS but refused our handshake ({self.tls_refused})"
+        span = (self.t_last or 0) - (self.t_first or 0)
+        if self.chunks >= 3 and span >= 1.0 and self.bytes_total / max(span, 0.001) < 32:
+            return "tarpit", (f"trickles data: {self.bytes_total} bytes in {self.chunks} "
+                              f"pieces over {span:.1f}s")
+        data = b"".join(s for _, s in self.samples)
+        printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
+        if data and printable / len(data) >= 0.85:
+            return "text", "sends text no probe recognised"
+        return "binary", "sends binary data no probe recognised"
+
+
+# --- one port over TCP ---------------------------------------------------------------------
+class PortRun:
+    """Identification of one TCP port (or of what speaks inside one TLS layer)."""
+
+    def __init__(self, host: str, port: int, opts: Options, registered: tuple[str, ...],
+                 deadline: float, *, tls_info: dict | None = None,
+                 connector: Connector | None = None, exclude: frozenset[str] = frozenset(),
+                 obs: Observations | None = None) -> None:
+        self.host, self.port, self.opts = host, port, opts
+        self.registered = registered
+        self.deadline = deadline
+        self.tls_info = tls_info
+        self.connector = connector or (lambda t: TCPConnection.open(host, port, t))
+        self.obs = obs or Observations()
+        order = [c for c in registry.ordered("tcp", port, registered, opts.only)
+                 if c.name not in exclude and (opts.tls or c.name != "tls")]
+        self.order = order
+        self.rank = {c: i for i, c in enumerate(order)}
+        self.server_first = [c for c in order if c.server_first]
+        self.client_first = [c for c in order if not c.server_first]
+        self.queue_sf: list[type[Probe]] = []
+        self.queue_cf: list[type[Probe]] = list(self.client_first)
+        self.started: set[type[Probe]] = set()
+        self.screened: set[bytes] = set()
+        self.best: Verdict | None = None
+        self.instant: Verdict | None = None
+        self.c0: Any = None
+        self.c0_banner = b""
+        self.running_sf = 0
+        self.sni = opts.server_name or (None if _is_ip(host) else host)
+
+    # -- context for probes
+    def context(self) -> ProbeContext:
+        return ProbeContext(host=self.host, port=self.port, transport="tcp",
+                            server_name=self.sni, in_tls=self.tls_info is not None,
+                            registered=self.registered, tls=self.tls_info)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    # -- the whole run
+    async def run(self, first_conn: Any = None) -> Verdict:
+        if first_conn is None:
+            try:
+                first_conn = await self.connector(min(self.opts.connect_timeout, self.left()))
+            except ConnectionRefusedError:
+                return Verdict(None, outcome=CLOSED, confidence=1.0,
+                               reason="connection refused (nothing listens)")
+            except (asyncio.TimeoutError, TimeoutError):
+                return Verdict(None, outcome=FILTERED, confidence=0.8,
+                               reason=f"no answer to the connection attempt in "
+                                      f"{self.opts.connect_timeout:g}s (dropped by a firewall?)")
+            except OSError as exc:
+                return _connect_error(exc)
+        self.obs.connects += 1
+        self.c0 = first_conn
+        running: dict[asyncio.Task, type[Probe]] = {}
+        try:
+            speculative = self._speculative()
+            if speculative:
+                self._start(speculative, None, b"", running)
+            banner_task = asyncio.ensure_future(self._read_banner())
+            try:
+                while running and not banner_task.done():
+                    # a hinted probe may answer before the banner time is over
+                    await asyncio.wait([banner_task, *running],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    verdict = self._collect([t for t in running if t.done()], running)
+                    if verdict:
+                        return verdict
+                banner = await banner_task
+            finally:
+                if not banner_task.done():
+                    banner_task.cancel()
+                    await asyncio.gather(banner_task, return_exceptions=True)
+            if banner:
+                self.c0_banner = banner
+                self.obs.sample("banner", banner)
+                self._screen(banner)
+                if self.instant and self.instant.confidence >= TENTATIVE:
+                    return self.instant
+                if self.obs.stream and not self.queue_sf:
+                    return self._unidentified()  # a flood nobody claims: probing is pointless
+            verdict = await self._loop(running)
+            if verdict:
+                return verdict
+            return self.best or self.instant or self._unidentified()
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+            if self.c0 is not None:
+                self.c0.close()
+
+    def _speculative(self) -> type[Probe] | None:
+        if not self.order:
+            return None
+        top = self.order[0]
+        if top.server_first or registry.hint_tier(top, self.port, self.registered) > 1:
+            return None
+        self.queue_cf.remove(top)
+        return top
+
+    async def _read_banner(self) -> bytes:
+        conn = self.c0
+        try:
+            chunk = await conn.recv(4096, min(self.opts.banner_wait, max(self.left(), 0)))
+        except (asyncio.TimeoutError, TimeoutError):
+            self.obs.silent += 1
+            return b""
+        except OSError:
+            self.obs.resets += 1
+            self._drop_c0()
+            return b""
+        if not chunk:
+            self.obs.closed_empty += 1
+            self._drop_c0()
+            return b""
+        buf = bytearray(chunk)
+        self.obs.received(chunk)
+        while len(buf) < BANNER_BUDGET:
+            try:
+                more = await conn.recv(BANNER_BUDGET - len(buf), BANNER_SETTLE)
+            except (asyncio.TimeoutError, TimeoutError):
+                break
+            except OSError:
+                self._drop_c0()
+                break
+            if not more:
+                self._drop_c0()
+                break
+            self.obs.received(more)
+            buf += more
+        if len(buf) >= BANNER_BUDGET:
+            self.obs.oversize += 1
+            await self._drain()
+        return bytes(buf)
+
+    async def _drain(self) -> None:
+        """After a banner filled the budget: does it stop (huge banner) or not (stream)?"""
+        conn, count, start = self.c0, BANNER_BUDGET, time.monotonic()
+        kind = "stream"
+        while conn is not None and count < DRAIN_LIMIT:
+            left = min(DRAIN_TIME - (time.monotonic() - start), self.left())
+            if left <= 0:
+                break
+            try:
+                chunk = await conn.recv(65536, min(left, 0.15))
+            except (asyncio.TimeoutError, TimeoutError):
+                kind = "huge-banner"  # 150 ms of quiet: it stopped
+                break
+            except OSError:
+                kind = "huge-banner"
+                break
+            if not chunk:
+                kind = "huge-banner"
+                break
+            count += len(chunk)
+            self.obs.received(chunk)
+        self.obs.stream = (kind, count, time.monotonic() - start)
+        self._drop_c0()
+
+    def _drop_c0(self) -> None:
+        if self.c0 is not None:
+            self.c0.close()
+            self.c0 = None
+
+    # -- what the first bytes say
+    def _screen(self, data: bytes) -> None:
+        """Feed first bytes to every server-first probe not started yet, in memory."""
+        key = bytes(data[:512])
+        if key in self.screened:
+            return
+        self.screened.add(key)
+        candidates = []
+        for cls in self.server_first:
+            if cls in self.started or cls in self.queue_sf:
+                continue
+            try:
+                probe = cls(self.context())
+                step = probe.start()
+                if isinstance(step, Wait):
+                    step = probe.feed(bytes(data))
+            except Exception as exc:  # a probe bug must not end the identification
+                self.obs.note(f"{cls.name}: probe error {exc!r}")
+                continue
+            if isinstance(step, NoMatch):
+                continue
+            if isinstance(step, Verdict):
+                if self.instant is None or step.confidence > self.instant.confidence:
+                    self.instant = step
+                    self.started.add(cls)
+                continue
+            candidates.append(cls)
+        claims = {c: _claims(c, data) for c in candidates}
+        candidates.sort(key=lambda c: (not claims[c], self.rank[c]))
+        self.queue_sf.extend(candidates)
+        # client-first probes whose protocol also greets first (IRC's NOTICE AUTH) move up
+        for cls in [c for c in self.queue_cf if _claims(c, data)]:
+            self.queue_cf.remove(cls)
+            self.queue_sf.append(cls)
+
+    # -- scheduling
+    def _start(self, cls: type[Probe], conn: Any, pending: bytes,
+               running: dict[asyncio.Task, type[Probe]]) -> None:
+        self.started.add(cls)
+        if cls.server_first:
+            self.running_sf += 1
+        task = asyncio.ensure_future(self._attempt(cls, conn, pending))
+        running[task] = cls
+
+    async def _loop(self, running: dict[asyncio.Task, type[Probe]]) -> Verdict | None:
+        while True:
+            while len(running) < max(1, self.opts.parallel):
+                if self.queue_sf:
+                    cls = self.queue_sf.pop(0)
+                    if self.c0 is not None and self.c0_banner:
+                        conn, pending, self.c0 = self.c0, self.c0_banner, None
+                    else:
+                        conn, pending = None, b""
+                    self._start(cls, conn, pending, running)
+                elif self.queue_cf and not self.running_sf:
+                    cls = self.queue_cf.pop(0)
+                    conn = None
+                    if self.c0 is not None and not self.c0_banner and self._c0_clean():
+                        conn, self.c0 = self.c0, None
+                    self._start(cls, conn, b"", running)
+                else:
+                    break
+            if not running:
+                return None
+            left = self.left()
+            if left <= 0:
+                self.obs.note(f"port time limit of {self.opts.timeout:g}s reached")
+                return None
+            done, _ = await asyncio.wait(running, timeout=left,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                self.obs.note(f"port time limit of {self.opts.timeout:g}s reached")
+                return None
+            verdict = self._collect(done, running)
+            if verdict:
+                return verdict
+
+    def _collect(self, done: Any, running: dict[asyncio.Task, type[Probe]]) -> Verdict | None:
+        """Take finished probes out of `running`; a confident verdict is returned, tentative
+        ones are kept in self.best."""
+        for task in done:
+            cls = running.pop(task)
+            if cls.server_first:
+                self.running_sf -= 1
+            verdict = task.result()
+            if verdict is None:
+                continue
+            if verdict.confidence >= TENTATIVE:
+                return verdict
+            if self.best is None or verdict.confidence > self.best.confidence:
+                self.best = verdict
+        return None
+
+    def _c0_clean(self) -> bool:
+        # an h2 session cannot carry the HTTP/1.1 request most probes would send
+        return not (self.tls_info and self.tls_info.get("alpn") == "h2")
+
+    # -- one probe, one connection
+    async def _attempt(self, cls: type[Probe], conn: Any, pending: bytes) -> Verdict | None:
+        probe = cls(self.context())
+        end = min(time.monotonic() + self.opts.probe_timeout, self.deadline)
+        try:
+            if conn is None:
+                try:
+                    conn = await self.connector(min(self.opts.connect_timeout,
+                                                    max(self.left(), 0.001)))
+                except (OSError, asyncio.TimeoutError, TimeoutError, TLSHandshakeError) as exc:
+                    self.obs.tried[cls.name] = f"could not connect: {_oserror_text(exc)}"
+                    return None
+                self.obs.connects += 1
+                end = min(time.monotonic() + self.opts.probe_timeout, self.deadline)
+            talk = Conversation(self, probe, conn, end)
+            try:
+                step = await talk.run(pending)
+            finally:
+                conn = talk.conn
+            if isinstance(step, IdentifyInside):
+                verdict = await self._inside(conn, step.fallback, talk.tls_info or {})
+                conn = None  # the inner run owns and closed it
+                return verdict
+            if isinstance(step, Verdict):
+                if talk.tls_info and step.tls is None:
+                    step.tls = talk.tls_info
+                return step
+            self.obs.tried[cls.name] = step.reason or "no match"
+            return None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # bugs in a probe must not end the identification
+            self.obs.tried[cls.name] = f"probe error: {exc!r}"
+            return None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def _inside(self, conn: Any, fallback: Verdict, info: dict) -> Verdict:
+        """Identify what speaks inside an implicit-TLS layer, on further TLS connections."""
+        alpn = ("http/1.1",) if info.get("alpn") in ("h2", "http/1.1") else ()
+        sni = self.sni
+
+        async def connect_tls(timeout: float) -> TLSConnection:
+            raw = await TCPConnection.open(self.host, self.port, timeout)
+            try:
+                tls_conn, _ = await TLSConnection.wrap(raw, server_name=sni, alpn=alpn,
+                                                       timeout=max(self.opts.probe_timeout, 0.5))
+            except BaseException:
+                raw.close()
+                raise
+            return tls_conn
+
+        inner_obs = Observations()
+        inner = PortRun(self.host, self.port, self.opts, self.registered, self.deadline,
+                        tls_info=info, connector=connect_tls, exclude=frozenset({"tls"}),
+                        obs=inner_obs)
+        verdict = await inner.run(first_conn=conn)
+        if verdict.outcome == IDENTIFIED and verdict.protocol:
+            verdict.tls = verdict.tls or info
+            return verdict
+        kind, reason = inner_obs.behaviour()
+        fallback.tls = info
+        fallback.extra.setdefault("inside", {"behaviour": kind, "reason": reason,
+                                             "evidence": escape_evidence(inner_obs.first_bytes)})
+        for label, data in inner_obs.samples:
+            self.obs.sample("tls:" + label, data)
+        return fallback
+
+    # -- answers without a protocol
+    def _unidentified(self) -> Verdict:
+        kind, reason = self.obs.behaviour()
+        tried = dict(self.obs.tried)
+        extra: dict[str, Any] = {"behaviour": kind, "bytes_seen": self.obs.bytes_total,
+                                 "connections": self.obs.connects}
+        if tried:
+            extra["probes"] = tried
+        if self.obs.notes:
+            extra["notes"] = list(self.obs.notes)
+        return Verdict(None, outcome=UNIDENTIFIED, confidence=0.0,
+                       evidence=escape_evidence(self.obs.first_bytes), reason=reason, extra=extra)
+
+    def partial(self) -> Verdict:
+        """The answer so far, when the run was cut short (deadline or Ctrl-C)."""
+        if self.best is not None or self.instant is not None:
+            verdict = self.best or self.instant
+            verdict.reason = (verdict.reason + "; " if verdict.reason else "") + \
+                "interrupted before a surer answer"
+            return verdict
+        if self.obs.connects == 0:
+            return Verdict(None, outcome=INCOMPLETE, confidence=0.0,
+                           reason="interrupted before the connection was answered")
+        verdict = self._unidentified()
+        verdict.outcome = INCOMPLETE
+        verdict.reason = "interrupted; so far: " + verdict.reason
+        return verdict
+
+
+class Conversation:
+    """Runs one probe's steps over one connection, within its time and read budget."""
+
+    def __init__(self, run: PortRun, probe: Probe, conn: Any, end: float) -> None:
+        self.run_ = run
+        self.probe = probe
+        self.conn = conn
+        self.end = end
+        self.tls_info: dict | None = None
+        self.first_seen = False
+        self.sample = bytearray()
+
+    def _left(self) -> float:
+        return self.end - time.monotonic()
+
+    async def run(self, pending: bytes) -> Step:
+        probe, obs = self.probe, self.run_.obs
+        budget = max(64, int(getattr(probe, "read_budget", 16384)))
+        buf = bytearray()
+        sends = 0
+        step = probe.start()
+        if isinstance(step, Wait) and pending:
+            self.first_seen = True
+            buf += pending
+            step = probe.feed(bytes(buf))
+        try:
+            while True:
+                if isinstance(step, (Verdict, NoMatch, IdentifyInside)):
+                    return step
+                if isinstance(step, Send):
+                    sends += 1
+                    if sends > MAX_SENDS:
+                        return NoMatch("too many exchanges")
+                    if self._left() <= 0:
+                        return _final(probe.finish(bytes(buf)))
+                    await asyncio.wait_for(self.conn.send(step.data), self._left())
+                    buf = bytearray()
+                    step = Wait()
+                    continue
+                if isinstance(step, StartTLS):
+                    step = await self._start_tls(step, implicit=sends == 0 and not pending)
+                    buf = bytearray()
+                    continue
+                # Wait: read more
+                if self._left() <= 0:
+                    if not buf:
+                        obs.silent += 1
+                    return _final(probe.finish(bytes(buf)))
+                try:
+                    chunk = await self.conn.recv(min(16384, budget - len(buf) + 1), self._left())
+                except (asyncio.TimeoutError, TimeoutError):
+                    if not buf:
+                        obs.silent += 1
+                    return _final(probe.finish(bytes(buf)))
+                except OSError:
+                    obs.resets += 1
+                    return _final(probe.finish(bytes(buf)))
+                if not chunk:
+                    if not buf and not self.first_seen:
+                        obs.closed_empty += 1
+                    return _final(probe.finish(bytes(buf)))
+                obs.received(chunk)
+                if len(self.sample) < SAMPLE_LIMIT:
+                    self.sample += chunk[:SAMPLE_LIMIT - len(self.sample)]
+                if not self.first_seen:
+                    self.first_seen = True
+                    self.run_._screen(chunk)
+                buf += chunk
+                if len(buf) > budget:
+                    obs.oversize += 1
+                    return _final(probe.finish(bytes(buf[:budget])))
+                step = probe.feed(bytes(buf))
+        finally:
+            obs.sample(probe.name, bytes(self.sample))
+
+    async def _start_tls(self, step: StartTLS, implicit: bool) -> Step:
+        run = self.run_
+        if not run.opts.tls:
+            return self.probe.tls_failed("TLS disabled by option")
+        try:
+            try:
+                conn, info = await TLSConnection.wrap(
+                    self.conn, server_name=step.server_name or run.sni, alpn=tuple(step.alpn),
+                    timeout=max(self._left(), 0.05))
+            except TLSHandshakeError as exc:
+                if not (implicit and step.alpn and "no application protocol" in exc.detail):
+                    raise
+                # a strict server refused the protocols we offered: once more without ALPN
+                run.obs.note("TLS: the server refused our ALPN offer; retried without ALPN")
+                self.conn.close()
+                self.conn = await run.connector(max(min(run.opts.connect_timeout,
+                                                        self._left()), 0.05))
+                conn, info = await TLSConnection.wrap(
+                    self.conn, server_name=step.server_name or run.sni, alpn=(),
+                    timeout=max(self._left(), 0.05))
+        except TLSHandshakeError as exc:
+            if exc.raw:
+                run.obs.received(exc.raw)
+                run.obs.sample(self.probe.name + ":handshake", exc.raw)
+                if not self.first_seen:
+                    self.first_seen = True
+                    run._screen(exc.raw)
+            if exc.kind == "reset":
+                run.obs.resets += 1
+            elif exc.kind == "closed":
+                run.obs.closed_empty += 1
+            elif exc.kind == "timeout" and not exc.raw:
+                run.obs.silent += 1
+            elif exc.kind == "alert":
+                run.obs.tls_refused = exc.detail
+            run.obs.note(f"TLS handshake failed ({exc.kind}): {exc.detail}")
+            return _final(self.probe.tls_failed(f"TLS handshake failed ({exc.kind}): "
+                                                f"{exc.detail}"))
+        info["starttls"] = not implicit
+        self.conn = conn
+        self.tls_info = info
+        self.first_seen = True
+        return self.probe.tls_ready(info)
+
+
+def _claims(cls: type[Probe], data: bytes) -> bool:
+    try:
+        return bool(cls.claims_banner(bytes(data)))
+    except Exception:  # a probe bug is not a claim
+        return False
+
+
+def _final(step: Step) -> Step:
+    """After finish(), only an answer counts."""
+    if isinstance(step, (Verdict, NoMatch, IdentifyInside)):
+        return step
+    return NoMatch("no decision")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def _oserror_text(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def _connect_error(exc: OSError) -> Verdict:
+    code = exc.errno
+    text = _oserror_text(exc)
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM):
+        return Verdict(None, outcome=FILTERED, confidence=0.7,
+                       reason=f"connection attempt answered with '{text}' (filtered or unreachable)")
+    if isinstance(exc, socket.gaierror):
+        return Verdict(None, outcome=ERROR, confidence=0.0, reason=f"cannot resolve host: {text}")
+    return Verdict(None, outcome=ERROR, confidence=0.0, reason=f"cannot connect: {text}")

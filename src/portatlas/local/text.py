@@ -1,0 +1,155 @@
+"""Terminal text for sockets, from their JSON-ready dicts (so the CLI, the "here" section of a
+port answer and --watch all print the same way)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portatlas.cli.output import Style, table
+
+
+def endpoint(sock: dict[str, Any]) -> str:
+    from portatlas.local.model import format_endpoint
+
+    return format_endpoint(sock["address"], sock["port"], sock.get("interface"),
+                           sock.get("stack") == "dual-stack")
+
+
+def peer(sock: dict[str, Any]) -> str:
+    if sock.get("remote_address") is None:
+        return "*"
+    from portatlas.local.model import format_endpoint
+
+    return format_endpoint(sock["remote_address"], sock["remote_port"] or 0, None, False)
+
+
+def registered(sock: dict[str, Any]) -> str:
+    names = []
+    for s in sock.get("services") or ():
+        name = s.get("service") or s.get("description") or "?"
+        if name not in names:
+            names.append(name)
+    if not names:
+        return "-"
+    label = ",".join(names)
+    if sock.get("expected_program") is False:
+        label += "?"
+    return label
+
+
+def owner_label(proc: dict[str, Any] | None, sock: dict[str, Any]) -> str:
+    if proc is not None and proc.get("user"):
+        return proc["user"]
+    return sock.get("user") or (str(sock["uid"]) if sock.get("uid") is not None else "?")
+
+
+def where_from(proc: dict[str, Any]) -> str:
+    """The systemd unit or container a process belongs to, in a few characters."""
+    container = proc.get("container")
+    if container:
+        return f"{container['runtime']}:{container['id']}"
+    return proc.get("unit") or ""
+
+
+def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style) -> list[list[str]]:
+    rows = []
+    for sock in sockets:
+        flags = ",".join(f["flag"] for f in sock.get("flags") or ())
+        head = [sock["transport"], endpoint(sock)]
+        if peers:
+            head.append(peer(sock))
+        head += [sock["state"], sock["exposure"]]
+        tail = [registered(sock), style(flags, "yellow") if flags else ""]
+        procs = sock.get("processes") or [None]
+        for n, proc in enumerate(procs):
+            if proc is None:
+                who = ["-", style("?", "dim"), owner_label(None, sock), "", style("(process not visible)", "dim")]
+            else:
+                who = [str(proc["pid"]), proc.get("name") or "?", owner_label(proc, sock),
+                       where_from(proc), command_of(proc)]
+            if n == 0:
+                rows.append(head + who[:4] + tail + who[4:])
+            else:
+                rows.append([""] * len(head) + who[:4] + ["", ""] + who[4:])
+    return rows
+
+
+def command_of(proc: dict[str, Any]) -> str:
+    if proc.get("cmdline"):
+        return " ".join(proc["cmdline"])
+    if proc.get("exe"):
+        return proc["exe"]
+    return f"[{proc['name']}]" if proc.get("name") else ""
+
+
+def headers(peers: bool) -> list[str]:
+    return (["PROTO", "LOCAL"] + (["PEER"] if peers else [])
+            + ["STATE", "EXPOSURE", "PID", "PROGRAM", "USER", "UNIT", "REGISTERED", "FLAGS", "COMMAND"])
+
+
+def socket_table(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
+                 width: int | None = None) -> list[str]:
+    rows = socket_rows(sockets, peers=peers, style=style)
+    lines = table(rows, headers(peers), style)
+    if width:
+        lines = [_cut(line, width) for line in lines]
+    return lines
+
+
+def _cut(line: str, width: int) -> str:
+    """Shorten a line to the terminal width (only the COMMAND column, which is last, suffers)."""
+    if "\x1b[" in line:
+        return line  # coloured lines hold escapes; cutting them could leave a colour open
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def flag_lines(sockets: list[dict[str, Any]], style: Style) -> list[str]:
+    """One line per flag: the socket, the flag, and what it means."""
+    out = []
+    for sock in sockets:
+        for flag in sock.get("flags") or ():
+            out.append(f"  {endpoint(sock)}/{sock['transport']}  "
+                       + style(flag["flag"], "yellow") + f": {flag['text']}")
+    return out
+
+
+def long_lines(sock: dict[str, Any], style: Style) -> list[str]:
+    """Everything about one socket, one fact per line (portatlas local --long)."""
+    head = f"{sock['transport']} {endpoint(sock)}"
+    if sock.get("remote_address") is not None:
+        head += f" -> {peer(sock)}"
+    out = [style(head, "bold") + f"  {sock['state']}  {sock['exposure']}  {sock['stack']}"
+           + f"  owner {owner_label(None, sock)}"]
+    services = sock.get("services")
+    if services is not None:
+        if services:
+            for s in services:
+                out.append(f"  registered  {s.get('service') or '(no name)'}: {s.get('description')}")
+        else:
+            out.append("  registered  nothing")
+        if sock.get("expected_program") is not None:
+            out.append("  program     " + ("commonly serves this service" if sock["expected_program"]
+                                          else "not one commonly serving the registered service"))
+    for proc in sock.get("processes") or ():
+        facts = [f"pid {proc['pid']}", proc.get("name") or "?", f"user {owner_label(proc, sock)}"]
+        if proc.get("fd") is not None:
+            facts.append(f"fd {proc['fd']}")
+        if proc.get("ppid") is not None:
+            facts.append(f"parent {proc['ppid']}")
+        place = where_from(proc)
+        if place:
+            facts.append(("container " if proc.get("container") else "unit ") + place)
+        out.append("  process     " + "  ".join(facts))
+        out.append(f"    exe       {proc.get('exe') or style('(not visible)', 'dim')}")
+        out.append(f"    command   {command_of(proc) or style('(none)', 'dim')}")
+        if proc.get("cgroup"):
+            out.append(f"    cgroup    {proc['cgroup']}")
+    if not sock.get("processes"):
+        out.append("  process     " + style("not visible", "dim"))
+    for flag in sock.get("flags") or ():
+        out.append("  " + style("flag", "yellow") + f"        {flag['flag']}: {flag['text']}")
+    return out
+
+
+def warning_lines(warnings: list[dict[str, str]], style: Style) -> list[str]:
+    return [style("note: ", "yellow") + w["text"] for w in warnings]

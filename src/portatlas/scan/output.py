@@ -1,0 +1,248 @@
+"""Scan results as a table, JSON, NDJSON, CSV (nmap-compatible XML lives in nmap_xml.py).
+
+Which ports are listed: every open port (except the catch-all ports of an accept-all host,
+summarised once), and every other port unless more than COLLAPSE_OVER ports of the host
+share its state; those are summarised as "extraports" with their count, their reasons and
+the exact list of ports in compact range form, so no output format loses information.
+`show_all` lists every port.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from portatlas.scan import results as R
+from portatlas.scan.ports import compact
+from portatlas.scan.results import HostReport, PortResult, ScanReport, reason_words
+
+COLLAPSE_OVER = 25
+SCHEMA = "portatlas.scan/1"
+PORT_SCHEMA = "portatlas.scan.port/1"
+
+
+def partition(hr: HostReport, show_all: bool = False) -> tuple[list[PortResult], list[dict[str, Any]]]:
+    """(listed ports, extraports groups) for one host."""
+    ports = hr.sorted_ports()
+    if show_all:
+        return ports, []
+    by_group: dict[tuple[str, str], list[PortResult]] = {}
+    for r in ports:
+        if r.state != R.OPEN and not r.wildcard:
+            by_group.setdefault((r.transport, r.state), []).append(r)
+    collapsed = {k for k, v in by_group.items() if len(v) > COLLAPSE_OVER}
+    listed = [r for r in ports if not r.wildcard and (r.transport, r.state) not in collapsed]
+    extra = []
+    for (transport, state), group in sorted(by_group.items()):
+        if (transport, state) not in collapsed:
+            continue
+        reasons: dict[str, list[int]] = {}
+        for r in group:
+            reasons.setdefault(r.reason, []).append(r.port)
+        extra.append({
+            "state": state, "transport": transport, "count": len(group),
+            "reasons": [{"reason": reason, "count": len(ps), "ports": compact(ps)}
+                        for reason, ps in sorted(reasons.items(), key=lambda kv: -len(kv[1]))],
+        })
+    return listed, extra
+
+
+# JSON -------------------------------------------------------------------------------------
+def host_dict(hr: HostReport, show_all: bool = False, with_ports: bool = True) -> dict[str, Any]:
+    listed, extra = partition(hr, show_all)
+    out: dict[str, Any] = {
+        **hr.host.to_dict(),
+        "status": hr.status,
+        "counts": {k: v for k, v in hr.counts().items() if v},
+        "timing": hr.timing,
+        "accept_all": hr.accept_all,
+    }
+    if with_ports:
+        out["ports"] = [r.to_dict() for r in listed]
+        out["extraports"] = extra
+    return out
+
+
+def report_dict(report: ScanReport, show_all: bool = False) -> dict[str, Any]:
+    import datetime as dt
+
+    def iso(ts: float | None) -> str | None:
+        if ts is None:
+            return None
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+    return {
+        "schema": SCHEMA,
+        "command": report.command,
+        "args": report.argv,
+        "started": iso(report.started),
+        "finished": iso(report.finished),
+        "elapsed_s": round(report.elapsed, 3),
+        "interrupted": report.interrupted,
+        "options": report.options,
+        "notes": report.notes,
+        "summary": summary(report),
+        "hosts": [host_dict(hr, show_all) for hr in report.hosts],
+    }
+
+
+def summary(report: ScanReport) -> dict[str, Any]:
+    totals = {s: 0 for s in R.STATES}
+    for hr in report.hosts:
+        for k, v in hr.counts().items():
+            totals[k] += v
+    return {"hosts": len(report.hosts),
+            "hosts_up": sum(1 for hr in report.hosts if hr.status == "up"),
+            "ports": {k: v for k, v in totals.items() if v},
+            "accept_all_hosts": sum(1 for hr in report.hosts if hr.accept_all)}
+
+
+# NDJSON -----------------------------------------------------------------------------------
+def ndjson_port(hr: HostReport, result: PortResult) -> str:
+    d = {"type": "port", "schema": PORT_SCHEMA, "target": hr.host.target,
+         "address": hr.host.address, **result.to_dict()}
+    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+
+def ndjson_tail(report: ScanReport) -> Iterable[str]:
+    """After the stream of ports: one line per host (with what only the end can tell:
+    accept-all verdicts, identification, timing), then one summary line."""
+    for hr in report.hosts:
+        d = {"type": "host", **host_dict(hr, with_ports=False)}
+        late = [r.to_dict() for r in hr.sorted_ports() if r.service is not None or r.wildcard]
+        if late:
+            d["updated_ports"] = late
+        yield json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+    d = {"type": "summary", "schema": SCHEMA, "elapsed_s": round(report.elapsed, 3),
+         "interrupted": report.interrupted, "notes": report.notes, **summary(report)}
+    yield json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+
+# CSV --------------------------------------------------------------------------------------
+CSV_FIELDS = ["target", "address", "port", "transport", "state", "reason", "rtt_ms", "tries",
+              "registered", "service_protocol", "service_product", "service_version", "wildcard"]
+
+
+def csv_text(report: ScanReport, show_all: bool = False) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for hr in report.hosts:
+        listed, _ = partition(hr, show_all)
+        rows = listed if show_all else listed + [r for r in hr.sorted_ports() if r.wildcard]
+        for r in sorted(rows, key=lambda r: (r.transport, r.port)):
+            svc = r.service or {}
+            w.writerow([hr.host.target, hr.host.address, r.port, r.transport, r.state, r.reason,
+                        "" if r.rtt is None else f"{r.rtt * 1000:.3f}", r.tries,
+                        " ".join(r.registered_names), svc.get("protocol") or "",
+                        svc.get("product") or "", svc.get("version") or "",
+                        "yes" if r.wildcard else ""])
+    return buf.getvalue()
+
+
+# table ------------------------------------------------------------------------------------
+def table_lines(report: ScanReport, style, show_all: bool = False, width: int = 100) -> list[str]:
+    from portatlas.cli.output import table
+
+    out = []
+    n_tcp = len({p for hr in report.hosts for (p, t) in hr.ports if t == "tcp"})
+    n_udp = len({p for hr in report.hosts for (p, t) in hr.ports if t == "udp"})
+    what = " + ".join(x for x in (f"{n_tcp:,} tcp" if n_tcp else "", f"{n_udp:,} udp" if n_udp else "") if x)
+    head = (f"portatlas {report.command} · {len(report.hosts)} host{'s' if len(report.hosts) != 1 else ''}"
+            f" · {what or 'no'} port{'s' if (n_tcp + n_udp) != 1 else ''} · {report.elapsed:.2f} s")
+    out.append(style(head, "bold"))
+    if report.interrupted:
+        out.append(style("interrupted: results so far (ports not probed are counted as unscanned)",
+                         "yellow"))
+    for note in report.notes:
+        out.append(style(f"note: {note}", "dim"))
+    any_service = any(r.service for hr in report.hosts for r in hr.ports.values())
+    for hr in report.hosts:
+        out.append("")
+        host = hr.host
+        label = host.address if host.target == host.address else f"{host.address} ({host.target})"
+        timing = hr.timing.get("tcp") or hr.timing.get("udp") or {}
+        srtt = timing.get("srtt_ms")
+        extra = f" · srtt {srtt:.2f} ms" if srtt is not None else ""
+        out.append(style(label, "bold", "cyan") + f"  {hr.status}{extra}")
+        listed, extraports = partition(hr, show_all)
+        if hr.accept_all:
+            out += _accept_all_lines(hr.accept_all, style, width)
+        rows = []
+        for r in listed:
+            row = [f"  {r.port}/{r.transport}", _state(r.state, style), reason_words(r.reason),
+                   "" if r.rtt is None else _ms(r.rtt), _registered(r)]
+            if any_service:
+                row.append(_service(r.service))
+            rows.append(row)
+        headers = ["  PORT", "STATE", "REASON", "RTT", "REGISTERED"] + (["IDENTIFIED"] if any_service else [])
+        if rows:
+            out += table(rows, headers, style)
+        elif not hr.accept_all:
+            out.append("  no port to list")
+        for group in extraports:
+            reasons = ", ".join(f"{g['count']:,} {reason_words(g['reason'])}" for g in group["reasons"])
+            ports = ",".join(g["ports"] for g in group["reasons"])
+            if len(ports) > width - 20:
+                ports = ports[:width - 23] + "..."
+            out.append(style(f"  not shown: {group['count']:,} {group['transport']} {group['state']} "
+                             f"({reasons})", "dim"))
+            if not show_all:
+                out.append(style(f"    ports {ports}", "dim"))
+    return out
+
+
+def _accept_all_lines(info: dict[str, Any], style, width: int) -> list[str]:
+    from portatlas.cli.output import wrap
+
+    text = (f"accepts connections on every port: {info['catch_all_ports']:,} of "
+            f"{info['scanned_ports']:,} scanned {info['transport']} ports behave the same "
+            f"({info['description']})")
+    lines = wrap(style("accept-all: ", "yellow", "bold") + text, width, "  ")
+    if info.get("banner"):
+        lines.append(f"    banner: {info['banner']}")
+    ports = info.get("catch_all") or ""
+    if len(ports) > width - 24:
+        ports = ports[:width - 27] + "..."
+    lines.append(style(f"    catch-all ports (not listed): {ports}", "dim"))
+    if info.get("distinct_ports"):
+        lines.append(f"    ports that behave differently (listed below): "
+                     + ",".join(str(p) for p in info["distinct_ports"]))
+    elif info.get("checked") == "sample":
+        lines.append(style(f"    checked a sample of {info['sample_size']} ports; others may differ", "dim"))
+    return lines
+
+
+def _state(state: str, style) -> str:
+    colour = {"open": "green", "closed": "red", "filtered": "yellow", "open|filtered": "yellow"}
+    return style(state, colour.get(state, "dim"))
+
+
+def _ms(rtt: float) -> str:
+    return f"{rtt * 1000:.2f} ms" if rtt < 0.1 else f"{rtt * 1000:.0f} ms"
+
+
+def _registered(r: PortResult) -> str:
+    if r.registered is None:
+        return ""
+    if not r.registered:
+        return "-"
+    first = r.registered[0]
+    text = first["service"]
+    if first.get("description") and first["description"].lower() != first["service"].lower():
+        text += f" ({first['description'][:40]})"
+    if len(r.registered) > 1:
+        text += f" +{len(r.registered) - 1}"
+    return text
+
+
+def _service(svc: dict[str, Any] | None) -> str:
+    if not svc:
+        return ""
+    if svc.get("outcome") not in (None, "identified"):
+        return svc.get("outcome") or ""
+    parts = [svc.get("protocol") or "?", svc.get("product") or "", svc.get("version") or ""]
+    return " ".join(p for p in parts if p)

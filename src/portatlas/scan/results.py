@@ -1,0 +1,150 @@
+"""What a scan found: PortResult per probed port, HostReport per address, ScanReport overall.
+
+The engines work with small integers (state and reason codes) for speed; this module names
+them. Reason names follow nmap's vocabulary where one exists, so the XML output reads the same
+to tools that ingest nmap's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# states -----------------------------------------------------------------------------------
+OPEN = "open"
+CLOSED = "closed"
+FILTERED = "filtered"
+OPEN_FILTERED = "open|filtered"
+UNSCANNED = "unscanned"  # not probed yet when the scan was interrupted
+
+STATES = (OPEN, CLOSED, FILTERED, OPEN_FILTERED, UNSCANNED)
+S_OPEN, S_CLOSED, S_FILTERED, S_OPEN_FILTERED, S_UNSCANNED = range(5)
+
+# reasons (code -> (name, words for people)) ----------------------------------------------
+REASONS: list[tuple[str, str]] = [
+    ("syn-ack", "connection accepted"),                  # 0
+    ("conn-refused", "refused (TCP reset)"),             # 1
+    ("no-response", "no answer"),                        # 2
+    ("port-unreach", "ICMP port unreachable"),           # 3
+    ("host-unreach", "ICMP host unreachable"),           # 4
+    ("net-unreach", "ICMP network unreachable"),         # 5
+    ("admin-prohibited", "ICMP administratively prohibited"),  # 6
+    ("udp-response", "reply received"),                  # 7
+    ("proto-unreach", "ICMP protocol unreachable"),      # 8
+    ("no-route", "no route to the host from here"),      # 9
+    ("local-firewall", "blocked by this machine's firewall"),  # 10
+    ("self-connect", "only reached itself (nothing listens)"),  # 11
+    ("unscanned", "not probed (scan interrupted)"),      # 12
+    ("time-exceeded", "ICMP time exceeded"),             # 13
+    ("error", "local error"),                            # 14
+]
+(R_SYN_ACK, R_REFUSED, R_NO_RESPONSE, R_PORT_UNREACH, R_HOST_UNREACH, R_NET_UNREACH,
+ R_ADMIN_PROHIBITED, R_UDP_RESPONSE, R_PROTO_UNREACH, R_NO_ROUTE, R_LOCAL_FIREWALL,
+ R_SELF_CONNECT, R_UNSCANNED, R_TIME_EXCEEDED, R_ERROR) = range(len(REASONS))
+
+REASON_WORDS = dict(REASONS)
+
+
+def reason_words(reason: str) -> str:
+    return REASON_WORDS.get(reason, reason)
+
+
+class PortResult:
+    """The answer for one port of one host.
+
+    `service` is filled by identification (portatlas.identify) when it ran: the dict of a
+    Verdict (outcome, protocol, product, version, confidence, extra, tls, evidence).
+    """
+
+    __slots__ = ("port", "transport", "state", "reason", "rtt", "tries", "registered",
+                 "service", "wildcard")
+
+    def __init__(self, port: int, transport: str, state: str, reason: str,
+                 rtt: float | None = None, tries: int = 1) -> None:
+        self.port = port
+        self.transport = transport
+        self.state = state
+        self.reason = reason
+        self.rtt = rtt          # seconds from sending the probe that was answered to the answer
+        self.tries = tries      # probes sent for this port
+        self.registered: list[dict[str, Any]] | None = None  # registry entries (service, description)
+        self.service: dict[str, Any] | None = None            # identification verdict, if any
+        self.wildcard = False   # part of an accept-everything host's catch-all
+
+    @property
+    def registered_names(self) -> list[str]:
+        return [r["service"] for r in self.registered or () if r.get("service")]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "port": self.port,
+            "transport": self.transport,
+            "state": self.state,
+            "reason": self.reason,
+            "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 3),
+            "tries": self.tries,
+            "registered": self.registered,
+            "service": self.service,
+        }
+        if self.wildcard:
+            out["wildcard"] = True
+        return out
+
+    def __repr__(self) -> str:
+        return f"PortResult({self.port}/{self.transport} {self.state} {self.reason})"
+
+
+class HostReport:
+    """Everything found on one address."""
+
+    def __init__(self, host) -> None:
+        self.host = host                     # portatlas.scan.targets.Host
+        self.ports: dict[tuple[int, str], PortResult] = {}
+        self.timing: dict[str, dict[str, float | None]] = {}   # transport -> srtt/rttvar/timeout
+        self.accept_all: dict[str, Any] | None = None          # see portatlas.scan.wildcard
+
+    @property
+    def status(self) -> str:
+        """'up' when anything on the host answered (accepted, refused, replied or the host
+        itself sent ICMP), else 'unknown': silence proves nothing either way."""
+        for r in self.ports.values():
+            if r.reason in ("syn-ack", "conn-refused", "udp-response", "port-unreach",
+                            "proto-unreach"):
+                return "up"
+        return "unknown"
+
+    def sorted_ports(self) -> list[PortResult]:
+        return sorted(self.ports.values(), key=lambda r: (r.transport, r.port))
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATES}
+        for r in self.ports.values():
+            out[r.state] += 1
+        return out
+
+    def open_ports(self) -> list[PortResult]:
+        return [r for r in self.sorted_ports() if r.state == OPEN]
+
+
+class ScanReport:
+    """The whole scan: one HostReport per address, in the order the targets were given."""
+
+    def __init__(self, hosts: list[HostReport], *, command: str, argv: list[str],
+                 options: dict[str, Any]) -> None:
+        self.hosts = hosts
+        self.command = command
+        self.argv = argv
+        self.options = options
+        self.started = time.time()
+        self.finished: float | None = None
+        self.interrupted = False
+        self.notes: list[str] = []
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    def all_results(self):
+        for host in self.hosts:
+            for result in host.sorted_ports():
+                yield host, result

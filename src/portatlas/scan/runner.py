@@ -1,0 +1,208 @@
+"""Running the engines: in this process, or split over worker processes for big TCP sweeps.
+
+A connect scan of a fast host is bound by the kernel's per-connection work (socket set-up,
+SYN, RST, tear-down), which runs on the CPU of the process that calls connect(). One Python
+process therefore uses one core; above a few thousand probes the ports are dealt round-robin
+to one forked worker per core (at most 4), each with its share of the concurrency and rate
+limits. Workers stream result batches back through a pipe, so progress, NDJSON output and
+Ctrl-C behave the same as in a single process.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+from typing import Callable
+
+from portatlas.scan.timing import HostTiming, TimingOptions
+
+# (host index, port, state code, reason code, rtt seconds | None, tries)
+Batch = list[tuple]
+PARALLEL_MIN_PROBES = 4096
+MAX_WORKERS = 4
+_FRAME = struct.Struct("!I")
+
+
+class RunOutcome:
+    def __init__(self) -> None:
+        self.timings: dict[int, dict] = {}   # host index -> HostTiming.to_dict()
+        self.interrupted = False
+        self.notes: list[str] = []
+
+
+def choose_workers(probes: int, requested: int | None) -> int:
+    if requested is not None:
+        return max(1, min(requested, 64))
+    if probes < PARALLEL_MIN_PROBES or not hasattr(os, "fork"):
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS, probes // (PARALLEL_MIN_PROBES // 2)))
+
+
+def _share(opts: TimingOptions, workers: int) -> TimingOptions:
+    d = opts.to_dict()
+    d["max_concurrency"] = max(1, opts.max_concurrency // workers)
+    d["initial_window"] = max(1, min(opts.initial_window, d["max_concurrency"]))
+    if opts.rate:
+        d["rate"] = opts.rate / workers
+    return TimingOptions(**d)
+
+
+def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
+               emit: Callable[[Batch], None], *, workers: int = 1) -> RunOutcome:
+    """Scan every port of `ports` on every host; `emit` gets result batches as they come."""
+    if workers <= 1 or len(ports) < workers:
+        return _run_here(transport, hosts, [ports] * len(hosts), opts, emit)
+    return _run_forked(transport, hosts, ports, opts, emit, workers)
+
+
+def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
+                 opts: TimingOptions, emit: Callable[[Batch], None]):
+    if transport == "udp":
+        from portatlas.scan.udp import UdpEngine
+
+        return UdpEngine(hosts, ports_per_host, opts, emit)
+    from portatlas.scan.tcp import TcpConnectEngine
+
+    return TcpConnectEngine(hosts, ports_per_host, opts, emit)
+
+
+def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
+              emit: Callable[[Batch], None]) -> RunOutcome:
+    engine = _make_engine(transport, hosts, ports_per_host, opts, emit)
+    engine.run()
+    outcome = RunOutcome()
+    outcome.timings = {i: t.to_dict() for i, t in engine.timings().items()}
+    outcome.interrupted = engine.interrupted
+    outcome.notes = list(engine.notes)
+    if engine.interrupted:
+        raise KeyboardInterrupt  # the caller reports what arrived so far
+    return outcome
+
+
+def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
+                emit: Callable[[Batch], None], workers: int) -> RunOutcome:
+    share = _share(opts, workers)
+    children: list[tuple[int, int]] = []  # (pid, read fd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for w in range(workers):
+        mine = ports[w::workers]
+        r, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # worker
+            os.close(r)
+            _worker(transport, hosts, mine, share, wfd)  # never returns
+        os.close(wfd)
+        children.append((pid, r))
+    outcome = RunOutcome()
+    samples: dict[int, int] = {}
+    buffers: dict[int, bytearray] = {fd: bytearray() for _, fd in children}
+    finished = [0]
+    try:
+        _collect(children, emit, outcome, samples, buffers, finished)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        for pid, _ in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        _collect(children, emit, outcome, samples, buffers, finished, draining=True)
+    finally:
+        for pid, fd in children:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+    if finished[0] < len(children):
+        outcome.notes.append(f"{len(children) - finished[0]} of {len(children)} scan workers "
+                             "failed; their ports are reported as unscanned")
+    return outcome
+
+
+def _worker(transport: str, hosts: list, ports: list[int], opts: TimingOptions, wfd: int) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        def send(kind: str, payload) -> None:
+            data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+            os.write(wfd, _FRAME.pack(len(data)))
+            view = memoryview(data)
+            while view:
+                n = os.write(wfd, view)
+                view = view[n:]
+
+        engine = _make_engine(transport, hosts, [ports] * len(hosts), opts,
+                              lambda batch: send("r", batch))
+        engine.run()
+        send("done", ({i: (t.to_dict(), t.samples) for i, t in engine.timings().items()},
+                      engine.notes))
+    except BaseException:  # noqa: BLE001 - a worker must never fall back into the parent's code
+        code = 1
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _collect(children: list[tuple[int, int]], emit: Callable[[Batch], None], outcome: RunOutcome,
+             samples: dict[int, int], buffers: dict[int, bytearray], finished: list[int],
+             draining: bool = False) -> None:
+    import selectors
+    import time
+
+    sel = selectors.DefaultSelector()
+    open_fds = set()
+    for _, fd in children:
+        if fd in buffers:
+            sel.register(fd, selectors.EVENT_READ)
+            open_fds.add(fd)
+
+    deadline = time.monotonic() + 5 if draining else None
+    while open_fds:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if timeout == 0.0:
+            break
+        for key, _ in sel.select(timeout):
+            fd = key.fd
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                sel.unregister(fd)
+                open_fds.discard(fd)
+                del buffers[fd]
+                continue
+            buf = buffers[fd]
+            buf += chunk
+            while len(buf) >= 4:
+                (size,) = _FRAME.unpack_from(buf)
+                if len(buf) < 4 + size:
+                    break
+                kind, payload = pickle.loads(bytes(buf[4:4 + size]))
+                del buf[:4 + size]
+                if kind == "r":
+                    emit(payload)
+                elif kind == "done":
+                    finished[0] += 1
+                    timings, notes = payload
+                    for i, (t, n) in timings.items():
+                        if n >= samples.get(i, -1):
+                            samples[i] = n
+                            outcome.timings[i] = t
+                    outcome.notes.extend(x for x in notes if x not in outcome.notes)
+    sel.close()

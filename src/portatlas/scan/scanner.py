@@ -1,0 +1,172 @@
+"""One scan from start to finish: engines, results into reports, accept-all detection, and the
+identification hook. The CLI (portatlas.cli.scan) and library users both call `Scanner`.
+
+    scanner = Scanner(hosts, tcp_ports=[22, 80], udp_ports=[], timing=TimingOptions())
+    report = scanner.run()            # a ScanReport; report.interrupted after Ctrl-C
+
+Hooks:
+ - on_result(host_report, port_result): every port as soon as its answer is final
+   (NDJSON streaming, progress);
+ - identify: an async callable (host, PortResult) -> Verdict | dict | None, run for every
+   open port after the sweep (and after accept-all detection, so a catch-all host is not
+   fingerprinted thousands of times); its answer lands in PortResult.service.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable, Callable
+
+from portatlas.scan import results as R
+from portatlas.scan.results import HostReport, PortResult, ScanReport
+from portatlas.scan.timing import TimingOptions
+
+ResultHook = Callable[[HostReport, PortResult], None]
+IdentifyHook = Callable[[Any, PortResult], Awaitable[Any]]
+
+# identification runs on at most this many ports at once
+IDENTIFY_CONCURRENCY = 32
+
+
+class Scanner:
+    def __init__(self, hosts: list, *, tcp_ports: list[int], udp_ports: list[int],
+                 timing: TimingOptions | None = None, workers: int | None = None,
+                 on_result: ResultHook | None = None, detect_accept_all: bool = True,
+                 identify: IdentifyHook | None = None, command: str = "scan",
+                 argv: list[str] | None = None, options: dict[str, Any] | None = None) -> None:
+        self.hosts = hosts
+        self.tcp_ports = tcp_ports
+        self.udp_ports = udp_ports
+        self.timing = timing or TimingOptions()
+        self.workers = workers
+        self.on_result = on_result
+        self.detect_accept_all = detect_accept_all
+        self.identify = identify
+        self.reports = [HostReport(h) for h in hosts]
+        self.report = ScanReport(self.reports, command=command, argv=list(argv or []),
+                                 options=dict(options or {}))
+        self.total = len(hosts) * (len(tcp_ports) + len(udp_ports))
+        self.done = 0
+
+    # ------------------------------------------------------------------------------------
+    def run(self) -> ScanReport:
+        from portatlas.scan.runner import choose_workers, run_engine
+        from portatlas.scan.sysres import raise_fd_limit
+
+        report = self.report
+        soft = raise_fd_limit(self.timing.max_concurrency + 256)
+        if soft < self.timing.max_concurrency + 64:
+            # leave room for the interpreter, the database and the output
+            self.timing.max_concurrency = max(16, soft - 64)
+            report.notes.append(f"file-descriptor limit {soft}: at most "
+                                f"{self.timing.max_concurrency} probes at once")
+        try:
+            for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
+                if not ports:
+                    continue
+                probes = len(ports) * len(self.hosts)
+                workers = choose_workers(probes, self.workers) if transport == "tcp" else 1
+                emit = self._emitter(transport)
+                outcome = run_engine(transport, self.hosts, ports, self.timing, emit,
+                                     workers=workers)
+                for index, timing in outcome.timings.items():
+                    self.reports[index].timing[transport] = timing
+                report.notes.extend(outcome.notes)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        self._mark_unscanned()
+        if self.detect_accept_all and not report.interrupted:
+            try:
+                from portatlas.scan.wildcard import detect_all
+
+                detect_all(self.reports, self.timing)
+            except KeyboardInterrupt:
+                report.interrupted = True
+        if self.identify is not None and not report.interrupted:
+            try:
+                run_identification(self.reports, self.identify)
+            except KeyboardInterrupt:
+                report.interrupted = True
+        report.finished = time.time()
+        return report
+
+    def _emitter(self, transport: str) -> Callable[[list[tuple]], None]:
+        reports = self.reports
+        states, reasons = R.STATES, R.REASONS
+        on_result = self.on_result
+
+        def emit(batch: list[tuple]) -> None:
+            for index, port, state, reason, rtt, tries in batch:
+                result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
+                hr = reports[index]
+                hr.ports[(port, transport)] = result
+                if on_result is not None:
+                    on_result(hr, result)
+            self.done += len(batch)
+
+        return emit
+
+    def _mark_unscanned(self) -> None:
+        if not self.report.interrupted and self.done >= self.total:
+            return
+        for hr in self.reports:
+            for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
+                for port in ports:
+                    if (port, transport) not in hr.ports:
+                        hr.ports[(port, transport)] = PortResult(port, transport, R.UNSCANNED,
+                                                                 "unscanned", None, 0)
+
+
+def attach_registered(reports: list[HostReport], atlas, *, states=(R.OPEN, R.OPEN_FILTERED)) -> None:
+    """Registry entries (service name and description) for every port in `states`."""
+    cache: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for hr in reports:
+        for result in hr.ports.values():
+            if result.state not in states:
+                continue
+            key = (result.port, result.transport)
+            if key not in cache:
+                cache[key] = registered_for(atlas, result.port, result.transport)
+            result.registered = cache[key]
+
+
+def registered_for(atlas, port: int, transport: str) -> list[dict[str, Any]]:
+    if atlas is None:
+        return []
+    out = []
+    seen = set()
+    for entry in atlas.entries(port, transport):
+        # a wide 'Unassigned 49152-65535' range says nothing about this port
+        if not entry.service or entry.status != "assigned":
+            continue
+        if entry.service.lower() in seen:
+            continue
+        seen.add(entry.service.lower())
+        out.append({"service": entry.service, "description": entry.description})
+    return out
+
+
+def run_identification(reports: list[HostReport], identify: IdentifyHook,
+                       concurrency: int = IDENTIFY_CONCURRENCY) -> None:
+    """Run the identification hook on every open port (the catch-all ports of an accept-all
+    host excepted) and store each verdict's dict in PortResult.service."""
+    import asyncio
+
+    todo = [(hr.host, r) for hr in reports for r in hr.open_ports() if not r.wildcard]
+    if not todo:
+        return
+
+    async def one(sem: asyncio.Semaphore, host, result: PortResult) -> None:
+        async with sem:
+            try:
+                verdict = await identify(host, result)
+            except Exception as exc:  # noqa: BLE001 - one bad probe must not end the scan
+                verdict = {"outcome": "error", "protocol": None, "error": str(exc)[:200]}
+        if verdict is not None:
+            result.service = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
+
+    async def main() -> None:
+        sem = asyncio.Semaphore(concurrency)
+        await asyncio.gather(*(one(sem, h, r) for h, r in todo))
+
+    asyncio.run(main())

@@ -1,0 +1,149 @@
+"""Operating-system resources a scan leans on: file descriptors, ICMP error queues, a poller."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import sys
+
+# Linux constants Python 3.11 does not export
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+SOL_IPV6 = getattr(socket, "SOL_IPV6", 41)
+SO_EE_ORIGIN_ICMP = 2
+SO_EE_ORIGIN_ICMP6 = 3
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+
+_ERRQUEUE_FLAGS = int(MSG_ERRQUEUE) | int(socket.MSG_DONTWAIT)  # plain int: enum `|` is slow
+_RECVERR_LEVELS = ((int(socket.SOL_IP), IP_RECVERR), (SOL_IPV6, IPV6_RECVERR))
+
+LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT pile-up on our side
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (never above the hard limit); returns
+    the soft limit now in force. Scans need one descriptor per outstanding probe."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else wanted
+
+
+def enable_recverr(sock: socket.socket, family: int) -> bool:
+    """Ask the kernel to queue ICMP errors with their type and code (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(SOL_IPV6, IPV6_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+        return True
+    except OSError:
+        return False
+
+
+def read_icmp_error(sock: socket.socket) -> tuple[int, int, int, tuple | None] | None:
+    """(origin, ICMP type, ICMP code, original destination) of one queued error, or None."""
+    try:
+        _, ancdata, _, addr = sock.recvmsg(0, 512, _ERRQUEUE_FLAGS)
+    except OSError:  # BlockingIOError: nothing queued (the usual case)
+        return None
+    for level, kind, data in ancdata:
+        if (level, kind) in _RECVERR_LEVELS \
+                and len(data) >= _EXTENDED_ERR.size:
+            _errno, origin, icmp_type, code, _pad, _info, _data = _EXTENDED_ERR.unpack_from(data)
+            return origin, icmp_type, code, addr
+    return None
+
+
+class Poller:
+    """Readiness for many sockets: epoll on Linux, the selectors module elsewhere.
+
+    `arm(fd, write)` asks for one notification (one-shot), `poll(timeout)` returns ready fds.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = getattr(select, "epoll", None)
+        self._known: set[int] = set()
+        self._persistent: set[int] = set()
+        if self._epoll is not None:
+            self._ep = select.epoll()
+            self._in = select.EPOLLIN | select.EPOLLONESHOT
+            self._out = select.EPOLLOUT | select.EPOLLONESHOT
+        else:
+            import selectors
+
+            self._sel = selectors.DefaultSelector()
+
+    def arm(self, fd: int, write: bool = True) -> None:
+        if self._epoll is not None:
+            mask = self._out if write else self._in
+            if fd in self._known:
+                self._ep.modify(fd, mask)
+            else:
+                self._ep.register(fd, mask)
+                self._known.add(fd)
+        else:
+            import selectors
+
+            ev = selectors.EVENT_WRITE if write else selectors.EVENT_READ
+            if fd in self._known:
+                self._sel.modify(fd, ev)
+            else:
+                self._sel.register(fd, ev)
+                self._known.add(fd)
+
+    def persistent(self, fd: int) -> None:
+        """Level-triggered read interest that stays (for a shared UDP socket)."""
+        if self._epoll is not None:
+            self._ep.register(fd, select.EPOLLIN | select.EPOLLERR)
+        else:
+            import selectors
+
+            self._sel.register(fd, selectors.EVENT_READ)
+        self._persistent.add(fd)
+
+    def forget(self, fd: int) -> None:
+        """Call just before closing a registered socket (its fd number will be reused).
+        epoll drops a closed descriptor by itself, so only the bookkeeping changes there."""
+        if fd in self._known:
+            self._known.discard(fd)
+            if self._epoll is None:
+                try:
+                    self._sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+
+    def poll(self, timeout: float) -> list[int]:
+        timeout = max(0.0, timeout)
+        if self._epoll is not None:
+            try:
+                return [fd for fd, _ in self._ep.poll(timeout)]
+            except InterruptedError:
+                return []
+        ready = self._sel.select(timeout)
+        out = []
+        for key, _ in ready:
+            out.append(key.fd)
+            if key.fd in self._known:  # emulate one-shot
+                self._sel.unregister(key.fd)
+                self._known.discard(key.fd)
+        return out
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._ep.close()
+        else:
+            self._sel.close()

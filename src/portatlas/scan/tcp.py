@@ -1,0 +1,444 @@
+"""TCP connect scanning: one non-blocking connect() per probe, many at once.
+
+Speed comes from the kernel doing the work and Python staying out of its way:
+ - sockets are reused: after a refused connect() the socket is back to its unconnected
+   state and can connect again, which saves a socket()/close() pair per closed port;
+ - on a fast path (a host on the same machine or link) the answer is often there before
+   connect() returns, so a second connect() right away picks it up without touching epoll
+   (switched off per host as soon as it stops paying);
+ - everything else waits in epoll with a deadline from the host's RTT estimate.
+
+State and reason per answer:
+   connect succeeded                   -> open      syn-ack
+   refused, no ICMP queued             -> closed    conn-refused (a TCP reset)
+   refused with ICMP port unreachable  -> filtered  port-unreach (a firewall's REJECT)
+   ICMP host/net unreachable, prohibited -> filtered host-unreach/net-unreach/admin-prohibited
+   no answer after every try           -> filtered  no-response
+A connect that reached our own socket (the loopback self-connect of an ephemeral port) is
+asked again from another source port and never reported open.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import socket
+import time
+from collections import deque
+from typing import Callable
+
+from portatlas.scan import results as R
+from portatlas.scan.sysres import LINGER_RESET, Poller, enable_recverr, read_icmp_error
+from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
+
+EINPROGRESS = errno.EINPROGRESS
+EALREADY = errno.EALREADY
+EISCONN = errno.EISCONN
+ECONNREFUSED = errno.ECONNREFUSED
+_FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_UNREACH = {errno.EHOSTUNREACH: R.R_HOST_UNREACH, errno.ENETUNREACH: R.R_NET_UNREACH,
+            errno.EHOSTDOWN: R.R_HOST_UNREACH, errno.ENONET: R.R_HOST_UNREACH,
+            errno.ENOPROTOOPT: R.R_PROTO_UNREACH}
+# The result tuple the engines emit: (host index, port, state code, reason code, rtt, tries)
+Result = tuple
+
+
+def icmp_reason(origin: int, icmp_type: int, code: int, v6: bool) -> tuple[int, int]:
+    """(state, reason) for a TCP probe answered by ICMP."""
+    if not v6:
+        if icmp_type == 3:
+            if code == 3:
+                return R.S_FILTERED, R.R_PORT_UNREACH
+            if code in (9, 10, 13):
+                return R.S_FILTERED, R.R_ADMIN_PROHIBITED
+            if code in (0, 6, 11):
+                return R.S_FILTERED, R.R_NET_UNREACH
+            if code == 2:
+                return R.S_FILTERED, R.R_PROTO_UNREACH
+            return R.S_FILTERED, R.R_HOST_UNREACH
+        if icmp_type == 11:
+            return R.S_FILTERED, R.R_TIME_EXCEEDED
+        return R.S_FILTERED, R.R_HOST_UNREACH
+    if icmp_type == 1:
+        return R.S_FILTERED, {0: R.R_NET_UNREACH, 1: R.R_ADMIN_PROHIBITED, 3: R.R_HOST_UNREACH,
+                              4: R.R_PORT_UNREACH, 5: R.R_ADMIN_PROHIBITED,
+                              6: R.R_ADMIN_PROHIBITED}.get(code, R.R_HOST_UNREACH)
+    if icmp_type == 3:
+        return R.S_FILTERED, R.R_TIME_EXCEEDED
+    return R.S_FILTERED, R.R_HOST_UNREACH
+
+
+class _Probe:
+    __slots__ = ("hs", "port", "tries", "sent", "sock", "gen", "self_connects")
+
+    def __init__(self, hs: "_HostState", port: int) -> None:
+        self.hs = hs
+        self.port = port
+        self.tries = 0
+        self.sent = 0.0
+        self.sock: socket.socket | None = None
+        self.gen = 0
+        self.self_connects = 0
+
+
+class _HostState:
+    __slots__ = ("index", "host", "timing", "ports", "cursor", "retry", "immediate",
+                 "imm_hits", "imm_misses", "family", "v6")
+
+    def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
+        self.index = index
+        self.host = host
+        self.timing = timing
+        self.ports = ports
+        self.cursor = 0
+        self.retry: deque[_Probe] = deque()
+        self.immediate = True   # try the fast path until it stops paying
+        self.imm_hits = 0
+        self.imm_misses = 0
+        self.family = host.family
+        self.v6 = host.family == socket.AF_INET6
+
+    def has_work(self) -> bool:
+        return bool(self.retry) or self.cursor < len(self.ports)
+
+    def next_probe(self) -> _Probe | None:
+        if self.retry:
+            return self.retry.popleft()
+        if self.cursor < len(self.ports):
+            port = self.ports[self.cursor]
+            self.cursor += 1
+            return _Probe(self, port)
+        return None
+
+    def remaining_fresh(self) -> list[int]:
+        return self.ports[self.cursor:]
+
+
+class TcpConnectEngine:
+    """Scan `ports` on every host with connect(); results go to `emit` in batches."""
+
+    def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
+                 emit: Callable[[list[Result]], None], *, flush_interval: float = 0.05,
+                 host_indices: list[int] | None = None) -> None:
+        self.opts = opts
+        self.emit = emit
+        self.flush_interval = flush_interval
+        first: HostTiming | None = None
+        self.states: list[_HostState] = []
+        for i, (host, ports) in enumerate(zip(hosts, ports_per_host)):
+            timing = HostTiming(opts)
+            self.states.append(_HostState(host_indices[i] if host_indices else i, host, ports, timing))
+            first = first or timing
+        self.poller = Poller()
+        self.by_fd: dict[int, _Probe] = {}
+        self.heap: list = []
+        self.seq = 0
+        self.inflight = 0
+        self.limit = max(1, opts.max_concurrency)
+        self.pool: dict[int, list[socket.socket]] = {socket.AF_INET: [], socket.AF_INET6: []}
+        self.out: list[Result] = []
+        self.pause_until = 0.0
+        self.rate = RateLimiter(opts.rate, time.monotonic()) if opts.rate else None
+        self.interrupted = False
+        self.notes: list[str] = []
+        self._emfile_noted = False
+
+    # public -------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            self._flush()
+            self._close_all()
+
+    def unscanned(self) -> list[tuple[int, int]]:
+        """(host index, port) of probes that never got a final answer (after an interrupt)."""
+        out = []
+        for hs in self.states:
+            out.extend((hs.index, p.port) for p in hs.retry)
+            out.extend((hs.index, port) for port in hs.remaining_fresh())
+        for probe in self.by_fd.values():
+            out.append((probe.hs.index, probe.port))
+        return out
+
+    # the loop -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        active = deque(hs for hs in self.states if hs.has_work())
+        monotonic = time.monotonic
+        last_flush = monotonic()
+        while True:
+            now = monotonic()
+            if active and now >= self.pause_until:
+                self._launch(active, now)
+            if not active and not self.by_fd:
+                break
+            wait = self._next_wait(active, monotonic())
+            ready = self.poller.poll(wait) if (wait > 0 or self.by_fd) else []
+            now = monotonic()
+            by_fd = self.by_fd
+            for fd in ready:
+                probe = by_fd.get(fd)
+                if probe is not None:
+                    self._answered_async(probe, now)
+            if self.heap and self.heap[0][0] <= now:
+                self._expire(now)
+            for hs in self.states:
+                if hs.has_work() and hs not in active:
+                    active.append(hs)
+            if now - last_flush >= self.flush_interval:
+                self._flush()
+                last_flush = now
+
+    def _next_wait(self, active: deque, now: float) -> float:
+        wait = 0.25
+        if self.heap:
+            wait = min(wait, self.heap[0][0] - now)
+        if active:
+            if now < self.pause_until:
+                wait = min(wait, self.pause_until - now)
+            elif self.rate is not None and self.rate.tokens < 1:
+                wait = min(wait, self.rate.wait_time())
+            elif self.inflight < self.limit and any(
+                    hs.timing.inflight < hs.timing.window for hs in active):
+                wait = 0.0
+        return max(0.0, wait)
+
+    def _launch(self, active: deque, now: float) -> None:
+        blocked = 0
+        rate = self.rate
+        while active and self.inflight < self.limit:
+            hs = active[0]
+            t = hs.timing
+            if t.inflight >= t.window:
+                blocked += 1
+                if blocked >= len(active):
+                    return
+                active.rotate(-1)
+                continue
+            blocked = 0
+            if rate is not None and not rate.take(time.monotonic()):
+                return
+            probe = hs.next_probe()
+            if probe is None:
+                active.popleft()
+                continue
+            if not self._start(probe, hs):
+                return  # out of descriptors or local ports: wait for some to free up
+            if len(active) > 1:
+                active.rotate(-1)
+
+    def _socket(self, family: int) -> socket.socket | None:
+        pool = self.pool[family]
+        if pool:
+            return pool.pop()
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in _FD_EXHAUSTED:
+                self._fd_exhausted()
+                return None
+            raise
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        enable_recverr(sock, family)
+        return sock
+
+    def _fd_exhausted(self) -> None:
+        # EMFILE/ENFILE: adapt instead of failing: fewer probes at once from now on
+        self.limit = max(1, min(self.limit, self.inflight) - 8) if self.inflight > 8 else max(1, self.inflight)
+        self.pause_until = time.monotonic() + 0.02
+        if not self._emfile_noted:
+            self._emfile_noted = True
+            self.notes.append(f"ran out of file descriptors; concurrency lowered to {self.limit}")
+
+    def _start(self, probe: _Probe, hs: _HostState) -> bool:
+        sock = self._socket(hs.family)
+        if sock is None:
+            hs.retry.appendleft(probe)
+            return False
+        addr = hs.host.sockaddr(probe.port)
+        probe.tries += 1
+        probe.sent = time.monotonic()
+        r = sock.connect_ex(addr)
+        if r == EINPROGRESS:
+            if hs.immediate:
+                r = sock.connect_ex(addr)
+                if r == EALREADY:
+                    # an ICMP error (a firewall's REJECT) may have arrived already
+                    icmp = read_icmp_error(sock)
+                    if icmp is not None:
+                        hs.imm_hits += 1
+                        self._finish_icmp(probe, sock, icmp, time.monotonic())
+                        return True
+                    hs.imm_misses += 1
+                    if hs.imm_misses >= 32 and hs.imm_hits * 4 < hs.imm_misses:
+                        hs.immediate = False
+                else:
+                    hs.imm_hits += 1
+            if r == EALREADY or r == EINPROGRESS:
+                self._wait_for(probe, sock, hs)
+                return True
+        elif r == errno.EADDRNOTAVAIL:
+            # every local port is busy (TIME_WAIT from earlier runs, other programs): back off
+            self._discard(sock)
+            probe.tries -= 1
+            hs.retry.appendleft(probe)
+            self.pause_until = time.monotonic() + 0.05
+            return False
+        self._finish(probe, sock, r, time.monotonic())
+        return True
+
+    def _wait_for(self, probe: _Probe, sock: socket.socket, hs: _HostState) -> None:
+        fd = sock.fileno()
+        probe.sock = sock
+        self.by_fd[fd] = probe
+        self.poller.arm(fd, write=True)
+        self.inflight += 1
+        hs.timing.inflight += 1
+        self.seq += 1
+        heapq.heappush(self.heap, (probe.sent + hs.timing.timeout, self.seq, probe, probe.gen))
+
+    def _release(self, probe: _Probe) -> socket.socket:
+        sock = probe.sock
+        del self.by_fd[sock.fileno()]
+        probe.sock = None
+        probe.gen += 1
+        self.inflight -= 1
+        probe.hs.timing.inflight -= 1
+        return sock
+
+    def _answered_async(self, probe: _Probe, now: float) -> None:
+        sock = probe.sock
+        r = sock.connect_ex(probe.hs.host.sockaddr(probe.port))
+        if r == EALREADY:
+            # Still connecting. Linux treats ICMP errors in SYN_SENT as soft: the socket
+            # keeps trying, but the error queue (IP_RECVERR) has the ICMP message now.
+            icmp = read_icmp_error(sock)
+            if icmp is None:  # spurious wake-up: wait on
+                self.poller.arm(sock.fileno(), write=True)
+                return
+            self._release(probe)
+            self._finish_icmp(probe, sock, icmp, now)
+            return
+        self._release(probe)
+        self._finish(probe, sock, r, now)
+
+    def _expire(self, now: float) -> None:
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, probe, gen = heapq.heappop(heap)
+            if gen != probe.gen or probe.sock is None:
+                continue
+            sock = probe.sock
+            # one last look: the answer may be waiting unread behind a busy loop
+            r = sock.connect_ex(probe.hs.host.sockaddr(probe.port))
+            self._release(probe)
+            if r != EALREADY:
+                self._finish(probe, sock, r, now)
+                continue
+            icmp = read_icmp_error(sock)
+            if icmp is not None:
+                self._finish_icmp(probe, sock, icmp, now)
+                continue
+            self._discard(sock)
+            hs = probe.hs
+            if probe.tries < hs.timing.allowed_tries:
+                hs.retry.append(probe)
+            else:
+                hs.timing.gave_up()
+                self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None, probe.tries))
+
+    def _finish(self, probe: _Probe, sock: socket.socket, r: int, now: float) -> None:
+        hs = probe.hs
+        rtt = now - probe.sent
+        if r == 0 or r == EISCONN:
+            if self._is_self_connect(sock):
+                self._discard(sock)
+                probe.self_connects += 1
+                if probe.self_connects < 3:
+                    probe.tries -= 1
+                    hs.retry.appendleft(probe)
+                else:
+                    self.out.append((hs.index, probe.port, R.S_CLOSED, R.R_SELF_CONNECT, None, probe.tries))
+                return
+            self._discard(sock)  # SO_LINGER 0: the server sees a reset, we keep no TIME_WAIT
+            state, reason = R.S_OPEN, R.R_SYN_ACK
+        elif r == ECONNREFUSED:
+            icmp = read_icmp_error(sock)
+            if icmp is None:
+                state, reason = R.S_CLOSED, R.R_REFUSED
+            else:
+                state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+            self.pool[hs.family].append(sock)
+        elif r in _UNREACH or r in (errno.EACCES, errno.EPERM):
+            icmp = read_icmp_error(sock)
+            if icmp is not None:
+                state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+            elif r in (errno.EACCES, errno.EPERM):
+                state, reason = R.S_FILTERED, R.R_LOCAL_FIREWALL
+            elif rtt < 0.0005 and r == errno.ENETUNREACH:
+                state, reason = R.S_FILTERED, R.R_NO_ROUTE
+            else:
+                state, reason = R.S_FILTERED, _UNREACH.get(r, R.R_HOST_UNREACH)
+            self._discard(sock)
+            if reason in (R.R_NO_ROUTE, R.R_LOCAL_FIREWALL):
+                self.out.append((hs.index, probe.port, state, reason, None, probe.tries))
+                return
+        elif r == errno.ETIMEDOUT:
+            # the kernel gave up before we did (only with very long timeouts): silence
+            self._discard(sock)
+            if probe.tries < hs.timing.allowed_tries:
+                hs.retry.append(probe)
+            else:
+                self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None, probe.tries))
+            return
+        else:
+            self._discard(sock)
+            self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_ERROR, None, probe.tries))
+            if len(self.notes) < 5:
+                self.notes.append(f"{hs.host.address} port {probe.port}: {errno.errorcode.get(r, r)}")
+            return
+        hs.timing.sample(rtt)
+        hs.timing.answered(probe.tries, now)
+        self.out.append((hs.index, probe.port, state, reason, rtt, probe.tries))
+
+    def _finish_icmp(self, probe: _Probe, sock: socket.socket, icmp: tuple, now: float) -> None:
+        """An ICMP error answered a connect that is still pending: record it, drop the socket
+        (it is mid-handshake and cannot be reused)."""
+        hs = probe.hs
+        self._discard(sock)
+        state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+        rtt = now - probe.sent
+        hs.timing.sample(rtt)
+        hs.timing.answered(probe.tries, now)
+        self.out.append((hs.index, probe.port, state, reason, rtt, probe.tries))
+
+    @staticmethod
+    def _is_self_connect(sock: socket.socket) -> bool:
+        try:
+            return sock.getsockname()[:2] == sock.getpeername()[:2]
+        except OSError:
+            return False
+
+    def _discard(self, sock: socket.socket) -> None:
+        self.poller.forget(sock.fileno())
+        sock.close()
+
+    def _flush(self) -> None:
+        if self.out:
+            batch, self.out = self.out, []
+            self.emit(batch)
+
+    def _close_all(self) -> None:
+        for probe in list(self.by_fd.values()):
+            self._discard(probe.sock)
+        self.by_fd.clear()
+        for pool in self.pool.values():
+            for sock in pool:
+                self._discard(sock)
+            pool.clear()
+        self.poller.close()
+
+    def timings(self) -> dict[int, HostTiming]:
+        return {hs.index: hs.timing for hs in self.states}

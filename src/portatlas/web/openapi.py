@@ -1,0 +1,230 @@
+"""The OpenAPI 3.1 description of the JSON API (written by hand: it is the contract the
+schemathesis tests hold the server to, so it must say exactly what the code does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portatlas import __version__
+from portatlas.model import TRANSPORTS
+
+STATUSES = ["assigned", "unassigned", "reserved", "deassigned"]
+
+
+def _null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None,
+         extra: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props,
+                           "required": list(props) if required is None else required}
+    if not extra:
+        out["additionalProperties"] = False
+    return out
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+PORT = {"type": "integer", "minimum": 0, "maximum": 65535}
+TRANSPORT = {"type": "string", "enum": list(TRANSPORTS)}
+STATUS = {"type": "string", "enum": STATUSES}
+TALLY = {s: {"type": "integer", "minimum": 0} for s in STATUSES}
+
+COMPONENTS: dict[str, Any] = {
+    "Error": _obj({"error": STR, "status": INT}),
+    "Person": _obj({"id": STR, "name": _null(STR), "org": _null(STR), "email": _null(STR),
+                    "uri": _null(STR)}),
+    "Reference": _obj({"kind": {"type": "string", "enum": ["rfc", "draft", "uri", "text",
+                                                           "note", "person"]},
+                       "value": STR, "section": _null(STR), "label": STR, "url": _null(STR)}),
+    "Entry": _obj({
+        "service": _null(STR), "ports": _null(STR), "port_lo": _null(PORT),
+        "port_hi": _null(PORT), "transport": _null(TRANSPORT), "description": STR,
+        "status": STATUS, "assignee": _null(_ref("Person")), "contact": _null(_ref("Person")),
+        "registered": _null(STR), "modified": _null(STR),
+        "references": {"type": "array", "items": _ref("Reference")},
+        "service_code": _null(STR), "unauthorized_use": _null(STR), "notes": _null(STR),
+        "alias_of": _null(STR), "previously": _null(STR), "source": STR}),
+    "EntrySummary": _obj({"service": _null(STR), "ports": STR, "transport": _null(TRANSPORT),
+                          "description": STR, "status": STATUS}),
+    "RangeClass": _obj({"name": {"type": "string", "enum": ["system", "user", "dynamic"]},
+                        "lo": PORT, "hi": PORT, "meaning": STR}),
+    "Port": _obj({
+        "schema": {"const": "portatlas.port/1"}, "port": PORT, "transport": _null(TRANSPORT),
+        "source": STR, "range_class": _ref("RangeClass"),
+        "status": {"type": "object", "propertyNames": TRANSPORT, "additionalProperties": STATUS},
+        "entries": {"type": "object", "propertyNames": TRANSPORT,
+                    "additionalProperties": {"type": "array", "items": _ref("Entry")}},
+        "trojans": _obj({"caveat": STR, "by_transport": {
+            "type": "object", "additionalProperties": {"type": "array", "items": STR}}}),
+        "nmap_frequency": {"type": "object", "additionalProperties": _obj(
+            {"service": STR, "frequency": {"type": "number", "minimum": 0, "maximum": 1}})},
+        "neighbours": {"type": "array", "items": _obj(
+            {"port": PORT, "entries": {"type": "array", "items": _ref("EntrySummary")}})},
+        "howto": {"type": "object", "additionalProperties": _obj({
+            "local": {"type": "array", "items": STR}, "remote": {"type": "array", "items": STR}})},
+        "here": {"type": "object", "description": "what listens on this port on the server's "
+                 "machine (the CLI's 'here' section; live, at most a few seconds old)"},
+        "history": {"type": "object", "description": "registry timeline and curated notes "
+                    "(the CLI's 'history' section)"},
+    }, required=["schema", "port", "transport", "source", "range_class", "status", "entries",
+                 "trojans", "nmap_frequency", "neighbours", "howto"]),
+    "Service": _obj({"schema": {"const": "portatlas.service/1"}, "name": STR,
+                     "entries": {"type": "array", "items": _ref("Entry")}}),
+    "SearchResult": {"allOf": [_ref("Entry"), _obj({
+        "score": {"type": "number"}, "match": {"type": "string", "enum": ["service name", "text", "phrase"]},
+        "url": STR})]},
+    "Search": _obj({"schema": {"const": "portatlas.search/1"}, "query": STR, "source": STR,
+                    "goto": _null(STR),
+                    "results": {"type": "array", "items": _ref("SearchResult")}}),
+    "Block": _obj({"lo": PORT, "hi": PORT, **TALLY}),
+    "Ranges": _obj({
+        "schema": {"const": "portatlas.web.ranges/1"}, "source": STR,
+        "classes": {"type": "array", "items": {"allOf": [_ref("RangeClass"), _obj(TALLY)]}},
+        "block_size": {"type": "integer", "minimum": 1},
+        "blocks": {"type": "array", "items": _ref("Block")},
+        "ranges": {"type": "array", "items": _ref("Entry")}}),
+    "RangeDetail": _obj({
+        "schema": {"const": "portatlas.range/1"}, "lo": PORT, "hi": PORT,
+        "transport": _null(TRANSPORT), "entries": {"type": "array", "items": _ref("Entry")},
+        "source": STR, "tally": _ref("Block"), "statuses": {"type": "array", "items": STATUS}}),
+    "Provenance": _obj({"kind": STR, "location": STR, "format": _null(STR),
+                        "sha256": _null(STR), "registry_date": _null(STR),
+                        "records": _null(INT), "imported_at": _null(STR)}),
+    "About": _obj({"schema": {"const": "portatlas.web.about/1"}, "source": STR,
+                   "database": STR, "built_at": _null(STR), "build": STR,
+                   "provenance": {"type": "array", "items": _ref("Provenance")}}),
+    "Health": _obj({"status": {"const": "ok"}, "build": STR, "source": STR}),
+    "FeedbackIn": _obj({"port": PORT, "helpful": {"type": "boolean"},
+                        "comment": _null({"type": "string", "maxLength": 500})},
+                       required=["port", "helpful"], extra=False),
+    "FeedbackOut": _obj({"ok": {"const": True}, "id": {"type": "integer", "minimum": 1}}),
+    "FeedbackSummary": _obj({
+        "schema": {"const": "portatlas.web.feedback/1"},
+        "total": {"type": "integer", "minimum": 0}, "helpful": {"type": "integer", "minimum": 0},
+        "not_helpful": {"type": "integer", "minimum": 0},
+        "ports": {"type": "array", "items": _obj({
+            "port": PORT, "helpful": {"type": "integer", "minimum": 0},
+            "not_helpful": {"type": "integer", "minimum": 0}, "last": _null(STR)})},
+        "recent_comments": {"type": "array", "items": _obj({
+            "id": INT, "port": PORT, "helpful": {"type": "boolean"}, "comment": STR,
+            "created": _null(STR)})}}),
+    "Local": {"type": "object", "description": "this machine's listeners (portatlas local "
+              "--json)", "required": ["schema"], "properties": {"schema": STR}},
+    "CheckIn": _obj({"host": {"type": "string", "minLength": 1, "maxLength": 253},
+                     "ports": {"type": "array", "minItems": 1, "maxItems": 16, "items": PORT},
+                     "transport": {"type": "string", "enum": ["tcp"]}},
+                    required=["host", "ports"], extra=False),
+    "CheckOut": {"type": "object", "required": ["schema", "host", "results"],
+                 "properties": {"schema": STR, "host": STR,
+                                "results": {"type": "array", "items": {"type": "object"}}}},
+}
+
+
+def _error(description: str, headers: dict | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description,
+                           "content": {"application/json": {"schema": _ref("Error")}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _ok(name: str, description: str = "OK", status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description,
+                     "content": {"application/json": {"schema": _ref(name)}}}}
+
+
+BAD = {"400": _error("bad input (a one-line reason in 'error')")}
+RATE = {"429": _error("too many requests from this client",
+                      {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}})}
+DATA = {"503": _error("the registry database is missing or broken")}
+FORBIDDEN = {"403": _error("refused: missing/stale CSRF token, cross-site request, or feature off")}
+TOO_BIG = {"413": _error("request body over 4 KiB"),
+           "415": _error("body is not application/json")}
+
+TRANSPORT_PARAM = {"name": "transport", "in": "query", "required": False, "schema": TRANSPORT,
+                   "description": "only this transport"}
+CSRF_HEADER = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
+               "description": "the token from the page (meta csrf-token), bound to the pa_csrf cookie"}
+
+PATHS: dict[str, Any] = {
+    "/healthz": {"get": {"summary": "Liveness and the loaded database build",
+                         "responses": {**_ok("Health"), **DATA}}},
+    "/api/ports/{port}": {"get": {
+        "summary": "Everything known about one port (as portatlas N --json)",
+        "parameters": [{"name": "port", "in": "path", "required": True, "schema": PORT},
+                       TRANSPORT_PARAM],
+        "responses": {**_ok("Port"), **BAD, **DATA}}},
+    "/api/services/{name}": {"get": {
+        "summary": "All ports of a service name or alias",
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 63}},
+                       TRANSPORT_PARAM],
+        "responses": {**_ok("Service"), **BAD, "404": _error("no such service"), **DATA}}},
+    "/api/search": {"get": {
+        "summary": "Ranked free-text search (as portatlas search --json)",
+        "parameters": [
+            {"name": "q", "in": "query", "required": True,
+             "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[\\w+]"},
+             "description": "words to look for; at least one letter, digit, _ or +"},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}],
+        "responses": {**_ok("Search"), **BAD, **DATA}}},
+    "/api/ranges": {"get": {"summary": "The port space: range classes, 64-port blocks, "
+                                       "registered ranges",
+                            "responses": {**_ok("Ranges"), **DATA}}},
+    "/api/ranges/{spec}": {"get": {
+        "summary": "One range (e.g. 6000-6063): entries and the status of each port",
+        "parameters": [{"name": "spec", "in": "path", "required": True,
+                        "schema": {"type": "string",
+                                   "pattern": "^[0-9]{1,5}-[0-9]{1,5}(/(tcp|udp|sctp|dccp))?$"},
+                        "description": "LO-HI[/transport], at most 16384 ports"}],
+        "responses": {**_ok("RangeDetail"), **BAD, **DATA}}},
+    "/api/local": {"get": {"summary": "What listens on this machine (as portatlas local --json)",
+                           "responses": {**_ok("Local"), **DATA,
+                                         "501": _error("not available in this installation")}}},
+    "/api/about": {"get": {"summary": "Where the data comes from",
+                           "responses": {**_ok("About"), **DATA}}},
+    "/api/feedback": {
+        "get": {"summary": "Summary of 'Was this page helpful?' answers",
+                "responses": {**_ok("FeedbackSummary"), **DATA}},
+        "post": {"summary": "Record one answer",
+                 "parameters": [CSRF_HEADER],
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": _ref("FeedbackIn")}}},
+                 "responses": {**_ok("FeedbackOut", "recorded", "201"), **BAD, **FORBIDDEN,
+                               **TOO_BIG, **RATE, **DATA}}},
+    "/api/check": {"post": {
+        "summary": "Check ports on an allow-listed host (only with --allow-check)",
+        "parameters": [CSRF_HEADER],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("CheckIn")}}},
+        "responses": {**_ok("CheckOut"), **BAD, **FORBIDDEN, **TOO_BIG, **RATE, **DATA}}},
+}
+
+
+def schema(checks_enabled: bool = False) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "portatlas", "version": __version__,
+                 "description": "What runs on port N? The IANA registry, this machine's "
+                                "listeners and more. Errors are JSON objects {error, status}."},
+        "paths": PATHS,
+        "components": {"schemas": COMPONENTS},
+        "x-remote-checks": "enabled" if checks_enabled else "disabled",
+    }
+
+
+def endpoints() -> list[tuple[str, str, str]]:
+    """(method, path, summary) for the about page."""
+    out = []
+    for path, ops in PATHS.items():
+        for method, op in ops.items():
+            out.append((method.upper(), path, op["summary"]))
+    out.append(("GET", "/openapi.json", "This schema"))
+    return out
