@@ -74,6 +74,25 @@ print(f"{nl:.1f} {pn:.1f} {scan:.1f} {len(socks)} {len(socks2)} {len(found.holde
 """
 
 
+# The "here" section's own cost inside one `portatlas PORT` run: importing it and answering.
+HERE = r"""
+import sys, time
+from portatlas.atlas import Atlas
+answer = Atlas().port(int(sys.argv[1]))
+start = time.perf_counter()
+from portatlas.local.here import section
+data = section(answer)
+print((time.perf_counter() - start) * 1e3, len(data["sockets"]))
+"""
+
+
+def here_cost(ns: Netns, port: int, env: dict[str, str], rounds: int) -> tuple[float, int]:
+    """Median milliseconds (import + answer) over fresh interpreters, and the sockets found."""
+    runs = [ns.run([sys.executable, "-c", HERE, str(port)], env=env).stdout.split()
+            for _ in range(rounds)]
+    return statistics.median(float(r[0]) for r in runs), int(runs[0][1])
+
+
 def timed(ns: Netns, argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(ns.argv(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -148,6 +167,10 @@ def main() -> int:
                 timed(empty, [py, "-m", "portatlas", "57", "--json"], env))
 
         readers = ns.run([py, "-c", READERS, str(args.rounds)], env=env).stdout.split()
+        here = {"empty namespace, port 57": here_cost(empty, 57, env, args.rounds),
+                f"{args.sockets} sockets, port 19999 (no match)": here_cost(ns, 19999, env, args.rounds),
+                f"{args.sockets} sockets, port {args.first_port} (match)":
+                    here_cost(ns, args.first_port, env, args.rounds)}
 
     base = statistics.median(times["ss -tulpn"])
     print(f"\nwall time over {args.rounds} rounds (alternating), {args.sockets} sockets:")
@@ -167,6 +190,9 @@ def main() -> int:
         print(f"  {name:42s} {fmt(values)}")
     print(f"  here section in an empty namespace: "
           f"+{(statistics.median(empty_times['portatlas 57 --json (here, empty ns)']) - empty_base) * 1e3:.1f} ms")
+    print("  measured inside the process (import of portatlas.local.here + section()), median:")
+    for name, (ms, found) in here.items():
+        print(f"    {name:42s} {ms:6.2f} ms  ({found} matching sockets)")
     nl, pn, scan, n1, n2, n3 = readers
     print(f"\nreaders in-process (median of {args.rounds}): netlink sock_diag {float(nl):.1f} ms "
           f"({n1} sockets), /proc/net text {float(pn):.1f} ms ({n2} sockets), "

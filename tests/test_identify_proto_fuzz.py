@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portatlas.identify.base import IdentifyInside, NoMatch, Send, StartTLS, Verdict, Wait
-from portatlas.identify.protocols import (amqp, dns, ldap, memcached_udp, mongodb, mqtt, mysql, ntp,
-                                          postgresql, rdp, smb, snmp, vnc)
+from portatlas.identify.protocols import (amqp, dns, ldap, memcached_udp, mongodb, mqtt, mysql,
+                                          netbios_ns, ntp, postgresql, rdp, smb, snmp, ssdp, vnc)
 from support.probe_talk import make
 
 import test_identify_proto_amqp as t_amqp
@@ -29,6 +29,7 @@ import test_identify_proto_postgresql as t_pg
 import test_identify_proto_rdp as t_rdp
 import test_identify_proto_smb as t_smb
 import test_identify_proto_snmp as t_snmp
+import test_identify_proto_udp_extra as t_udp_extra
 import test_identify_proto_vnc as t_vnc
 
 STEPS = (Send, Wait, NoMatch, StartTLS, IdentifyInside, Verdict)
@@ -62,6 +63,9 @@ CONVERSATIONS = {
     "rdp": (rdp.RdpProbe, _ids(), [t_rdp.XRDP_CONFIRM]),
     "smb": (smb.SmbProbe, _ids(), [t_smb.SAMBA_NEGOTIATE]),
     "vnc": (vnc.VncProbe, _ids(), [t_vnc.TIGERVNC_BANNER, t_vnc.TIGERVNC_TYPES]),
+    "netbios-ns": (netbios_ns.NetbiosNsProbe, _ids(transaction_id=0x4E42),
+                   [t_udp_extra.NMBD_NODE_STATUS]),
+    "ssdp": (ssdp.SsdpProbe, _ids(), [t_udp_extra.MINIUPNPD_REPLY]),
 }
 STAGES = [(name, stage) for name, (_, _, replies) in CONVERSATIONS.items()
           for stage in range(len(replies))]

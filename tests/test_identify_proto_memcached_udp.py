@@ -27,7 +27,8 @@ def test_capture():
     talk = converse(probe(), [MEMCACHED_REPLY])
     verdict = talk.last
     assert isinstance(verdict, Verdict)
-    assert (verdict.protocol, verdict.product, verdict.version) == ("memcached", "memcached", "1.6.18")
+    assert (verdict.protocol, verdict.product) == ("memcached", "memcached")
+    assert verdict.version == "1.6.18"
     assert verdict.extra["transport"] == "udp" and verdict.confidence == 1.0
 
 

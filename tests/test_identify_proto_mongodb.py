@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from portatlas.identify.base import NoMatch, Send, Verdict, Wait
 from portatlas.identify.protocols import mongodb
 from portatlas.identify.protocols._wire import Bad, Reader
 from support.probe_talk import feed_chunks, make
-
-import pytest
 
 
 class ObjectId(bytes):

@@ -7,7 +7,7 @@ to our CONNECT, then SUBACK and the retained $SYS/broker/version PUBLISH after o
 
 from __future__ import annotations
 
-from portatlas.identify.base import NoMatch, Send, Verdict, Wait
+from portatlas.identify.base import NoMatch, Verdict, Wait
 from portatlas.identify.protocols import mqtt
 from support.probe_talk import converse, make
 
@@ -26,7 +26,8 @@ def probe() -> mqtt.MqttProbe:
 def test_connect_packet():
     data = mqtt.build_connect(b"portatlas-cap")
     assert data == bytes.fromhex("101900044d5154540402001e000d") + b"portatlas-cap"
-    assert mqtt.build_subscribe(0x1234) == bytes.fromhex("8218123400") + b"\x13$SYS/broker/version\x00"
+    assert mqtt.build_subscribe(0x1234) == (bytes.fromhex("8218123400")
+                                            + b"\x13$SYS/broker/version\x00")
 
 
 def test_client_id_is_random():

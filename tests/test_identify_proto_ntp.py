@@ -75,8 +75,8 @@ def test_mode6_unanswered_still_ntp():
 
 
 def test_classic_ntpd_version_text():
-    assert ntp.product_from_version_text("ntpd 4.2.8p15@1.3728-o Wed Sep 23 11:46:38 UTC 2020 (1)") \
-        == ("ntpd", "4.2.8p15")
+    text = "ntpd 4.2.8p15@1.3728-o Wed Sep 23 11:46:38 UTC 2020 (1)"
+    assert ntp.product_from_version_text(text) == ("ntpd", "4.2.8p15")
 
 
 def test_origin_not_echoed_is_less_certain():

@@ -45,7 +45,8 @@ def test_ssl_request_then_startup():
     assert b"user\x00portatlas\x00" in talk.sent[1]
     verdict = talk.last
     assert isinstance(verdict, Verdict)
-    assert (verdict.protocol, verdict.product, verdict.version) == ("postgresql", "PostgreSQL", None)
+    assert (verdict.protocol, verdict.product) == ("postgresql", "PostgreSQL")
+    assert verdict.version is None
     assert verdict.extra["ssl"] is False
     assert verdict.extra["error"]["sqlstate"] == "28000"
     assert verdict.extra["error"]["message"] == 'role "portatlas" does not exist'

@@ -13,7 +13,7 @@ from portatlas.identify.base import NoMatch, Send, Verdict
 from portatlas.identify.protocols import _ber as ber
 from portatlas.identify.protocols import snmp
 from portatlas.identify.protocols._wire import Bad, Reader, Short
-from support.probe_talk import converse, make
+from support.probe_talk import make
 
 NETSNMP_REPORT = bytes.fromhex(
     "306d020103300f02024a69020300ffe30401000201030421301f041180001f8880f59b830bc15a046b"

@@ -31,8 +31,10 @@ def enter(name: str) -> None:
         os.close(fd)
 
 
-def call_in(name: str, fn: Callable[..., Any], *args: Any, timeout: float = 120, **kw: Any) -> Any:
-    """Call fn(*args, **kw) in a fresh thread inside namespace `name`; return its result."""
+def call_in(name: str, fn: Callable[..., Any], *args: Any, call_limit: float = 300,
+            **kw: Any) -> Any:
+    """Call fn(*args, **kw) in a fresh thread inside namespace `name`; return its result
+    (waiting `call_limit` seconds at most)."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -44,9 +46,9 @@ def call_in(name: str, fn: Callable[..., Any], *args: Any, timeout: float = 120,
 
     thread = threading.Thread(target=target, name=f"netns-{name}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    thread.join(call_limit)
     if thread.is_alive():
-        raise TimeoutError(f"call in netns {name} did not finish in {timeout}s")
+        raise TimeoutError(f"call in netns {name} did not finish in {call_limit}s")
     if "error" in box:
         raise box["error"]
     return box.get("value")

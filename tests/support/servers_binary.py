@@ -11,7 +11,7 @@ listening on every address of the namespace on each port, and returns once every
 (TimeoutError otherwise). The returned Service carries the truth the identification must find.
 Nothing is started on the host.
 
-    start_postgresql  postgres, one per port (trust authentication, no TLS)   TCP  5432, 103
+    start_postgresql  postgres, one per port (trust authentication; TLS on tls_ports)  TCP  5432, 103
     start_mosquitto   mosquitto (anonymous clients allowed)                    TCP  1883, 8080
     start_dnsmasq     dnsmasq as a DNS server only, one per port               UDP+TCP 53, 5353
     start_chrony      chronyd serving its local clock (never sets it), one per port  UDP 123, 4123
@@ -28,12 +28,11 @@ import pwd
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 from support.netns import Netns
-from support.servers_text import Service
+from support.servers_text import Service, make_cert
 
 
 def _give_to(path: Path, user: str) -> None:
@@ -125,11 +124,21 @@ def _pg_template(tmp: Path) -> Path:
     return _PG_TEMPLATE
 
 
-def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103)) -> Service:
-    """One postgres per port (a cluster listens on a single port), as the postgres user."""
+def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103),
+                     tls_ports: Sequence[int] = ()) -> Service:
+    """One postgres per port (a cluster listens on a single port), as the postgres user.
+    Ports also listed in `tls_ports` get ssl=on with a self-signed certificate."""
     tmp = _fresh(tmp)
     _give_to(tmp, "postgres")
     entry = pwd.getpwnam("postgres")
+    tls_args: list[str] = []
+    if tls_ports:
+        cert, key = make_cert(tmp / "tls", cn="postgres.portatlas.test",
+                              sans=("postgres.portatlas.test",))
+        for path in (tmp / "tls", cert, key):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        os.chmod(key, 0o600)
+        tls_args = ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
     if min(ports) < 1024:
         # postgres never runs as root; let it bind low ports in this namespace only
         ns.run(["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0"])
@@ -143,13 +152,14 @@ def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103)) -
         log = tmp / f"postgres-{port}.log"
         proc = ns.popen(["runuser", "-u", "postgres", "--", _pg_bin("postgres"), "-D", str(data),
                          "-p", str(port), "-k", str(tmp), "-c", "listen_addresses=*",
-                         "-c", "fsync=off", "-c", "logging_collector=off"],
+                         "-c", "fsync=off", "-c", "logging_collector=off",
+                         *(tls_args if port in tls_ports else [])],
                         stderr=open(log, "wb"))
         procs.append((proc, "postgres", log))
     _started(procs, lambda: _wait_for_tcp(ns, ports, timeout=30))
     major = (_pg_template(tmp) / PG_VERSION_FILE).read_text().strip()
     return Service("postgresql", "postgresql", "PostgreSQL", {p: "tcp" for p in ports},
-                   facts={"major": major})
+                   tls_ports=tuple(p for p in ports if p in tls_ports), facts={"major": major})
 
 
 # ---- Mosquitto ------------------------------------------------------------------------------
@@ -168,7 +178,8 @@ def start_mosquitto(ns: Netns, tmp: Path, ports: Sequence[int] = (1883, 8080)) -
 
 # ---- dnsmasq --------------------------------------------------------------------------------
 
-DNS_VERSION_BIND = bytes.fromhex("50530000000100000000000007") + b"version\x04bind\x00\x00\x10\x00\x03"
+DNS_VERSION_BIND = (bytes.fromhex("50530000000100000000000007")
+                    + b"version\x04bind\x00\x00\x10\x00\x03")
 
 
 def start_dnsmasq(ns: Netns, tmp: Path, ports: Sequence[int] = (53, 5353)) -> Service:

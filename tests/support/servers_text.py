@@ -61,22 +61,38 @@ def _check_alive(proc: subprocess.Popen, what: str, log: Path | None = None) -> 
 
 def make_cert(directory: Path, cn: str = "portatlas.test", sans: Sequence[str] = ("portatlas.test",),
               days: int = 30, expired: bool = False) -> tuple[Path, Path]:
-    """A self-signed certificate made by the test (openssl); returns (cert, key) paths.
+    """A self-signed certificate made by the test; returns (cert, key) paths (PEM).
 
-    `expired` back-dates it so that it ended yesterday."""
+    `expired` dates it 2020-01-01..2020-02-01, so it ended long ago."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{cn}.crt", directory / f"{cn}.key"
-    san = ",".join(f"DNS:{s}" for s in sans)
-    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-           "-nodes", "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={cn}/O=portatlas tests",
-           "-addext", f"subjectAltName={san}"]
+    cert_path, key_path = directory / f"{cn}.crt", directory / f"{cn}.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "portatlas tests")])
     if expired:
-        cmd += ["-not_before", "20200101000000Z", "-not_after", "20200201000000Z"]
+        start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+        end = datetime.datetime(2020, 2, 1, tzinfo=datetime.timezone.utc)
     else:
-        cmd += ["-days", str(days)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    key.chmod(0o600)
-    return cert, key
+        start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+        end = start + datetime.timedelta(days=days)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), False)
+            .sign(key, hashes.SHA256()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 # --- OpenSSH ------------------------------------------------------------------------------
@@ -105,7 +121,10 @@ def start_ssh(ns: Netns, tmp: Path, ports: Sequence[int] = (22, 103)) -> Service
 
 # --- nginx --------------------------------------------------------------------------------
 def start_nginx(ns: Netns, tmp: Path, http_ports: Sequence[int] = (80, 57),
-                https_ports: Sequence[int] = (443, 8443), h2c_ports: Sequence[int] = ()) -> Service:
+                https_ports: Sequence[int] = (443, 8443), h2c_ports: Sequence[int] = (),
+                expired_port: int | None = None) -> Service:
+    """nginx: the test page on every port; HTTP/2 (ALPN h2) on the HTTPS ports, HTTP/2 with
+    prior knowledge on `h2c_ports`, and an expired certificate on `expired_port`."""
     tmp.mkdir(parents=True, exist_ok=True)
     cert, key = make_cert(tmp / "tls", cn="www.portatlas.test",
                           sans=("www.portatlas.test", "portatlas.test"))
@@ -119,6 +138,13 @@ def start_nginx(ns: Netns, tmp: Path, http_ports: Sequence[int] = (80, 57),
     listen = "".join(f"        listen {p};\n" for p in http_ports)
     listen += "".join(f"        listen {p} ssl http2;\n" for p in https_ports)
     listen += "".join(f"        listen {p} http2;\n" for p in h2c_ports)
+    expired_server = ""
+    if expired_port:
+        old_cert, old_key = make_cert(tmp / "old", cn="old.portatlas.test",
+                                      sans=("old.portatlas.test",), expired=True)
+        expired_server = (f"    server {{\n        listen {expired_port} ssl;\n"
+                          f"        root {root};\n        ssl_certificate {old_cert};\n"
+                          f"        ssl_certificate_key {old_key};\n    }}\n")
     cfg = tmp / "nginx.conf"
     cfg.write_text(f"""
 master_process off;
@@ -135,13 +161,14 @@ http {{
         ssl_certificate {cert};
         ssl_certificate_key {key};
     }}
-}}
+{expired_server}}}
 """)
     proc = ns.popen(["nginx", "-e", f"{tmp}/error.log", "-c", str(cfg), "-g", "daemon off;"])
     _check_alive(proc, "nginx", tmp / "error.log")
-    ports = [*http_ports, *https_ports, *h2c_ports]
+    ports = [*http_ports, *https_ports, *h2c_ports] + ([expired_port] if expired_port else [])
     wait_ports(ns, ports)
-    return Service("nginx", "http", "nginx", {p: "tcp" for p in ports}, tls_ports=tuple(https_ports),
+    tls_ports = tuple(https_ports) + ((expired_port,) if expired_port else ())
+    return Service("nginx", "http", "nginx", {p: "tcp" for p in ports}, tls_ports=tls_ports,
                    facts={"title": "portatlas test page", "cert_cn": "www.portatlas.test"})
 
 
@@ -316,6 +343,106 @@ def start_rsync(ns: Netns, tmp: Path, ports: Sequence[int] = (873, 1873)) -> Ser
     return Service("rsync", "rsync", None, {p: "tcp" for p in ports})
 
 
+# --- ngIRCd -------------------------------------------------------------------------------
+def start_ngircd(ns: Netns, tmp: Path, ports: Sequence[int] = (6667, 7000)) -> Service:
+    tmp.mkdir(parents=True, exist_ok=True)
+    motd = tmp / "motd"
+    motd.write_text("portatlas test IRC server\n")
+    cfg = tmp / "ngircd.conf"
+    cfg.write_text(f"""[Global]
+Name = irc.portatlas.test
+Info = portatlas test IRC
+Listen = 0.0.0.0
+Ports = {", ".join(str(p) for p in ports)}
+PidFile = {tmp}/ngircd.pid
+MotdFile = {motd}
+[Limits]
+MaxConnectionsIP = 100
+[Options]
+Ident = no
+DNS = no
+PAM = no
+""")
+    proc = ns.popen(["ngircd", "-n", "-f", str(cfg)])
+    _check_alive(proc, "ngircd")
+    wait_ports(ns, ports)
+    return Service("ngircd", "irc", "ngIRCd", {p: "tcp" for p in ports})
+
+
+# --- Prosody (XMPP) -----------------------------------------------------------------------
+def start_prosody(ns: Netns, tmp: Path, port: int = 5222) -> Service:
+    tmp.mkdir(parents=True, exist_ok=True)
+    data = tmp / "data"
+    data.mkdir(exist_ok=True)
+    cert, key = make_cert(tmp / "tls", cn="portatlas.test", sans=("portatlas.test",))
+    cfg = tmp / "prosody.cfg.lua"
+    cfg.write_text(f"""
+run_as_root = true
+pidfile = "{tmp}/prosody.pid"
+data_path = "{data}"
+daemonize = false
+log = {{ {{ levels = {{ min = "error" }}, to = "file", filename = "{tmp}/prosody.log" }} }}
+c2s_ports = {{ {port} }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping" }}
+modules_disabled = {{ "s2s"; "posix" }}
+plugin_paths = {{ }}
+authentication = "internal_hashed"
+c2s_require_encryption = false
+certificates = "{cert.parent}"
+ssl = {{ certificate = "{cert}"; key = "{key}"; }}
+VirtualHost "portatlas.test"
+""")
+    proc = ns.popen(["prosody", "--config", str(cfg), "-F"])
+    _check_alive(proc, "prosody", tmp / "prosody.log")
+    wait_ports(ns, [port])
+    return Service("prosody", "xmpp", None, {port: "tcp"}, facts={"from": "portatlas.test"})
+
+
+# --- Kamailio (SIP) -----------------------------------------------------------------------
+def start_kamailio(ns: Netns, tmp: Path, port: int = 5060) -> Service:
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = tmp / "kamailio.cfg"
+    cfg.write_text(f"""#!KAMAILIO
+debug=0
+log_stderror=yes
+fork=yes
+children=1
+tcp_children=1
+listen=udp:0.0.0.0:{port}
+listen=tcp:0.0.0.0:{port}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "sl.so"
+loadmodule "textops.so"
+request_route {{
+    if (is_method("OPTIONS")) {{
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    sl_send_reply("404", "Not here");
+}}
+""")
+    proc = ns.popen(["kamailio", "-f", str(cfg), "-DD", "-E", "-w", str(tmp),
+                     "-P", str(tmp / "kamailio.pid")])
+    _check_alive(proc, "kamailio")
+    wait_ports(ns, [port])
+    return Service("kamailio", "sip", "kamailio", {port: "tcp"}, facts={"udp_port": port})
+
+
+# --- GNU inetutils telnetd (run inetd-style by socat) ---------------------------------------
+def start_telnetd(ns: Netns, tmp: Path, ports: Sequence[int] = (23, 2323)) -> Service:
+    """telnetd expects inetd to hand it the accepted socket; socat does that (nofork)."""
+    for port in ports:
+        proc = ns.popen(["socat", f"TCP-LISTEN:{port},fork,reuseaddr",
+                         "EXEC:/usr/sbin/telnetd -h -E /bin/false,nofork"])
+        _check_alive(proc, "socat/telnetd")
+    wait_ports(ns, ports)
+    return Service("telnetd", "telnet", None, {p: "tcp" for p in ports})
+
+
 STARTERS: dict[str, Callable[..., object]] = {
     "openssh": start_ssh,
     "nginx": start_nginx,
@@ -325,6 +452,10 @@ STARTERS: dict[str, Callable[..., object]] = {
     "exim": start_exim,
     "dovecot": start_dovecot,
     "rsync": start_rsync,
+    "ngircd": start_ngircd,
+    "prosody": start_prosody,
+    "kamailio": start_kamailio,
+    "telnetd": start_telnetd,
 }
 
 

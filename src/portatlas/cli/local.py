@@ -5,8 +5,10 @@
                     [--watch [--interval S] [--count N]] [--kill [--yes] [--grace S]]
     portatlas free PORT[/TRANSPORT] [--yes] [--grace S] [--json]
 
-Extending: build_parser() makes the parser (add options there) and report() turns a classified
-snapshot into the JSON-ready dict every output is printed from (add fields to each socket there).
+Extending (e.g. --identify): build_parser() makes the parser (add options there); report() turns
+a classified snapshot into the JSON-ready dict that text output is rendered from. Add fields to
+its sockets and print with write_report_json(). Plain --json takes a faster route to the same
+document (write_json, local.jsonout) that knows only the fields of Snapshot.socket_dict().
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def build_parser(prog: str = "portatlas local") -> Parser:
                      help="seconds between looks with --watch (default 2)")
     out.add_argument("--count", type=int, default=0, metavar="N",
                      help="with --watch: stop after N more looks (default: until interrupted)")
+    out.add_argument("--identify", action="store_true",
+                     help="connect to each listener of this host (in this namespace) and say "
+                          "what answers there (docs/identify.md)")
     act = p.add_argument_group("ending the holder of a port")
     act.add_argument("--kill", action="store_true",
                      help="end the processes holding PORT (shows them and asks first)")
@@ -207,6 +212,8 @@ def sort_sockets(snap, keys: list[str], reverse: bool = False) -> list:
                           or (user_name(s.uid) or ""),
         "flags": lambda s: -len(s.flags),
     }
+    # the default order breaks ties, so that equal keys still come out in a stable order
+    keys = list(keys) + [k for k in DEFAULT_SORT if k not in keys]
     if keys == list(DEFAULT_SORT):
         # the common case, without a tuple of calls per socket
         def key(s):
@@ -280,6 +287,15 @@ def write_json(snap, selection: Selection, sort: list[str], reverse: bool, strea
                            stream or sys.stdout)
 
 
+def write_report_json(data: dict[str, Any], stream=None) -> None:
+    """Write a report() dict (possibly with added fields) in the --json layout."""
+    from portatlas.local import jsonout
+
+    head = {k: v for k, v in data.items() if k not in ("sockets", "warnings")}
+    jsonout.write_document(head, (jsonout.dumps(s) for s in data["sockets"]),
+                           {"warnings": data["warnings"]}, stream or sys.stdout)
+
+
 def _hostname() -> str:
     if hasattr(os, "uname"):
         return os.uname().nodename
@@ -298,7 +314,8 @@ def render_report(data: dict[str, Any], style: Style, long: bool = False) -> lis
     from portatlas.local import text
 
     sockets = data["sockets"]
-    what = "sockets" if data["include_established"] else "listening sockets"
+    what = "socket" if data["include_established"] else "listening socket"
+    what += "s" if data["count"] != 1 else ""
     who = "as root" if data["privileged"] else "without root: other users' processes are hidden"
     procs = data["process_count"]
     out = [style(f"{data['count']} {what}", "bold")
@@ -357,13 +374,15 @@ def main(argv: list[str]) -> int:
         return free_port(args, selection, "portatlas local --kill")
     if args.yes:
         raise UsageError("--yes only goes with --kill (or portatlas free)")
-    if args.watch:
+    if args.watch and not args.identify:
         return watch(args, selection, sort)
     import gc
 
     gc.disable()  # a one-shot run allocating an object or two per socket: collections only cost
     snap = selection.take()
     classified(snap, args.db)
+    if args.identify:
+        return identify_listeners(args, snap, selection, sort)
     if args.json:
         write_json(snap, selection, sort, args.reverse)
     else:
@@ -373,6 +392,32 @@ def main(argv: list[str]) -> int:
             print(f"nothing listens on {selection.what()} here", file=sys.stderr)
         return EXIT_NOT_FOUND
     return 0
+
+
+def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int:
+    """`local --identify`: the report, each listener with what answers on it."""
+    from portatlas.identify.cli import identify_listeners as identify_all, local_lines
+
+    if args.watch:
+        raise UsageError("--identify and --watch do not go together")
+    data = report(snap, selection, sort, args.reverse)
+    identify_all(data["sockets"], _identify_options())
+    if args.json:
+        from portatlas.cli.output import print_json
+
+        print_json(data)
+    else:
+        style = Style()
+        print("\n".join(render_report(data, style, args.long) + local_lines(data["sockets"], style)))
+    if not snap.sockets and selection.filtered:
+        return EXIT_NOT_FOUND
+    return 0
+
+
+def _identify_options():
+    from portatlas.identify.options import Options
+
+    return Options(timeout=4.0, probe_timeout=1.0)
 
 
 def watch(args, selection: Selection, sort: list[str]) -> int:
@@ -422,7 +467,7 @@ def _emit(obj: dict[str, Any]) -> None:
 def _event_line(event: str, sock: dict[str, Any], when: float, style: Style, text) -> str:
     mark, colour = {"appeared": ("+", "green"), "disappeared": ("-", "red"),
                     "changed": ("~", "cyan")}[event]
-    who = ", ".join(f"pid {p['pid']} {p.get('name') or '?'} ({text.owner_label(p, sock)})"
+    who = ", ".join(f"pid {p['pid']} {text.name_of(p)} ({text.owner_label(p, sock)})"
                     for p in sock["processes"]) or f"process not visible (owner {text.owner_label(None, sock)})"
     flags = ",".join(f["flag"] for f in sock.get("flags") or ())
     parts = [time.strftime("%H:%M:%S", time.localtime(when)), style(mark, colour, "bold"),
@@ -459,6 +504,7 @@ def free_port(args, selection: Selection, prog: str) -> int:
     snap = selection.take()
     if not snap.sockets:
         raise NotFound(f"nothing listens on {selection.what()} here; nothing to do")
+    classified(snap, getattr(args, "db", None))
     chosen = kill.targets(snap)
     hidden = [s for s in snap.sockets if not s.holders]
     if not chosen:

@@ -88,12 +88,13 @@ def _family(args):
     return {4: socket.AF_INET, 6: socket.AF_INET6}.get(args.family)
 
 
-def identify_hook(enabled: bool):
+def identify_hook(enabled: bool, options=None):
     """THE place where service identification plugs into check and scan.
 
     Returns an async callable (host, PortResult) -> Verdict | dict | None that the scanner
     runs on every open port after the sweep (the verdict's dict lands in PortResult.service
     and is shown by every output format), or None to skip identification.
+    `options` are portatlas.identify Options (see portatlas.identify.cli.options_from).
     """
     if not enabled:
         return None
@@ -103,9 +104,17 @@ def identify_hook(enabled: bool):
         return None
 
     async def hook(host, result):
-        return await identify_async(host.address, result.port, result.transport)
+        # return_partial: on Ctrl-C every port keeps what was learnt so far
+        return await identify_async(host.address, result.port, result.transport,
+                                    options=options, return_partial=True)
 
     return hook
+
+
+def _identify_options(args):
+    from portatlas.identify.cli import options_from
+
+    return options_from(args)
 
 
 def _open_atlas_quietly(db: str | None):
@@ -128,6 +137,9 @@ def check_main(argv: list[str]) -> int:
     p.add_argument("port", nargs="?", help="port, or port/udp")
     p.add_argument("--no-identify", action="store_true", help="do not identify what answers")
     _timing_options(p)
+    from portatlas.identify.cli import add_arguments as add_identify_arguments
+
+    add_identify_arguments(p)
     args = p.parse_args(argv)
     if not args.host or not args.port:
         raise UsageError("usage: portatlas check HOST PORT[/udp]")
@@ -146,7 +158,8 @@ def check_main(argv: list[str]) -> int:
     hosts = parse_targets([args.host], family=_family(args))
     report = _run(hosts, ports if transport == "tcp" else [], ports if transport == "udp" else [],
                   timing, args, command="check", argv=["check", *argv],
-                  identify=identify_hook(not args.no_identify), progress=False)
+                  identify=identify_hook(not args.no_identify, _identify_options(args)),
+                  progress=False)
     atlas = _open_atlas_quietly(args.db)
     from portatlas.scan.scanner import attach_registered
 
@@ -182,6 +195,10 @@ def _print_check(report) -> None:
             print(f"  registered: {reg if reg and reg != '-' else 'nothing registered for this port'}")
             if r.service:
                 print(f"  identified: {_service(r.service)}")
+                from portatlas.identify.cli import lines as identify_lines
+
+                for line in identify_lines(r.service):
+                    print(line)
                 if r.service.get("evidence"):
                     print(f"  evidence:   {r.service['evidence'][:100]}")
     for note in report.notes:
@@ -215,6 +232,9 @@ def scan_main(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
     p.add_argument("--no-accept-all", action="store_true",
                    help="do not test hosts with many open ports for accept-everything behaviour")
+    from portatlas.identify.cli import add_arguments as add_identify_arguments
+
+    add_identify_arguments(p)
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes for big TCP sweeps (default: one per core, at most 4, "
                         "above 4,096 probes)")
@@ -261,8 +281,15 @@ def scan_main(argv: list[str]) -> int:
     stream = None
     if fmt == "ndjson":
         from portatlas.scan.output import ndjson_port
+        from portatlas.scan.scanner import registered_for
+
+        if atlas is None:
+            atlas = _open_atlas_quietly(args.db)
+        stream_atlas = atlas
 
         def stream(hr, result) -> None:
+            if result.state in ("open", "open|filtered"):
+                result.registered = registered_for(stream_atlas, result.port, result.transport)
             out.write(ndjson_port(hr, result) + "\n")
 
     options = {"transports": transports, "ports": {t: _describe_ports(ps) for t, ps in spec_ports.items()},
@@ -270,7 +297,9 @@ def scan_main(argv: list[str]) -> int:
                "timing": timing.to_dict(), "identify": bool(args.identify),
                "accept_all_detection": not args.no_accept_all}
     report = _run(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []), timing, args,
-                  command="scan", argv=["scan", *argv], identify=identify_hook(args.identify),
+                  command="scan", argv=["scan", *argv],
+                  identify=identify_hook(args.identify,
+                                         _identify_options(args) if args.identify else None),
                   progress=not args.no_progress, on_result=stream, options=options,
                   accept_all=not args.no_accept_all, workers=args.workers)
     if atlas is None:

@@ -15,7 +15,7 @@ NOTES_FILE = os.path.join(os.path.dirname(__file__), "notes.json")
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "notes.schema.json")
 
 KINDS = ("history", "use")
-SOURCE_TYPES = ("rfc", "ien", "registry", "vendor", "standard")
+SOURCE_TYPES = ("rfc", "ien", "registry", "vendor", "document", "standard")
 CATEGORIES = ("web", "dev-server", "database", "cache", "messaging", "search", "monitoring",
               "remote-access", "file-sharing", "mail", "directory", "voip", "media", "game",
               "iot", "industrial", "printing", "proxy", "security", "infrastructure",
@@ -100,9 +100,13 @@ def source_view(source: dict[str, Any]) -> dict[str, Any]:
     elif kind == "ien":
         out["label"] = f"IEN {source['number']}"
     elif kind == "registry":
-        out["label"] = f"IANA registry: {source['service']} {source['port']}/{source['transport']}"
+        what = source.get("service") or repr(source.get("description") or "no service name")
+        out.setdefault("service", None)
+        out["label"] = f"IANA registry: {what} {source['port']}/{source['transport']}"
     elif kind == "vendor":
         out["label"] = f"{source['vendor']}: {source['document']}"
+    elif kind == "document":
+        out["label"] = f"{source['publisher']}: {source['title']}"
     elif kind == "standard":
         out["label"] = f"{source['body']} {source['id']}" + (
             f" ({source['title']})" if source.get("title") else "")

@@ -12,14 +12,13 @@ async code. docs/identify.md documents the order of probes, the timeouts and the
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE,
                                      UNIDENTIFIED, Verdict)
-from portatlas.identify.driver import Options
+from portatlas.identify.options import Options
 
 __all__ = ["identify", "identify_async", "identify_many", "identify_many_async", "describe",
            "Options", "Verdict", "Batch", "IDENTIFIED", "UNIDENTIFIED", "CLOSED", "FILTERED",
@@ -50,23 +49,23 @@ def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
 
 
 # --- registry hints ---------------------------------------------------------------------
-_default_atlas: Any = None
-_atlas_tried = False
+_atlases: dict[int, Any] = {}  # per thread: an SQLite connection stays in its thread
 
 
 def _atlas(opts: Options) -> Any:
-    global _default_atlas, _atlas_tried
+    import threading
+
     if opts.atlas is not None:
         return opts.atlas
-    if not _atlas_tried:
-        _atlas_tried = True
+    key = threading.get_ident()
+    if key not in _atlases:
         try:
             from portatlas.atlas import Atlas
 
-            _default_atlas = Atlas(autobuild=False)
+            _atlases[key] = Atlas(autobuild=False)
         except Exception:  # no database yet: identify without registry hints
-            _default_atlas = None
-    return _default_atlas
+            _atlases[key] = None
+    return _atlases[key]
 
 
 def registered_names(port: int, transport: str, opts: Options) -> tuple[str, ...]:
@@ -96,11 +95,15 @@ class _Job:
         self.host, self.port, self.transport, self.opts = host, port, transport, opts
         self.registered = registered_names(port, transport, opts)
         self.started = time.monotonic()
+        self.batch_deadline = deadline
         self.deadline = min(deadline or float("inf"), self.started + opts.timeout)
         self.run_obj: Any = None
         self.verdict: Verdict | None = None
+        self.cut_short = False  # the batch deadline, not the port's own time, ended it
 
     async def run(self) -> Verdict:
+        import asyncio
+
         if self.transport == "udp":
             from portatlas.identify.udp import UDPRun
 
@@ -125,6 +128,13 @@ class _Job:
             from portatlas.identify.driver import _connect_error
 
             verdict = _connect_error(exc)
+        own_end = self.started + self.opts.timeout
+        if (self.batch_deadline is not None and self.batch_deadline < own_end
+                and time.monotonic() >= self.batch_deadline - 0.05
+                and verdict.outcome in (UNIDENTIFIED, INCOMPLETE)):
+            self.cut_short = True
+            verdict.outcome = INCOMPLETE
+            verdict.reason = "deadline reached; so far: " + verdict.reason
         return self._finish(verdict)
 
     def partial(self) -> Verdict:
@@ -153,16 +163,31 @@ class _Job:
 
 
 async def identify_async(host: str, port: int, transport: str = "tcp", *,
-                         options: Options | None = None, **overrides: Any) -> Verdict:
+                         options: Options | None = None, return_partial: bool = False,
+                         **overrides: Any) -> Verdict:
     """Identify what answers on host:port/transport. Never raises for network trouble:
-    the Verdict's outcome says closed / filtered / error."""
+    the Verdict's outcome says closed / filtered / error.
+
+    With return_partial=True a cancellation (Ctrl-C, a caller's deadline) is absorbed and
+    the answer so far is returned (outcome 'incomplete' when nothing was learnt): for
+    callers that gather many ports and want every port's partial answer."""
+    import asyncio
+
     opts = _options(options, overrides)
-    return await _Job(host, port, transport, opts).run()
+    job = _Job(host, port, transport, opts)
+    if not return_partial:
+        return await job.run()
+    try:
+        return await job.run()
+    except asyncio.CancelledError:
+        return job.partial()
 
 
 def identify(host: str, port: int, transport: str = "tcp", *, options: Options | None = None,
              **overrides: Any) -> Verdict:
     """Sync wrapper of identify_async (runs its own event loop)."""
+    import asyncio
+
     opts = _options(options, overrides)
     job = _Job(host, port, transport, opts)
 
@@ -198,6 +223,8 @@ async def identify_many_async(targets: Iterable[Target], *, options: Options | N
     Results come back in the order of `targets`; when the deadline (or a cancellation, e.g.
     Ctrl-C) arrives, unfinished ports get their partial answer (outcome 'incomplete' when
     nothing was learnt). `on_result` is called as each port is decided."""
+    import asyncio
+
     opts = _options(options, overrides)
     start = time.monotonic()
     end = start + deadline if deadline else None
@@ -227,6 +254,7 @@ async def identify_many_async(targets: Iterable[Target], *, options: Options | N
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    deadline_reached = deadline_reached or any(j.cut_short for j in jobs)
     results = []
     for job, task in zip(jobs, tasks):
         if task.done() and not task.cancelled() and task.exception() is None:
@@ -245,6 +273,8 @@ def identify_many(targets: Iterable[Target], *, options: Options | None = None,
                   **overrides: Any) -> Batch:
     """Sync wrapper of identify_many_async. Ctrl-C returns the partial batch with
     `interrupted=True` instead of raising."""
+    import asyncio
+
     targets = list(targets)
 
     async def main() -> Batch:

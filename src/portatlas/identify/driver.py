@@ -35,6 +35,7 @@ from portatlas.identify import registry
 from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE, TENTATIVE,
                                      UNIDENTIFIED, IdentifyInside, NoMatch, Probe, ProbeContext,
                                      Send, StartTLS, Step, Verdict, Wait, escape_evidence)
+from portatlas.identify.options import Options
 from portatlas.identify.tls import TLSConnection, TLSHandshakeError
 
 BANNER_BUDGET = 16384      # bytes kept from a passive banner
@@ -44,23 +45,6 @@ BANNER_SETTLE = 0.05       # after a first banner chunk, wait this long for the 
 MAX_SENDS = 12             # exchanges per conversation (a probe never needs more)
 SAMPLE_LIMIT = 4096        # bytes kept per connection for evidence and nmap matching
 MAX_SAMPLES = 12
-
-
-@dataclass
-class Options:
-    """How hard to try. Times in seconds."""
-
-    timeout: float = 5.0          # per port: everything together
-    probe_timeout: float = 1.5    # per probe: connect excluded, its whole conversation
-    connect_timeout: float = 2.0
-    banner_wait: float = 0.4      # passive read before active probes
-    parallel: int = 4             # probes at once on one port
-    server_name: str | None = None  # SNI and Host header (default: the host if a name)
-    tls: bool = True              # try TLS (implicit and STARTTLS)
-    registered: tuple[str, ...] | None = None  # registry hints; None = ask the database
-    only: tuple[str, ...] | None = None        # restrict to these probe names
-    nmap_probes: bool | str = False  # True or a path: refine with nmap-service-probes
-    atlas: Any = None              # an Atlas for registry hints (else the default database)
 
 
 # --- connections -------------------------------------------------------------------------
@@ -107,6 +91,7 @@ class Observations:
     connects: int = 0
     resets: int = 0
     closed_empty: int = 0      # connections closed by the server before any byte
+    banner_closed: bool = False  # closed while we only listened (before we sent anything)
     silent: int = 0            # waits that ended with not one byte
     oversize: int = 0          # read budgets exceeded
     stream: tuple[str, int, float] | None = None  # (huge-banner|stream, bytes, seconds)
@@ -143,13 +128,17 @@ class Observations:
                               f"{seconds:.1f}s without pause")
             return kind, f"sent a huge banner of {count} bytes, then stopped"
         if self.bytes_total == 0:
+            if self.banner_closed or (self.closed_empty and self.closed_empty >= self.resets
+                                      and self.closed_empty >= self.silent):
+                # (data we then send to a closed socket earns a reset: the close came first)
+                return "closes", "accepts connections and closes them without a word"
             if self.resets and self.resets >= self.silent:
                 return "reset", "resets connections without sending anything"
-            if self.closed_empty and self.closed_empty >= self.silent:
-                return "closes", "accepts connections and closes them without a word"
             return "silent", "accepts connections but never sent a byte to any probe"
         if self.tls_refused:
             return "tls-refused", f"speaks TLS but refused our handshake ({self.tls_refused})"
+        if self.resets >= max(1, self.connects // 2) and self.bytes_total < 1024:
+            return "reset", (f"resets connections (after {self.bytes_total} bytes in all)")
         span = (self.t_last or 0) - (self.t_first or 0)
         if self.chunks >= 3 and span >= 1.0 and self.bytes_total / max(span, 0.001) < 32:
             return "tarpit", (f"trickles data: {self.bytes_total} bytes in {self.chunks} "
@@ -278,6 +267,7 @@ class PortRun:
             return b""
         if not chunk:
             self.obs.closed_empty += 1
+            self.obs.banner_closed = True
             self._drop_c0()
             return b""
         buf = bytearray(chunk)
@@ -484,6 +474,8 @@ class PortRun:
                         tls_info=info, connector=connect_tls, exclude=frozenset({"tls"}),
                         obs=inner_obs)
         verdict = await inner.run(first_conn=conn)
+        for label, data in inner_obs.samples:
+            self.obs.sample("tls:" + label, data)
         if verdict.outcome == IDENTIFIED and verdict.protocol:
             verdict.tls = verdict.tls or info
             return verdict
@@ -491,8 +483,6 @@ class PortRun:
         fallback.tls = info
         fallback.extra.setdefault("inside", {"behaviour": kind, "reason": reason,
                                              "evidence": escape_evidence(inner_obs.first_bytes)})
-        for label, data in inner_obs.samples:
-            self.obs.sample("tls:" + label, data)
         return fallback
 
     # -- answers without a protocol

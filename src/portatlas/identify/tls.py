@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import ssl
 import time
+import warnings
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -48,7 +49,9 @@ def client_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():  # old versions on purpose: we want to see old servers
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.set_ciphers("ALL:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):  # a build without the old protocols: use its defaults
         pass

@@ -21,7 +21,8 @@ from typing import Any
 from portatlas.identify import registry
 from portatlas.identify.base import (CLOSED, FILTERED, TENTATIVE, UNIDENTIFIED, NoMatch, Probe,
                                      ProbeContext, Send, Verdict, escape_evidence)
-from portatlas.identify.driver import MAX_SENDS, Observations, Options
+from portatlas.identify.driver import MAX_SENDS, Observations
+from portatlas.identify.options import Options
 
 DATAGRAM_MAX = 65535
 MAX_DATAGRAMS = 32  # replies read per probe (a flood of datagrams is cut here)

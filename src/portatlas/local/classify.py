@@ -5,7 +5,8 @@ Flags (docs/local.md lists them with examples); each carries a one-line explanat
   reserved             the port is reserved by IANA
   deassigned           the port's registration was withdrawn
   dynamic              the port is in the dynamic range 49152-65535 (never assigned)
-  trojan               a historic list names malware that once used the port
+  trojan               a historic list names malware that once used the port (left out when
+                       the program is one known to serve the port's registered service)
   unauthorized-use     IANA records unauthorized use of the port
   privileged-non-root  a port below 1024 held by a non-root user
 
@@ -216,6 +217,9 @@ class Classifier:
                     sock.flags = flags + [("privileged-non-root", self._privileged_text(sock, holder))]
             if services and sock.holders:
                 sock.expected_program = expected_program(sock, snapshot, labels)
+                if sock.expected_program:
+                    # sshd on 22 is what 22 is for: an old trojan that once used 22 is not news
+                    sock.flags = [f for f in sock.flags if f[0] != "trojan"]
         snapshot.classified = True
         return snapshot
 
@@ -223,7 +227,8 @@ class Classifier:
         threshold = self.unprivileged_start() if os.name == "posix" else PRIVILEGED_BELOW
         why = ("the program was given CAP_NET_BIND_SERVICE (or runs in a user namespace)"
                if threshold >= PRIVILEGED_BELOW else
-               f"net.ipv4.ip_unprivileged_port_start is lowered to {threshold} here, so any user may")
+               f"net.ipv4.ip_unprivileged_port_start is lowered to {threshold} here, so any "
+               "user may bind it")
         return (f"{sock.port} is a privileged port (below {PRIVILEGED_BELOW}, normally root's) "
                 f"yet held by non-root {holder}: {why}")
 

@@ -87,7 +87,7 @@ def render(data: dict[str, Any], style) -> list[str]:
                 line += f" ({sock['stack']})"
             out.append(line)
             for proc in sock["processes"]:
-                facts = [f"pid {proc['pid']}", proc.get("name") or "?",
+                facts = [f"pid {proc['pid']}", text.name_of(proc),
                          f"user {text.owner_label(proc, sock)}"]
                 place = text.where_from(proc)
                 if place:
@@ -100,7 +100,7 @@ def render(data: dict[str, Any], style) -> list[str]:
                 out.append("      " + style(f"process not visible (socket owner "
                                             f"{text.owner_label(None, sock)})", "dim"))
             for flag in sock.get("flags") or ():
-                out.append("      " + style(flag["flag"], "yellow") + f": {flag['text']}")
+                out.append("      " + style(flag["flag"], "yellow") + f": {text.printable(flag['text'])}")
     for warning in data["warnings"]:
         out.append("  " + style("note: ", "yellow") + warning["text"])
     return out

@@ -23,6 +23,17 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
 
 
+def string(text: str | None) -> str:
+    """A JSON string, as json.dumps(text, ensure_ascii=False) writes it. dumps escapes only
+    quotes, backslashes and control characters; a printable text without quote or backslash is
+    therefore written as is, which skips the encoder's per-call cost."""
+    if text is None:
+        return "null"
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return dumps(text)
+
+
 def _scalar(value: Any) -> str:
     if value is None:
         return "null"
@@ -48,10 +59,10 @@ class SocketWriter:
             return "null"
         found = self._strings.get(value)
         if found is None:
-            found = self._strings[value] = dumps(value)
+            found = self._strings[value] = string(value)
         return found
 
-    def _list(self, items: list[Any], convert=None) -> str:
+    def _list(self, items: list[Any], encode) -> str:
         """Encode a list shared by many sockets once (keyed by identity; the object is kept
         referenced so the identity cannot be reused while the writer lives)."""
         if not items:
@@ -59,7 +70,7 @@ class SocketWriter:
         key = id(items)
         found = self._lists.get(key)
         if found is None or found[0] is not items:
-            found = (items, dumps(convert(items) if convert else items))
+            found = (items, encode(items))
             self._lists[key] = found
         return found[1]
 
@@ -96,14 +107,23 @@ class SocketWriter:
             f'"exposure": "{exposure_of(address, sock.interface)}", '
             f'"inode": {_scalar(sock.inode)}, "uid": {_scalar(sock.uid)}, "user": {user}, ')
         if self.snapshot.classified:
-            text += (f'"services": {self._list(sock.services)}, '
+            text += (f'"services": {self._list(sock.services, _services)}, '
                      f'"expected_program": {_scalar(sock.expected_program)}, '
-                     f'"flags": {self._list(sock.flags, _flag_dicts)}, ')
+                     f'"flags": {self._list(sock.flags, _flags)}, ')
         return text + f'"processes": {self._processes(sock)}}}'
 
 
-def _flag_dicts(flags: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"flag": code, "text": text} for code, text in flags]
+def _flags(flags: list[tuple[str, str]]) -> str:
+    return "[" + ", ".join(f'{{"flag": "{code}", "text": {string(text)}}}'
+                           for code, text in flags) + "]"
+
+
+def _services(services: list[dict[str, Any]]) -> str:
+    if any(len(s) != 3 for s in services):
+        return dumps(services)  # someone added fields: the general encoder knows them all
+    return "[" + ", ".join(f'{{"service": {string(s["service"])}, "description": '
+                           f'{string(s["description"])}, "ports": {string(s["ports"])}}}'
+                           for s in services) + "]"
 
 
 def socket_lines(snapshot: Snapshot, sockets: Iterable[Socket]) -> Iterator[str]:
@@ -112,14 +132,25 @@ def socket_lines(snapshot: Snapshot, sockets: Iterable[Socket]) -> Iterator[str]
 
 
 def write_document(head: dict[str, Any], lines: Iterable[str], tail: dict[str, Any], stream) -> None:
-    """{head fields, "sockets": [one line each], tail fields}, pretty at the top level."""
-    out = ["{"]
+    """{head fields, "sockets": [one line each], tail fields}, pretty at the top level. Written in
+    chunks of a few hundred sockets: one string of megabytes would be copied around, and one
+    write per socket is a system call each when stdout is unbuffered (python -u)."""
+    parts = ["{\n"]
     for key, value in head.items():
-        out.append(f"  {json.dumps(key)}: {dumps(value)},")
-    body = ",\n    ".join(lines)
-    out.append('  "sockets": [\n    ' + body + "\n  ]" if body else '  "sockets": []')
+        parts.append(f"  {json.dumps(key)}: {dumps(value)},\n")
+    parts.append('  "sockets": [')
+    separator = "\n    "
+    count = 0
+    for line in lines:
+        parts.append(separator)
+        parts.append(line)
+        separator = ",\n    "
+        count += 1
+        if count % 512 == 0:
+            stream.write("".join(parts))
+            parts.clear()
+    parts.append("\n  ]" if count else "]")
     for key, value in tail.items():
-        out[-1] += ","
-        out.append(f"  {json.dumps(key)}: {dumps(value)}")
-    out.append("}")
-    stream.write("\n".join(out) + "\n")
+        parts.append(f",\n  {json.dumps(key)}: {dumps(value)}")
+    parts.append("\n}\n")
+    stream.write("".join(parts))

@@ -19,6 +19,8 @@ from portatlas.local.model import Process, Snapshot, Socket
 
 DEFAULT_GRACE = 3.0
 KILL_WAIT = 2.0
+# Windows has no SIGKILL; os.kill with SIGTERM already ends a process there (TerminateProcess)
+SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 
 
 class Refused(PortatlasError):
@@ -37,10 +39,12 @@ class Target:
 
     @property
     def label(self) -> str:
+        from portatlas.local.text import printable
+
         p = self.process
         if p is None:
             return f"pid {self.pid}"
-        return f"pid {self.pid} ({p.name or '?'}, user {p.user or p.uid})"
+        return printable(f"pid {self.pid} ({p.name or '?'}, user {p.user or p.uid})")
 
 
 def targets(snapshot: Snapshot) -> list[Target]:
@@ -58,14 +62,14 @@ def targets(snapshot: Snapshot) -> list[Target]:
 
 def check_allowed(chosen: list[Target]) -> None:
     """Raise Refused when a target is PID 1 or this very process."""
+    from portatlas.local.text import printable
+
     for target in chosen:
         if target.pid == 1:
-            unit = target.process.unit if target.process else None
-            hint = (f"; to release the port, stop the unit that listens through it "
-                    f"(systemctl stop {unit})" if unit and unit.endswith(".socket") else
-                    "; stop the service that asked init to hold the port (systemctl stop NAME.socket)")
-            raise Refused(f"refusing to end PID 1 ({target.process.name if target.process else 'init'}):"
-                          f" it is the init process, and ending it takes the whole system down{hint}")
+            name = printable(target.process.name) if target.process and target.process.name else "init"
+            raise Refused(f"refusing to end PID 1 ({name}): it is the init process, and ending it "
+                          "takes the whole system (or container) down; if it holds the port for a "
+                          "socket-activated service, stop that unit's .socket instead")
         if target.pid == os.getpid():
             raise Refused(f"refusing to end pid {target.pid}: that is portatlas itself")
 
@@ -136,11 +140,26 @@ class _Handle:
 
 
 def _is_zombie(pid: int) -> bool:
+    """An exited process its parent has not reaped yet: gone for our purposes (its sockets are
+    closed), though kill(pid, 0) still finds it."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
         return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"Z"
+    except FileNotFoundError:
+        if os.path.isdir("/proc"):
+            return True
     except OSError:
+        return False
+    try:  # no /proc (macOS, BSD): ask psutil
+        import psutil
+
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except ImportError:
+        return False
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
         return False
 
 
@@ -210,7 +229,7 @@ def end(chosen: list[Target], grace: float = DEFAULT_GRACE,
         for outcome in late:
             handle = handles[outcome.target.pid]
             try:
-                handle.send(signal.SIGKILL)
+                handle.send(SIGKILL)
                 outcome.signals.append("SIGKILL")
             except ProcessLookupError:
                 pass

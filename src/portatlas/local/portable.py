@@ -2,7 +2,9 @@
 
 psutil gives no socket inode, owner uid or IPv6-only bit, so two sockets on the same address and
 port (SO_REUSEPORT) show as one with several holders, `v6only` is unknown and the socket's user
-is its first holder's. On Linux the cgroup (systemd unit, container) is still read from /proc.
+is its first holder's. On Linux psutil names only one holder of a socket shared by several
+processes (the netlink and proc readers name them all). On Linux the cgroup (systemd unit,
+container) is still read from /proc.
 """
 
 from __future__ import annotations

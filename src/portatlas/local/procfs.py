@@ -34,6 +34,9 @@ def scan_holders(inodes: set[int] | None, proc: str = PROC) -> ScanResult:
     readlink = os.readlink
     listdir = os.listdir
     flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+    # Compare the link text itself ("socket:[12345]") against the wanted ones: no slicing or
+    # number parsing for the thousands of fds that are not wanted.
+    wanted = None if inodes is None else {f"socket:[{inode}]": inode for inode in inodes}
     for name in listdir(proc):
         if not name.isdigit():
             continue
@@ -59,16 +62,19 @@ def scan_holders(inodes: set[int] | None, proc: str = PROC) -> ScanResult:
                     target = readlink(fd, dir_fd=dir_fd)
                 except OSError:
                     continue  # closed meanwhile
-                # "socket:[12345]"
-                if target[:8] != "socket:[":
+                if wanted is not None:
+                    inode = wanted.get(target)
+                    if inode is None:
+                        continue
+                elif target.startswith("socket:["):
+                    inode = int(target[8:-1])
+                else:
                     continue
-                inode = int(target[8:-1])
-                if inodes is None or inode in inodes:
-                    found = holders.get(inode)
-                    if found is None:
-                        holders[inode] = [(pid, int(fd))]
-                    else:
-                        found.append((pid, int(fd)))
+                found = holders.get(inode)
+                if found is None:
+                    holders[inode] = [(pid, int(fd))]
+                else:
+                    found.append((pid, int(fd)))
         finally:
             os.close(dir_fd)
     return result

@@ -5,12 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from portatlas.cli.output import Style, table
+from portatlas.cli.output import Style
+from portatlas.local.model import format_endpoint
+
+# Process names, command lines and paths are chosen by whoever runs the process: shown raw, a
+# newline would break the table and an escape sequence could rewrite the user's terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROL.update({0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"})
+
+
+def printable(text: str | None) -> str:
+    """text with control characters written as escapes (\\n, \\x1b)."""
+    if not text:
+        return text or ""
+    if text.isprintable():
+        return text
+    return text.translate(_CONTROL)
 
 
 def endpoint(sock: dict[str, Any]) -> str:
-    from portatlas.local.model import format_endpoint
-
     return format_endpoint(sock["address"], sock["port"], sock.get("interface"),
                            sock.get("stack") == "dual-stack")
 
@@ -18,17 +31,19 @@ def endpoint(sock: dict[str, Any]) -> str:
 def peer(sock: dict[str, Any]) -> str:
     if sock.get("remote_address") is None:
         return "*"
-    from portatlas.local.model import format_endpoint
-
     return format_endpoint(sock["remote_address"], sock["remote_port"] or 0, None, False)
 
 
 def registered(sock: dict[str, Any]) -> str:
-    names = []
+    """The registered service names, one per distinct service: 80 is registered as http, www
+    and www-http, all "World Wide Web HTTP", and shows as http."""
+    names, seen = [], set()
     for s in sock.get("services") or ():
-        name = s.get("service") or s.get("description") or "?"
-        if name not in names:
-            names.append(name)
+        what = s.get("description") or s.get("service")
+        if what in seen:
+            continue
+        seen.add(what)
+        names.append(s.get("service") or s.get("description") or "?")
     if not names:
         return "-"
     label = ",".join(names)
@@ -39,16 +54,16 @@ def registered(sock: dict[str, Any]) -> str:
 
 def owner_label(proc: dict[str, Any] | None, sock: dict[str, Any]) -> str:
     if proc is not None and proc.get("user"):
-        return proc["user"]
-    return sock.get("user") or (str(sock["uid"]) if sock.get("uid") is not None else "?")
+        return printable(proc["user"])
+    return printable(sock.get("user")) or (str(sock["uid"]) if sock.get("uid") is not None else "?")
 
 
 def where_from(proc: dict[str, Any]) -> str:
     """The systemd unit or container a process belongs to, in a few characters."""
     container = proc.get("container")
     if container:
-        return f"{container['runtime']}:{container['id']}"
-    return proc.get("unit") or ""
+        return printable(f"{container['runtime']}:{container['id']}")
+    return printable(proc.get("unit"))
 
 
 def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style) -> list[list[str]]:
@@ -65,7 +80,7 @@ def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style) -> 
             if proc is None:
                 who = ["-", style("?", "dim"), owner_label(None, sock), "", style("(process not visible)", "dim")]
             else:
-                who = [str(proc["pid"]), proc.get("name") or "?", owner_label(proc, sock),
+                who = [str(proc["pid"]), name_of(proc), owner_label(proc, sock),
                        where_from(proc), command_of(proc)]
             if n == 0:
                 rows.append(head + who[:4] + tail + who[4:])
@@ -76,10 +91,14 @@ def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style) -> 
 
 def command_of(proc: dict[str, Any]) -> str:
     if proc.get("cmdline"):
-        return " ".join(proc["cmdline"])
+        return printable(" ".join(proc["cmdline"]))
     if proc.get("exe"):
-        return proc["exe"]
-    return f"[{proc['name']}]" if proc.get("name") else ""
+        return printable(proc["exe"])
+    return f"[{printable(proc['name'])}]" if proc.get("name") else ""
+
+
+def name_of(proc: dict[str, Any]) -> str:
+    return printable(proc.get("name")) or "?"
 
 
 def headers(peers: bool) -> list[str]:
@@ -90,9 +109,36 @@ def headers(peers: bool) -> list[str]:
 def socket_table(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
                  width: int | None = None) -> list[str]:
     rows = socket_rows(sockets, peers=peers, style=style)
-    lines = table(rows, headers(peers), style)
+    lines = columns(rows, headers(peers), style)
     if width:
         lines = [_cut(line, width) for line in lines]
+    return lines
+
+
+def _visible_len(cell: str) -> int:
+    if "\x1b[" not in cell:
+        return len(cell)
+    import re
+
+    return len(re.sub(r"\x1b\[[0-9;]*m", "", cell))
+
+
+def columns(rows: list[list[str]], head: list[str], style: Style) -> list[str]:
+    """Left-aligned columns two spaces apart, the last one unpadded (as cli.output.table, but
+    linear in the number of cells: a busy server's table has tens of thousands of them)."""
+    count = len(head)
+    measure = len if not style.enabled else _visible_len
+    widths = [max(len(head[i]), max(map(measure, (row[i] for row in rows)), default=0))
+              for i in range(count - 1)]
+    lines = [style("  ".join([h.ljust(w) for h, w in zip(head, widths)] + [head[-1]]).rstrip(), "bold")]
+    last = count - 1
+    for row in rows:
+        if measure is len:
+            cells = [cell.ljust(w) for cell, w in zip(row, widths)]
+        else:
+            cells = [cell + " " * (w - _visible_len(cell)) for cell, w in zip(row, widths)]
+        cells.append(row[last])
+        lines.append("  ".join(cells).rstrip())
     return lines
 
 
@@ -109,7 +155,7 @@ def flag_lines(sockets: list[dict[str, Any]], style: Style) -> list[str]:
     for sock in sockets:
         for flag in sock.get("flags") or ():
             out.append(f"  {endpoint(sock)}/{sock['transport']}  "
-                       + style(flag["flag"], "yellow") + f": {flag['text']}")
+                       + style(flag["flag"], "yellow") + f": {printable(flag['text'])}")
     return out
 
 
@@ -131,7 +177,7 @@ def long_lines(sock: dict[str, Any], style: Style) -> list[str]:
             out.append("  program     " + ("commonly serves this service" if sock["expected_program"]
                                           else "not one commonly serving the registered service"))
     for proc in sock.get("processes") or ():
-        facts = [f"pid {proc['pid']}", proc.get("name") or "?", f"user {owner_label(proc, sock)}"]
+        facts = [f"pid {proc['pid']}", name_of(proc), f"user {owner_label(proc, sock)}"]
         if proc.get("fd") is not None:
             facts.append(f"fd {proc['fd']}")
         if proc.get("ppid") is not None:
@@ -140,16 +186,16 @@ def long_lines(sock: dict[str, Any], style: Style) -> list[str]:
         if place:
             facts.append(("container " if proc.get("container") else "unit ") + place)
         out.append("  process     " + "  ".join(facts))
-        out.append(f"    exe       {proc.get('exe') or style('(not visible)', 'dim')}")
+        out.append(f"    exe       {printable(proc.get('exe')) or style('(not visible)', 'dim')}")
         out.append(f"    command   {command_of(proc) or style('(none)', 'dim')}")
         if proc.get("cgroup"):
-            out.append(f"    cgroup    {proc['cgroup']}")
+            out.append(f"    cgroup    {printable(proc['cgroup'])}")
     if not sock.get("processes"):
         out.append("  process     " + style("not visible", "dim"))
     for flag in sock.get("flags") or ():
-        out.append("  " + style("flag", "yellow") + f"        {flag['flag']}: {flag['text']}")
+        out.append("  " + style("flag", "yellow") + f"        {flag['flag']}: {printable(flag['text'])}")
     return out
 
 
 def warning_lines(warnings: list[dict[str, str]], style: Style) -> list[str]:
-    return [style("note: ", "yellow") + w["text"] for w in warnings]
+    return [style("note: ", "yellow") + printable(w["text"]) for w in warnings]

@@ -36,7 +36,7 @@ def to_xml(report: ScanReport, show_all: bool = False) -> str:
                                    profile_name=f"portatlas {__version__}",
                                    xmloutputversion="1.05") + ">")
     for transport in ("tcp", "udp"):
-        ports = sorted({p for hr in report.hosts for (p, t) in hr.ports if t == transport})
+        ports = sorted(set().union(*(hr.scanned(transport) for hr in report.hosts)))
         if ports:
             out.append("<scaninfo" + _attrs(type="connect" if transport == "tcp" else "udp",
                                             protocol=transport, numservices=len(ports),
@@ -63,9 +63,10 @@ def to_xml(report: ScanReport, show_all: bool = False) -> str:
 def _host(hr: HostReport, report: ScanReport, show_all: bool) -> list[str]:
     host = hr.host
     status = hr.status
-    first_reason = next((r.reason for r in hr.sorted_ports()
+    first_reason = next((r.reason for r in hr.detailed_ports()
                          if r.reason in ("syn-ack", "conn-refused", "udp-response", "port-unreach")),
-                        "no-response")
+                        None) or next((reason for (_, _, reason), ports in hr.bulk.items() if ports),
+                                      "no-response")
     lines = ["<host" + _attrs(starttime=int(report.started),
                               endtime=int(report.finished or time.time())) + ">",
              "<status" + _attrs(state=status, reason=first_reason if status == "up" else "no-response",
@@ -83,7 +84,7 @@ def _host(hr: HostReport, report: ScanReport, show_all: bool) -> list[str]:
             lines.append("<extrareasons" + _attrs(reason=g["reason"], count=g["count"],
                                                   proto=group["transport"], ports=g["ports"]) + "/>")
         lines.append("</extraports>")
-    wild = [r for r in hr.sorted_ports() if r.wildcard]
+    wild = [r for r in hr.detailed_ports() if r.wildcard]
     if wild and not show_all:
         by_transport: dict[str, list[int]] = {}
         for r in wild:

@@ -23,24 +23,30 @@ PORT_SCHEMA = "portatlas.scan.port/1"
 
 def partition(hr: HostReport, show_all: bool = False) -> tuple[list[PortResult], list[dict[str, Any]]]:
     """(listed ports, extraports groups) for one host."""
-    ports = hr.sorted_ports()
     if show_all:
-        return ports, []
-    by_group: dict[tuple[str, str], list[PortResult]] = {}
-    for r in ports:
+        return hr.sorted_ports(), []
+    detailed = hr.detailed_ports()
+    # (transport, state) -> reason -> ports, over detailed and bulk answers
+    groups: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for r in detailed:
         if r.state != R.OPEN and not r.wildcard:
-            by_group.setdefault((r.transport, r.state), []).append(r)
-    collapsed = {k for k, v in by_group.items() if len(v) > COLLAPSE_OVER}
-    listed = [r for r in ports if not r.wildcard and (r.transport, r.state) not in collapsed]
-    extra = []
-    for (transport, state), group in sorted(by_group.items()):
+            groups.setdefault((r.transport, r.state), {}).setdefault(r.reason, []).append(r.port)
+    for (transport, state, reason), ports in hr.bulk.items():
+        if ports:
+            groups.setdefault((transport, state), {}).setdefault(reason, []).extend(ports)
+    sizes = {k: sum(len(v) for v in reasons.values()) for k, reasons in groups.items()}
+    collapsed = {k for k, n in sizes.items() if n > COLLAPSE_OVER}
+    listed = [r for r in detailed if not r.wildcard and (r.transport, r.state) not in collapsed]
+    for (transport, state, reason), ports in hr.bulk.items():
         if (transport, state) not in collapsed:
-            continue
-        reasons: dict[str, list[int]] = {}
-        for r in group:
-            reasons.setdefault(r.reason, []).append(r.port)
+            listed.extend(PortResult(p, transport, state, reason) for p in ports)
+    listed.sort(key=lambda r: (r.transport, r.port))
+    extra = []
+    for key in sorted(collapsed):
+        transport, state = key
+        reasons = groups[key]
         extra.append({
-            "state": state, "transport": transport, "count": len(group),
+            "state": state, "transport": transport, "count": sizes[key],
             "reasons": [{"reason": reason, "count": len(ps), "ports": compact(ps)}
                         for reason, ps in sorted(reasons.items(), key=lambda kv: -len(kv[1]))],
         })
@@ -98,7 +104,23 @@ def summary(report: ScanReport) -> dict[str, Any]:
 
 
 # NDJSON -----------------------------------------------------------------------------------
+_PREFIXES: dict[int, str] = {}
+
+
 def ndjson_port(hr: HostReport, result: PortResult) -> str:
+    """One line per port. Plain answers (the thousands of closed ports of a sweep) are
+    written from a template: same keys and order as PortResult.to_dict()."""
+    if result.service is None and result.registered is None and not result.wildcard:
+        prefix = _PREFIXES.get(id(hr))
+        if prefix is None:
+            prefix = (f'{{"type":"port","schema":"{PORT_SCHEMA}","target":'
+                      f'{json.dumps(hr.host.target, ensure_ascii=False)},"address":'
+                      f'{json.dumps(hr.host.address)},')
+            _PREFIXES[id(hr)] = prefix
+        rtt = "null" if result.rtt is None else repr(round(result.rtt * 1000, 3))
+        return (f'{prefix}"port":{result.port},"transport":"{result.transport}","state":'
+                f'"{result.state}","reason":"{result.reason}","rtt_ms":{rtt},"tries":'
+                f'{result.tries},"registered":null,"service":null}}')
     d = {"type": "port", "schema": PORT_SCHEMA, "target": hr.host.target,
          "address": hr.host.address, **result.to_dict()}
     return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
@@ -109,7 +131,7 @@ def ndjson_tail(report: ScanReport) -> Iterable[str]:
     accept-all verdicts, identification, timing), then one summary line."""
     for hr in report.hosts:
         d = {"type": "host", **host_dict(hr, with_ports=False)}
-        late = [r.to_dict() for r in hr.sorted_ports() if r.service is not None or r.wildcard]
+        late = [r.to_dict() for r in hr.detailed_ports() if r.service is not None or r.wildcard]
         if late:
             d["updated_ports"] = late
         yield json.dumps(d, ensure_ascii=False, separators=(",", ":"))
@@ -132,7 +154,7 @@ def csv_text(report: ScanReport, show_all: bool = False) -> str:
     w.writerow(CSV_FIELDS)
     for hr in report.hosts:
         listed, _ = partition(hr, show_all)
-        rows = listed if show_all else listed + [r for r in hr.sorted_ports() if r.wildcard]
+        rows = listed if show_all else listed + [r for r in hr.detailed_ports() if r.wildcard]
         for r in sorted(rows, key=lambda r: (r.transport, r.port)):
             svc = r.service or {}
             w.writerow([hr.host.target, hr.host.address, r.port, r.transport, r.state, r.reason,
@@ -148,8 +170,8 @@ def table_lines(report: ScanReport, style, show_all: bool = False, width: int = 
     from portatlas.cli.output import table
 
     out = []
-    n_tcp = len({p for hr in report.hosts for (p, t) in hr.ports if t == "tcp"})
-    n_udp = len({p for hr in report.hosts for (p, t) in hr.ports if t == "udp"})
+    n_tcp = len(set().union(*(hr.scanned("tcp") for hr in report.hosts)))
+    n_udp = len(set().union(*(hr.scanned("udp") for hr in report.hosts)))
     what = " + ".join(x for x in (f"{n_tcp:,} tcp" if n_tcp else "", f"{n_udp:,} udp" if n_udp else "") if x)
     head = (f"portatlas {report.command} · {len(report.hosts)} host{'s' if len(report.hosts) != 1 else ''}"
             f" · {what or 'no'} port{'s' if (n_tcp + n_udp) != 1 else ''} · {report.elapsed:.2f} s")

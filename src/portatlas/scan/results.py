@@ -95,35 +95,77 @@ class PortResult:
 
 
 class HostReport:
-    """Everything found on one address."""
+    """Everything found on one address.
+
+    Ports with a detailed answer (open ports, anything with an RTT or retries) are PortResult
+    objects in `ports`; the bulk of a sweep (thousands of ports refused at the first try) is
+    kept compactly in `bulk` as {(transport, state, reason): [port, ...]}. Use the methods
+    below rather than either dict to see every port.
+    """
 
     def __init__(self, host) -> None:
         self.host = host                     # portatlas.scan.targets.Host
         self.ports: dict[tuple[int, str], PortResult] = {}
+        self.bulk: dict[tuple[str, str, str], list[int]] = {}
         self.timing: dict[str, dict[str, float | None]] = {}   # transport -> srtt/rttvar/timeout
         self.accept_all: dict[str, Any] | None = None          # see portatlas.scan.wildcard
+
+    def add(self, result: PortResult) -> None:
+        self.ports[(result.port, result.transport)] = result
+
+    def add_bulk(self, transport: str, state: str, reason: str, ports) -> None:
+        self.bulk.setdefault((transport, state, reason), []).extend(ports)
 
     @property
     def status(self) -> str:
         """'up' when anything on the host answered (accepted, refused, replied or the host
         itself sent ICMP), else 'unknown': silence proves nothing either way."""
+        answering = ("syn-ack", "conn-refused", "udp-response", "port-unreach", "proto-unreach")
+        if any(reason in answering for (_, _, reason), ports in self.bulk.items() if ports):
+            return "up"
         for r in self.ports.values():
-            if r.reason in ("syn-ack", "conn-refused", "udp-response", "port-unreach",
-                            "proto-unreach"):
+            if r.reason in answering:
                 return "up"
         return "unknown"
 
     def sorted_ports(self) -> list[PortResult]:
+        """Every port as a PortResult (bulk ones made on the fly), by transport and port."""
+        out = list(self.ports.values())
+        for (transport, state, reason), ports in self.bulk.items():
+            out.extend(PortResult(p, transport, state, reason) for p in ports)
+        out.sort(key=lambda r: (r.transport, r.port))
+        return out
+
+    def detailed_ports(self) -> list[PortResult]:
         return sorted(self.ports.values(), key=lambda r: (r.transport, r.port))
 
-    def counts(self) -> dict[str, int]:
+    def scanned(self, transport: str) -> set[int]:
+        found = {p for (p, t) in self.ports if t == transport}
+        for (t, _, _), ports in self.bulk.items():
+            if t == transport:
+                found.update(ports)
+        return found
+
+    def counts(self, transport: str | None = None) -> dict[str, int]:
         out = {s: 0 for s in STATES}
         for r in self.ports.values():
-            out[r.state] += 1
+            if transport is None or r.transport == transport:
+                out[r.state] += 1
+        for (t, state, _), ports in self.bulk.items():
+            if transport is None or t == transport:
+                out[state] += len(ports)
         return out
 
     def open_ports(self) -> list[PortResult]:
-        return [r for r in self.sorted_ports() if r.state == OPEN]
+        return [r for r in self.detailed_ports() if r.state == OPEN]
+
+    def state_map(self) -> dict[tuple[int, str], tuple[str, str]]:
+        """{(port, transport): (state, reason)} for every port (tests, comparisons)."""
+        out = {k: (r.state, r.reason) for k, r in self.ports.items()}
+        for (transport, state, reason), ports in self.bulk.items():
+            for p in ports:
+                out[(p, transport)] = (state, reason)
+        return out
 
 
 class ScanReport:

@@ -55,7 +55,7 @@ def _share(opts: TimingOptions, workers: int) -> TimingOptions:
 
 
 def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
-               emit: Callable[[Batch], None], *, workers: int = 1) -> RunOutcome:
+               emit: Callable[[Batch, dict], None], *, workers: int = 1) -> RunOutcome:
     """Scan every port of `ports` on every host; `emit` gets result batches as they come."""
     if workers <= 1 or len(ports) < workers:
         return _run_here(transport, hosts, [ports] * len(hosts), opts, emit)
@@ -63,7 +63,7 @@ def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOption
 
 
 def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
-                 opts: TimingOptions, emit: Callable[[Batch], None]):
+                 opts: TimingOptions, emit: Callable[[Batch, dict], None]):
     if transport == "udp":
         from portatlas.scan.udp import UdpEngine
 
@@ -74,7 +74,7 @@ def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
 
 
 def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-              emit: Callable[[Batch], None]) -> RunOutcome:
+              emit: Callable[[Batch, dict], None]) -> RunOutcome:
     engine = _make_engine(transport, hosts, ports_per_host, opts, emit)
     engine.run()
     outcome = RunOutcome()
@@ -87,7 +87,7 @@ def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts
 
 
 def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
-                emit: Callable[[Batch], None], workers: int) -> RunOutcome:
+                emit: Callable[[Batch, dict], None], workers: int) -> RunOutcome:
     share = _share(opts, workers)
     children: list[tuple[int, int]] = []  # (pid, read fd)
     sys.stdout.flush()
@@ -148,7 +148,7 @@ def _worker(transport: str, hosts: list, ports: list[int], opts: TimingOptions, 
                 view = view[n:]
 
         engine = _make_engine(transport, hosts, [ports] * len(hosts), opts,
-                              lambda batch: send("r", batch))
+                              lambda batch, bulk: send("r", (batch, bulk)))
         engine.run()
         send("done", ({i: (t.to_dict(), t.samples) for i, t in engine.timings().items()},
                       engine.notes))
@@ -161,7 +161,7 @@ def _worker(transport: str, hosts: list, ports: list[int], opts: TimingOptions, 
         os._exit(code)
 
 
-def _collect(children: list[tuple[int, int]], emit: Callable[[Batch], None], outcome: RunOutcome,
+def _collect(children: list[tuple[int, int]], emit: Callable[[Batch, dict], None], outcome: RunOutcome,
              samples: dict[int, int], buffers: dict[int, bytearray], finished: list[int],
              draining: bool = False) -> None:
     import selectors
@@ -196,7 +196,7 @@ def _collect(children: list[tuple[int, int]], emit: Callable[[Batch], None], out
                 kind, payload = pickle.loads(bytes(buf[4:4 + size]))
                 del buf[:4 + size]
                 if kind == "r":
-                    emit(payload)
+                    emit(*payload)
                 elif kind == "done":
                     finished[0] += 1
                     timings, notes = payload

@@ -90,18 +90,25 @@ class Scanner:
         report.finished = time.time()
         return report
 
-    def _emitter(self, transport: str) -> Callable[[list[tuple]], None]:
+    def _emitter(self, transport: str) -> Callable[[list[tuple], dict], None]:
         reports = self.reports
         states, reasons = R.STATES, R.REASONS
         on_result = self.on_result
 
-        def emit(batch: list[tuple]) -> None:
+        def emit(batch: list[tuple], bulk: dict) -> None:
             for index, port, state, reason, rtt, tries in batch:
                 result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
                 hr = reports[index]
                 hr.ports[(port, transport)] = result
                 if on_result is not None:
                     on_result(hr, result)
+            for (index, state, reason), ports in bulk.items():
+                hr = reports[index]
+                hr.add_bulk(transport, states[state], reasons[reason][0], ports)
+                if on_result is not None:
+                    for port in ports:
+                        on_result(hr, PortResult(port, transport, states[state], reasons[reason][0]))
+                self.done += len(ports)
             self.done += len(batch)
 
         return emit
@@ -111,17 +118,17 @@ class Scanner:
             return
         for hr in self.reports:
             for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
-                for port in ports:
-                    if (port, transport) not in hr.ports:
-                        hr.ports[(port, transport)] = PortResult(port, transport, R.UNSCANNED,
-                                                                 "unscanned", None, 0)
+                seen = hr.scanned(transport)
+                missing = [p for p in ports if p not in seen]
+                if missing:
+                    hr.add_bulk(transport, R.UNSCANNED, "unscanned", missing)
 
 
 def attach_registered(reports: list[HostReport], atlas, *, states=(R.OPEN, R.OPEN_FILTERED)) -> None:
     """Registry entries (service name and description) for every port in `states`."""
     cache: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for hr in reports:
-        for result in hr.ports.values():
+        for result in hr.ports.values():  # bulk ports are closed or unscanned: never listed
             if result.state not in states:
                 continue
             key = (result.port, result.transport)

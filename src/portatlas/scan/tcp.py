@@ -83,7 +83,7 @@ class _Probe:
 
 class _HostState:
     __slots__ = ("index", "host", "timing", "ports", "cursor", "retry", "immediate",
-                 "imm_hits", "imm_misses", "family", "v6")
+                 "imm_hits", "imm_misses", "family", "v6", "sweep_sock", "sweep_poll")
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
         self.index = index
@@ -97,6 +97,8 @@ class _HostState:
         self.imm_misses = 0
         self.family = host.family
         self.v6 = host.family == socket.AF_INET6
+        self.sweep_sock: socket.socket | None = None  # the reused socket of the fast path
+        self.sweep_poll = None
 
     def has_work(self) -> bool:
         return bool(self.retry) or self.cursor < len(self.ports)
@@ -118,7 +120,7 @@ class TcpConnectEngine:
     """Scan `ports` on every host with connect(); results go to `emit` in batches."""
 
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-                 emit: Callable[[list[Result]], None], *, flush_interval: float = 0.05,
+                 emit: Callable[[list[Result], dict], None], *, flush_interval: float = 0.05,
                  host_indices: list[int] | None = None) -> None:
         self.opts = opts
         self.emit = emit
@@ -137,6 +139,9 @@ class TcpConnectEngine:
         self.limit = max(1, opts.max_concurrency)
         self.pool: dict[int, list[socket.socket]] = {socket.AF_INET: [], socket.AF_INET6: []}
         self.out: list[Result] = []
+        # (host index, state, reason) -> ports: answers with nothing more to say (refused at
+        # the first try), sent compactly
+        self.bulk: dict[tuple[int, int, int], list[int]] = {}
         self.pause_until = 0.0
         self.rate = RateLimiter(opts.rate, time.monotonic()) if opts.rate else None
         self.interrupted = False
@@ -218,6 +223,11 @@ class TcpConnectEngine:
                 active.rotate(-1)
                 continue
             blocked = 0
+            if hs.immediate and rate is None and not hs.retry and hs.cursor < len(hs.ports):
+                self._sweep(hs, 512)
+                if len(active) > 1:
+                    active.rotate(-1)
+                continue
             if rate is not None and not rate.take(time.monotonic()):
                 return
             probe = hs.next_probe()
@@ -228,6 +238,132 @@ class TcpConnectEngine:
                 return  # out of descriptors or local ports: wait for some to free up
             if len(active) > 1:
                 active.rotate(-1)
+
+    def _sweep(self, hs: _HostState, budget: int) -> None:
+        """The fast path: consecutive fresh ports of one host on one reused socket, for as
+        long as answers arrive inside connect() itself. A refused port costs two connect()
+        calls and a poll() (is an ICMP error queued? then it was a REJECT, not a reset);
+        anything else leaves the fast path for the general one."""
+        import select
+
+        sock = hs.sweep_sock
+        if sock is None:
+            sock = self._socket(hs.family)
+            if sock is None:
+                return
+            hs.sweep_sock = sock
+            hs.sweep_poll = select.poll()
+            hs.sweep_poll.register(sock.fileno(), select.POLLERR)
+        connect = sock.connect_ex
+        poll = hs.sweep_poll.poll
+        pollerr = select.POLLERR
+        address = hs.host.address
+        scope = hs.host.scope_id
+        v6 = hs.v6
+        ports = hs.ports
+        i = hs.cursor
+        end = min(len(ports), i + budget)
+        key = (hs.index, R.S_CLOSED, R.R_REFUSED)
+        closed = self.bulk.setdefault(key, [])
+        append = closed.append
+        timing = hs.timing
+        monotonic = time.monotonic
+        n_before = len(closed)
+        while i < end:
+            port = ports[i]
+            i += 1
+            addr = (address, port, 0, scope) if v6 else (address, port)
+            sample = (i & 63) == 0
+            if sample:
+                t0 = monotonic()
+            r = connect(addr)
+            if r == EINPROGRESS:
+                r = connect(addr)
+            if r == ECONNREFUSED:
+                # A reset, or (rarely) an ICMP error that arrived while the socket was not
+                # busy in connect(): those stay queued and are sorted out per chunk below.
+                append(port)
+                if sample:
+                    timing.sample(monotonic() - t0)
+                continue
+            # anything else: hand this port to the general path with the socket it used
+            hs.cursor = i
+            probe = _Probe(hs, port)
+            probe.tries = 1
+            probe.sent = t0 if sample else monotonic()
+            hs.sweep_sock = None
+            own = None
+            events = poll(0)
+            if events and events[0][1] & pollerr:
+                # errors are queued: sort them out before the socket leaves the fast path
+                own = self._requeue_icmp(hs, sock, closed, n_before, current=port)
+            if r == EALREADY:
+                icmp = own
+                if icmp is not None:
+                    hs.imm_hits += 1
+                    self._finish_icmp(probe, sock, icmp, monotonic())
+                else:
+                    hs.imm_misses += 1
+                    if hs.imm_misses >= 32 and hs.imm_hits * 4 < hs.imm_misses:
+                        hs.immediate = False
+                    self._wait_for(probe, sock, hs)
+            elif own is not None and r == ECONNREFUSED:
+                hs.imm_hits += 1
+                self._finish_icmp(probe, sock, own, monotonic())
+            else:
+                hs.imm_hits += 1
+                self._finish(probe, sock, r, monotonic())
+                if hs.sweep_sock is None and self.pool[hs.family] and self.pool[hs.family][-1] is sock:
+                    self.pool[hs.family].pop()  # refused with an ICMP detail: reusable
+                    hs.sweep_sock = sock
+            if hs.sweep_sock is None:
+                hs.sweep_poll = None
+            break
+        else:
+            hs.cursor = i
+        if hs.sweep_sock is sock:
+            events = poll(0)
+            if events and events[0][1] & pollerr:
+                self._requeue_icmp(hs, sock, closed, n_before)
+        answered = len(closed) - n_before
+        hs.imm_hits += answered
+        timing.bulk_answered(answered)
+
+    def _requeue_icmp(self, hs: _HostState, sock: socket.socket, closed: list[int], start: int,
+                      current: int | None = None) -> tuple | None:
+        """ICMP errors queued on the fast-path socket name the port they answer (the
+        original destination): those ports were a firewall's REJECT, not resets. Returns
+        the error that answers `current`, if one is queued."""
+        fresh = set(closed[start:])
+        moved = set()
+        own = None
+        for _ in range(4096):
+            icmp = read_icmp_error(sock)
+            if icmp is None:
+                break
+            dest = icmp[3]
+            if dest is not None and dest[1] == current and own is None:
+                own = icmp
+                continue
+            if dest is None or dest[1] not in fresh or dest[1] in moved:
+                continue
+            moved.add(dest[1])
+            state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+            self.out.append((hs.index, dest[1], state, reason, None, 1))
+        if moved:
+            closed[start:] = [p for p in closed[start:] if p not in moved]
+        return own
+
+    @staticmethod
+    def _icmp_for(sock: socket.socket, port: int) -> tuple | None:
+        """The queued ICMP error that answers `port` (stale ones for other ports are dropped)."""
+        for _ in range(64):
+            icmp = read_icmp_error(sock)
+            if icmp is None:
+                return None
+            if icmp[3] is None or icmp[3][1] == port:
+                return icmp
+        return None
 
     def _socket(self, family: int) -> socket.socket | None:
         pool = self.pool[family]
@@ -266,7 +402,7 @@ class TcpConnectEngine:
                 r = sock.connect_ex(addr)
                 if r == EALREADY:
                     # an ICMP error (a firewall's REJECT) may have arrived already
-                    icmp = read_icmp_error(sock)
+                    icmp = self._icmp_for(sock, probe.port)
                     if icmp is not None:
                         hs.imm_hits += 1
                         self._finish_icmp(probe, sock, icmp, time.monotonic())
@@ -314,7 +450,7 @@ class TcpConnectEngine:
         if r == EALREADY:
             # Still connecting. Linux treats ICMP errors in SYN_SENT as soft: the socket
             # keeps trying, but the error queue (IP_RECVERR) has the ICMP message now.
-            icmp = read_icmp_error(sock)
+            icmp = self._icmp_for(sock, probe.port)
             if icmp is None:  # spurious wake-up: wait on
                 self.poller.arm(sock.fileno(), write=True)
                 return
@@ -337,7 +473,7 @@ class TcpConnectEngine:
             if r != EALREADY:
                 self._finish(probe, sock, r, now)
                 continue
-            icmp = read_icmp_error(sock)
+            icmp = self._icmp_for(sock, probe.port)
             if icmp is not None:
                 self._finish_icmp(probe, sock, icmp, now)
                 continue
@@ -365,14 +501,14 @@ class TcpConnectEngine:
             self._discard(sock)  # SO_LINGER 0: the server sees a reset, we keep no TIME_WAIT
             state, reason = R.S_OPEN, R.R_SYN_ACK
         elif r == ECONNREFUSED:
-            icmp = read_icmp_error(sock)
+            icmp = self._icmp_for(sock, probe.port)
             if icmp is None:
                 state, reason = R.S_CLOSED, R.R_REFUSED
             else:
                 state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
             self.pool[hs.family].append(sock)
         elif r in _UNREACH or r in (errno.EACCES, errno.EPERM):
-            icmp = read_icmp_error(sock)
+            icmp = self._icmp_for(sock, probe.port)
             if icmp is not None:
                 state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
             elif r in (errno.EACCES, errno.EPERM):
@@ -426,14 +562,20 @@ class TcpConnectEngine:
         sock.close()
 
     def _flush(self) -> None:
-        if self.out:
+        bulk = {k: v for k, v in self.bulk.items() if v}
+        if self.out or bulk:
             batch, self.out = self.out, []
-            self.emit(batch)
+            self.bulk = {}
+            self.emit(batch, bulk)
 
     def _close_all(self) -> None:
         for probe in list(self.by_fd.values()):
             self._discard(probe.sock)
         self.by_fd.clear()
+        for hs in self.states:
+            if hs.sweep_sock is not None:
+                self._discard(hs.sweep_sock)
+                hs.sweep_sock = None
         for pool in self.pool.values():
             for sock in pool:
                 self._discard(sock)

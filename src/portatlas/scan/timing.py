@@ -94,6 +94,11 @@ class HostTiming:
         elif self.window < self.opts.max_concurrency:
             self.window += 1
 
+    def bulk_answered(self, count: int) -> None:
+        """`count` first-try answers at once (the fast path)."""
+        if count and self.window < self.opts.max_concurrency:
+            self.window = min(self.opts.max_concurrency, self.window + count)
+
     def gave_up(self) -> None:
         """A port stayed silent through all its tries: no evidence either way; let the
         window grow a little so that firewalled hosts still get scanned briskly."""

@@ -85,7 +85,7 @@ class _UdpHost:
 
 class UdpEngine:
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-                 emit: Callable[[list[tuple]], None], *, flush_interval: float = 0.05) -> None:
+                 emit: Callable[[list[tuple], dict], None], *, flush_interval: float = 0.05) -> None:
         self.opts = opts
         self.emit = emit
         self.flush_interval = flush_interval
@@ -302,4 +302,4 @@ class UdpEngine:
     def _flush(self) -> None:
         if self.out:
             batch, self.out = self.out, []
-            self.emit(batch)
+            self.emit(batch, {})

@@ -19,7 +19,6 @@ open ports. Detection uses only the ports the user named (nothing else is probed
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections import Counter
 from typing import Any
@@ -54,16 +53,17 @@ def detect_all(reports: list[HostReport], timing_opts) -> None:
 
 
 def candidate(hr: HostReport) -> bool:
-    tcp = [r for (p, t), r in hr.ports.items() if t == "tcp" and r.state != UNSCANNED]
-    opened = [r for r in tcp if r.state == OPEN]
-    return len(opened) >= MIN_OPEN and len(opened) >= MIN_SHARE * len(tcp)
+    counts = hr.counts("tcp")
+    scanned = sum(counts.values()) - counts[UNSCANNED]
+    return counts[OPEN] >= MIN_OPEN and counts[OPEN] >= MIN_SHARE * scanned
 
 
 def detect(hr: HostReport) -> dict[str, Any] | None:
     if not candidate(hr):
         return None
-    tcp = [r for (p, t), r in hr.ports.items() if t == "tcp" and r.state != UNSCANNED]
-    opened = sorted((r for r in tcp if r.state == OPEN), key=lambda r: r.port)
+    counts = hr.counts("tcp")
+    scanned = sum(counts.values()) - counts[UNSCANNED]
+    opened = [r for r in hr.detailed_ports() if r.transport == "tcp" and r.state == OPEN]
     timing = hr.timing.get("tcp") or {}
     srtt = (timing.get("srtt_ms") or 1.0) / 1000
     wait = min(2.0, max(0.4, 4 * srtt + 0.3))  # time for a banner or a reset to arrive
@@ -92,9 +92,9 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
         "transport": "tcp",
         "kind": kind,
         "description": DESCRIPTIONS[kind],
-        "banner": common[1] if kind == "banner" else None,
+        "banner": _EXAMPLES.get(common[1], common[1]) if kind == "banner" else None,
         "open_ports": len(opened),
-        "scanned_ports": len(tcp),
+        "scanned_ports": scanned,
         "catch_all_ports": len(catch_all),
         "catch_all": compact(catch_all),
         "distinct_ports": distinct,
@@ -106,6 +106,7 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
 def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, tuple]:
     if not ports:
         return {}
+    import asyncio
 
     async def main() -> dict[int, tuple]:
         sem = asyncio.Semaphore(CONCURRENCY)
@@ -121,6 +122,8 @@ def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, tuple]:
 
 async def fingerprint(host, port: int, wait: float) -> tuple:
     """What a port does in its first `wait` seconds after accepting a connection."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     sock = socket.socket(host.family, socket.SOCK_STREAM)
     sock.setblocking(False)
@@ -139,6 +142,7 @@ async def fingerprint(host, port: int, wait: float) -> tuple:
             return ("reset",)
         if not data:
             return ("closed",)
+        _EXAMPLES.setdefault(normalise_banner(data), raw_banner(data))
         return ("banner", normalise_banner(data))
     finally:
         try:
@@ -146,6 +150,15 @@ async def fingerprint(host, port: int, wait: float) -> tuple:
         except OSError:
             pass
         sock.close()
+
+
+_EXAMPLES: dict[str, str] = {}  # normalised banner -> one banner as received
+
+
+def raw_banner(data: bytes) -> str:
+    from portatlas.identify.base import escape_evidence
+
+    return escape_evidence(data.split(b"\n", 1)[0][:120], 120)
 
 
 def normalise_banner(data: bytes) -> str:

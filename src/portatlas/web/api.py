@@ -147,7 +147,7 @@ async def local(request: Request) -> Response:
     from portatlas.web import live
 
     web = _web(request)
-    data = await run_in_threadpool(live.local_data, web, request.query_params)
+    data = await run_in_threadpool(live.local_data, web, request.query_params, True)
     return _json(data["json"])
 
 
@@ -185,6 +185,8 @@ async def feedback(request: Request) -> Response:
     if unknown:
         raise UsageError(f"unknown field {sorted(unknown)[0]!r}")
     number = data.get("port")
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)  # JSON does not tell 22 from 22.0
     helpful = data.get("helpful")
     comment = data.get("comment")
     if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 65535:
@@ -204,5 +206,6 @@ async def check(request: Request) -> Response:
         raise Forbidden("remote checks are off; start the server with --allow-check TARGETS")
     check_csrf(web.feedback.secret, request.headers, request.cookies, request.headers.get(HEADER))
     data = await _json_body(request)
-    result = await web.checker.run_json(data, client_address(request))
+    web.state.current()
+    result = await web.checker.run_json(data, client_address(request), web.state.atlas)
     return _json(result)

@@ -30,6 +30,12 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
                 ".svg": "image/svg+xml"}
 
 
+class NotAvailable(PortatlasError):
+    """A feature this installation does not have (e.g. no portatlas.local)."""
+
+    exit_code = 4
+
+
 class StaticFiles:
     """The few hand-written assets, read once; URLs carry a content hash for caching."""
 
@@ -134,7 +140,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 # errors -------------------------------------------------------------------------------------
 _STATUS = [(UsageError, 400), (NotFound, 404), (Forbidden, 403), (TooLarge, 413),
-           (RateLimited, 429), (WrongMediaType, 415), (DataError, 503)]
+           (RateLimited, 429), (WrongMediaType, 415), (NotAvailable, 501), (DataError, 503)]
 
 
 def _wants_json(request: Request) -> bool:
@@ -148,7 +154,7 @@ def _error_response(request: Request, status: int, message: str,
         return json_response({"error": message, "status": status}, status, headers)
     web: Web = request.app.state.web
     titles = {400: "That is not something portatlas understands", 403: "Refused",
-              404: "Not found", 405: "Not allowed", 413: "Too large", 415: "Wrong kind of request", 421: "Wrong address",
+              404: "Not found", 405: "Not allowed", 413: "Too large", 501: "Not available here", 415: "Wrong kind of request", 421: "Wrong address",
               429: "Slow down", 500: "Something broke", 503: "Data problem"}
     try:
         prepared = web.render("error.html", status, status_code=status, message=message,

@@ -1,12 +1,99 @@
-"""This machine, live: the /local page and /api/local, through portatlas.local's public API."""
+"""This machine, live: the /local page and /api/local.
+
+The selection is turned into the arguments of `portatlas local` and handed to that command's
+own parser, Selection and report(), so the page, the API and the CLI select, classify and
+describe sockets in exactly one way. A look is reused for at most live_ttl seconds.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from portatlas.errors import UsageError
+
 if TYPE_CHECKING:
     from portatlas.web.app import Web
 
+# query parameter -> how it becomes `portatlas local` arguments
+PARAMS = ("port", "transport", "family", "all", "process", "user", "sort")
+MAX_ROWS = 2000  # the page shows at most this many sockets (the JSON has them all)
 
-def local_data(web: "Web", params: Any) -> dict[str, Any]:
-    return {"available": False, "json": {"schema": "portatlas.local/1", "sockets": []}}
+
+def available() -> bool:
+    try:
+        import portatlas.local  # noqa: F401
+        import portatlas.cli.local  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def local_argv(params: Any, strict: bool = False) -> list[str]:
+    """/local?port=8080&transport=tcp&all=1 -> ['8080', '-t', '--all'].
+
+    strict (the API): an empty value is an error; the page's form sends empty fields."""
+    unknown = [k for k in params.keys() if k not in PARAMS]
+    if unknown:
+        raise UsageError(f"unknown parameter {unknown[0]!r}; use {', '.join(PARAMS)}")
+    if strict:
+        empty = [k for k in params.keys() if params.get(k) == ""]
+        if empty:
+            raise UsageError(f"parameter {empty[0]!r} is empty")
+    argv: list[str] = []
+    port = params.get("port")
+    if port:
+        if port.startswith("-"):
+            raise UsageError(f"{port!r} is not a port or range")
+        argv.append(port)
+    transport = params.get("transport")
+    if transport:
+        if transport not in ("tcp", "udp"):
+            raise UsageError("transport must be tcp or udp")
+        argv.append("-t" if transport == "tcp" else "-u")
+    family = params.get("family")
+    if family:
+        if family not in ("ipv4", "ipv6"):
+            raise UsageError("family must be ipv4 or ipv6")
+        argv.append("-4" if family == "ipv4" else "-6")
+    if params.get("all") not in (None, "", "0"):
+        if params.get("all") != "1":
+            raise UsageError("all must be 0 or 1")
+        argv.append("--all")
+    for name in ("process", "user", "sort"):
+        value = params.get(name)
+        if value:
+            if len(value) > 100 or value.startswith("-"):
+                raise UsageError(f"{name} must be a short word")
+            argv += [f"--{name}", value]
+    return argv
+
+
+def look(web: "Web", argv: list[str]) -> dict[str, Any]:
+    """One classified look at this machine, as `portatlas local --json` would print it."""
+    from portatlas.cli.local import Selection, build_parser, parse_sort, report
+    from portatlas.local.classify import Classifier
+
+    args = build_parser().parse_args(argv)
+    selection = Selection(args)
+    sort = parse_sort(args.sort)
+    snap = selection.take()
+    Classifier(web.state.atlas).classify(snap)
+    return report(snap, selection, sort, False)
+
+
+def local_data(web: "Web", params: Any, strict: bool = False) -> dict[str, Any]:
+    """Context for the page and body for the API (under 'json')."""
+    if not available():
+        from portatlas.web.app import NotAvailable
+
+        raise NotAvailable("this installation cannot look at this machine's sockets "
+                           "(portatlas.local is missing)")
+    argv = local_argv(params, strict)
+    web.state.current()
+    data = web.state.fresh(("local", tuple(argv)), lambda: look(web, argv))
+    sockets = data["sockets"]
+    form = {k: params.get(k, "") for k in PARAMS}
+    return {"json": data, "sockets": sockets[:MAX_ROWS], "cut": max(0, len(sockets) - MAX_ROWS),
+            "report": data, "form": form,
+            "flagged": sum(1 for s in sockets if s.get("flags")),
+            "flagged_sockets": [s for s in sockets[:MAX_ROWS] if s.get("flags")]}

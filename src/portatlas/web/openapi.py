@@ -120,9 +120,15 @@ COMPONENTS: dict[str, Any] = {
                      "ports": {"type": "array", "minItems": 1, "maxItems": 16, "items": PORT},
                      "transport": {"type": "string", "enum": ["tcp"]}},
                     required=["host", "ports"], extra=False),
-    "CheckOut": {"type": "object", "required": ["schema", "host", "results"],
-                 "properties": {"schema": STR, "host": STR,
-                                "results": {"type": "array", "items": {"type": "object"}}}},
+    "CheckOut": _obj({
+        "schema": {"const": "portatlas.web.check/1"}, "host": STR,
+        "ports": {"type": "array", "items": PORT},
+        "results": {"type": "array", "items": {"type": "object", "required": [
+            "address", "port", "transport", "state", "reason"], "properties": {
+            "address": STR, "port": PORT, "transport": TRANSPORT, "state": STR, "reason": STR,
+            "rtt_ms": _null({"type": "number"}), "registered": _null({"type": "array"})}}},
+        "scan": {"type": "object", "description": "the full result in portatlas check/scan "
+                 "--json form (schema portatlas.scan/1, docs/scan.md)"}}),
 }
 
 
@@ -147,6 +153,25 @@ FORBIDDEN = {"403": _error("refused: missing/stale CSRF token, cross-site reques
 TOO_BIG = {"413": _error("request body over 4 KiB"),
            "415": _error("body is not application/json")}
 
+_P = "([0-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+LOCAL_PARAMS = [
+    {"name": "port", "in": "query", "required": False, "description": "PORT[/TRANSPORT] or LO-HI",
+     "schema": {"type": "string", "pattern": f"^{_P}(-{_P})?(/(tcp|udp))?$"}},
+    {"name": "transport", "in": "query", "required": False,
+     "schema": {"type": "string", "enum": ["tcp", "udp"]}},
+    {"name": "family", "in": "query", "required": False,
+     "schema": {"type": "string", "enum": ["ipv4", "ipv6"]}},
+    {"name": "all", "in": "query", "required": False, "description": "1: connections too",
+     "schema": {"type": "string", "enum": ["0", "1"]}},
+    {"name": "process", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^-]"}},
+    {"name": "user", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^-]"}},
+    {"name": "sort", "in": "query", "required": False, "schema": {
+        "type": "string", "pattern": "^(port|transport|address|state|exposure|pid|process|user|flags)"
+                                     "(,(port|transport|address|state|exposure|pid|process|user|flags))*$"}},
+]
+
 TRANSPORT_PARAM = {"name": "transport", "in": "query", "required": False, "schema": TRANSPORT,
                    "description": "only this transport"}
 CSRF_HEADER = {"name": "X-CSRF-Token", "in": "header", "required": True, "schema": STR,
@@ -170,8 +195,8 @@ PATHS: dict[str, Any] = {
         "summary": "Ranked free-text search (as portatlas search --json)",
         "parameters": [
             {"name": "q", "in": "query", "required": True,
-             "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[\\w+]"},
-             "description": "words to look for; at least one letter, digit, _ or +"},
+             "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[A-Za-z0-9_+]"},
+             "description": "words to look for; at least one ASCII letter, digit, _ or +"},
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}],
         "responses": {**_ok("Search"), **BAD, **DATA}}},
@@ -186,7 +211,8 @@ PATHS: dict[str, Any] = {
                         "description": "LO-HI[/transport], at most 16384 ports"}],
         "responses": {**_ok("RangeDetail"), **BAD, **DATA}}},
     "/api/local": {"get": {"summary": "What listens on this machine (as portatlas local --json)",
-                           "responses": {**_ok("Local"), **DATA,
+                           "parameters": LOCAL_PARAMS,
+                           "responses": {**BAD, **_ok("Local"), **DATA,
                                          "501": _error("not available in this installation")}}},
     "/api/about": {"get": {"summary": "Where the data comes from",
                            "responses": {**_ok("About"), **DATA}}},
@@ -208,16 +234,46 @@ PATHS: dict[str, Any] = {
 }
 
 
+def local_components() -> dict[str, Any]:
+    """portatlas.local's own JSON Schema (local/schema.json), as components "local.*", so
+    /api/local and the 'here' key are held to exactly what `portatlas local --json` promises."""
+    import json
+    from importlib import resources
+
+    try:
+        text = resources.files("portatlas.local").joinpath("schema.json").read_text()
+        defs = json.loads(text)["$defs"]
+    except (ModuleNotFoundError, FileNotFoundError, KeyError, ValueError):
+        return {}
+    moved = json.dumps(defs).replace('"#/$defs/', '"#/components/schemas/local.')
+    return {f"local.{name}": body for name, body in json.loads(moved).items()}
+
+
 def schema(checks_enabled: bool = False) -> dict[str, Any]:
+    components = dict(COMPONENTS)
+    paths = json_copy(PATHS)
+    local = local_components()
+    if local:
+        components.update(local)
+        components["Local"] = _ref("local.local")
+        port = json_copy(components["Port"])
+        port["properties"]["here"] = _ref("local.here")
+        components["Port"] = port
     return {
         "openapi": "3.1.0",
         "info": {"title": "portatlas", "version": __version__,
                  "description": "What runs on port N? The IANA registry, this machine's "
                                 "listeners and more. Errors are JSON objects {error, status}."},
-        "paths": PATHS,
-        "components": {"schemas": COMPONENTS},
+        "paths": paths,
+        "components": {"schemas": components},
         "x-remote-checks": "enabled" if checks_enabled else "disabled",
     }
+
+
+def json_copy(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 def endpoints() -> list[tuple[str, str, str]]:

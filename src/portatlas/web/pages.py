@@ -28,7 +28,7 @@ def _web(request: Request) -> "Web":
 def strict_transport(request: Request) -> str | None:
     """?transport= must be exactly one of tcp, udp, sctp, dccp (or absent)."""
     value = request.query_params.get("transport")
-    if value is None or value == "":
+    if value is None:
         return None
     if value not in TRANSPORTS:
         raise UsageError(f"unknown transport {value!r}; use one of {', '.join(TRANSPORTS)}")
@@ -180,7 +180,7 @@ async def check_page(request: Request) -> Response:
             raise Forbidden("remote checks are off; start the server with --allow-check TARGETS")
         fields = await form_fields(request)
         check_csrf(web.feedback.secret, request.headers, request.cookies, fields.get("csrf"))
-        result = await web.checker.run_form(fields, client_address(request))
+        result = await web.checker.run_form(fields, client_address(request), web.state.atlas)
     return web.respond(request, web.render("check.html", **views.check_context(web, result)))
 
 

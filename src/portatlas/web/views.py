@@ -6,6 +6,7 @@ about) or per request for the rest; none of them holds knowledge of its own abou
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from portatlas.model import DYNAMIC, SYSTEM, USER, Entry, range_class
@@ -86,8 +87,23 @@ def section_view(key: str, module: Any, data: dict) -> dict[str, Any]:
         lines = module.render(data, Style(enabled=False))
     except Exception:  # a section that cannot render must not take the page down
         lines = []
-    return {"key": key, "title": SECTION_TITLES.get(key, key.replace("_", " ").capitalize()),
+    view = {"key": key, "title": SECTION_TITLES.get(key, key.replace("_", " ").capitalize()),
             "data": data, "lines": lines}
+    if key == "history":
+        view["timeline"] = _timeline(data)
+    return view
+
+
+def _timeline(data: dict) -> list[dict[str, Any]] | None:
+    """Registry events in the order and words of `portatlas history` (its own helpers)."""
+    try:
+        from portatlas.history.render import describe, merge_transports, when
+
+        return [{"transports": transports, "when": when(event), "what": describe(event),
+                 "kind": event.get("kind")}
+                for transports, event in merge_transports(data.get("registry_timeline") or {})]
+    except Exception:  # that part of portatlas changed shape: the text rendering still shows
+        return None
 
 
 def here_section(web: "Web", port: int, transport: str | None) -> dict[str, Any] | None:
@@ -120,7 +136,14 @@ def here_available() -> bool:
 def here_html(web: "Web", port: int, transport: str | None) -> str:
     section = here_section(web, port, transport)
     return web.env.get_template("_here.html").render(
-        section=section, port=port, available=here_available())
+        section=section, port=port, available=here_available(), lt=local_text())
+
+
+def local_text() -> Any:
+    """portatlas.local's text helpers (endpoint, process name, ...), for the templates."""
+    from portatlas.local import text
+
+    return text
 
 
 # service ----------------------------------------------------------------------------------
@@ -137,8 +160,17 @@ def service_context(web: "Web", name: str, transport: str | None) -> dict[str, A
 
 
 # search -----------------------------------------------------------------------------------
+_SEARCHABLE = re.compile(r"[A-Za-z0-9_+]")
+
+
 def search_results(web: "Web", q: str, limit: int) -> dict[str, Any]:
     """The CLI's search JSON plus a link per result and a direct 'go to' for a port query."""
+    from portatlas.errors import UsageError
+
+    if not _SEARCHABLE.search(q):
+        # The registry is ASCII; a query without an ASCII letter or digit cannot match, and a
+        # rule this simple can be stated exactly in the OpenAPI schema.
+        raise UsageError("search needs at least one letter or digit (A-Z, 0-9)")
     atlas = web.state.atlas
     hits = atlas.search(q, limit)
     results = []
@@ -266,7 +298,7 @@ def local_context(web: "Web", params: Any) -> dict[str, Any]:
     from portatlas.web import live
 
     data = live.local_data(web, params)
-    return {"title": "This machine", "nav": "local", **data}
+    return {"title": "This machine", "nav": "local", "lt": local_text(), **data}
 
 
 # remote checks ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ hand (see _wire.Reader), so a hostile length field costs nothing.
 
 from __future__ import annotations
 
-from ._wire import Bad, Reader, Short
+from ._wire import Bad, Reader
 
 # universal tags
 INTEGER = 0x02

@@ -67,8 +67,9 @@ def numeric_reply(data: bytes) -> Reply | None:
             return Reply(code, lines, False, pos)
         line = data[pos:nl].rstrip(b"\r")
         pos = nl + 1
-        text = line[4:].decode("utf-8", "replace")
-        lines.append(text)
+        coded = line[:3] == str(code).encode() and line[3:4] in (b" ", b"-", b"")
+        text = (line[4:] if coded else line).decode("utf-8", "replace")
+        lines.append(text.strip())
         if len(lines) > 200:
             return None
         # the last line of a reply repeats the code followed by a space (or nothing)
@@ -82,8 +83,8 @@ def split_product(software: str) -> tuple[str | None, str | None]:
     found = re.match(r"^([A-Za-z][\w.+ -]*?)[/_ -]v?(\d[\w.+~-]*)", software)
     if found:
         return found.group(1).strip(), found.group(2)
-    found = re.match(r"^([A-Za-z][\w.+-]*)", software)
-    return (found.group(1), None) if found else (None, None)
+    found = re.match(r"^([A-Za-z][^(;\[]*)", software)
+    return (found.group(1).strip()[:60], None) if found else (None, None)
 
 
 def is_prefix(data: bytes, literal: bytes) -> bool:

@@ -1,7 +1,7 @@
 """AMQP: we send the AMQP 0-9-1 protocol header. A 0-9-1 broker (RabbitMQ...) answers with a
 Connection.Start method frame whose server properties name the product and version; a broker
-that speaks another AMQP version answers with its own protocol header (e.g. 'AMQP\\x00\\x01\\x00\\x00'
-for AMQP 1.0) and closes.
+that speaks another AMQP version answers with its own protocol header (e.g.
+'AMQP\\x00\\x01\\x00\\x00' for AMQP 1.0) and closes.
 """
 
 from __future__ import annotations

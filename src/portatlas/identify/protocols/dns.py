@@ -168,6 +168,7 @@ class DnsTcpProbe(_DnsProbe):
 
     name = "dns"
     transport = "tcp"
+    rarity = 35  # on TCP, DNS is rarer than the common text protocols on an unknown port
 
     def start(self) -> Step:
         query = build_query(self.query_id)

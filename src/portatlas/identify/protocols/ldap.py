@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import secrets
 
-from ..base import NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence, register
+from ..base import (NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence,
+                    register)
 from . import _ber as ber
 from ._wire import Bad, Reader, Short, text
 
@@ -21,7 +22,8 @@ ATTRIBUTES = ("objectClass", "namingContexts", "supportedLDAPVersion", "vendorNa
               "domainControllerFunctionality", "forestFunctionality", "dnsHostName",
               "serverName", "supportedExtension")
 RESULT_CODES = {0: "success", 1: "operationsError", 2: "protocolError", 8: "strongerAuthRequired",
-                13: "confidentialityRequired", 32: "noSuchObject", 48: "inappropriateAuthentication",
+                13: "confidentialityRequired", 32: "noSuchObject",
+                48: "inappropriateAuthentication",
                 49: "invalidCredentials", 50: "insufficientAccessRights", 52: "unavailable",
                 53: "unwillingToPerform"}
 STARTTLS_OID = "1.3.6.1.4.1.1466.20037"

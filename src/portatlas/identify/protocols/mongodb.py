@@ -11,7 +11,8 @@ from __future__ import annotations
 import secrets
 import struct
 
-from ..base import NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence, register
+from ..base import (NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence,
+                    register)
 from ._wire import Bad, Reader, Short, text
 
 OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013

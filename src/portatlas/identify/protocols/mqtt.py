@@ -10,7 +10,8 @@ import re
 import secrets
 import struct
 
-from ..base import NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence, register
+from ..base import (NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence,
+                    register)
 from ._wire import Bad, Reader, Short, leading_version, text
 
 CONNACK_CODES = {0: "accepted", 1: "unacceptable protocol version", 2: "identifier rejected",

@@ -47,8 +47,9 @@ class MTPProbe(Probe):
 
     @classmethod
     def claims_banner(cls, banner: bytes) -> bool:
-        head = banner[:512]
-        return head[:4] in (b"220 ", b"220-") and b"MTP" in head and b"SMTP" not in head
+        head = banner[:512].upper()
+        return head[:4] in (b"220 ", b"220-") and b"SMTP" not in head and \
+            (b"MTP" in head or b"MAIL TRANSFER PROTOCOL" in head)
 
     def feed(self, data: bytes) -> Step:
         reply = numeric_reply(data)

@@ -9,7 +9,6 @@ working); MySQL gives its version bare ('8.0.36').
 from __future__ import annotations
 
 import re
-import struct
 
 from ..base import NoMatch, Probe, Step, Verdict, Wait, escape_evidence, register
 from ._wire import Bad, Reader, Short, leading_version, text

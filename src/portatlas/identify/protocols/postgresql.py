@@ -71,7 +71,7 @@ class PostgresqlProbe(Probe):
     transport = "tcp"
     ports = frozenset({5432, 5433, 5434, 6432})
     services = frozenset({"postgresql", "postgres", "pgbouncer"})
-    rarity = 30
+    rarity = 18  # common on odd ports; ahead of probes whose short payloads leave it waiting
     read_budget = 8192
 
     def __init__(self, ctx: ProbeContext) -> None:

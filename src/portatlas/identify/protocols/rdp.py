@@ -93,7 +93,8 @@ class RdpProbe(Probe):
         facts = parse_confirm(data)
         if facts is None:
             return NoMatch("not an X.224 Connection Confirm")
-        return Verdict("rdp", product_hint(facts), None, facts, 1.0, escape_evidence(data[:size], 64))
+        return Verdict("rdp", product_hint(facts), None, facts, 1.0,
+                       escape_evidence(data[:size], 64))
 
     def finish(self, data: bytes) -> Step:
         step = self.feed(data) if data else NoMatch("no answer")

@@ -36,6 +36,11 @@ class RedisProbe(Probe):
     rarity = 20
     read_budget = 65536
 
+    @classmethod
+    def claims_banner(cls, banner: bytes) -> bool:
+        # protected mode greets a non-local client with -DENIED before it says anything
+        return banner.startswith((b"-DENIED", b"-NOAUTH", b"-ERR max number of clients"))
+
     def start(self) -> Step:
         return Send(REQUEST)
 

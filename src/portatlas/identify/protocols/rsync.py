@@ -48,7 +48,9 @@ class RsyncProbe(Probe):
             if digests:
                 self.extra["digests"] = [clean(d, 20) for d in digests[:10]]
             self.evidence = data[:data.find(b"\n")]
-            return Send(f"@RSYNCD: {major}.0\n#list\n".encode())
+            # protocol 32 clients must list digests; 31 needs nothing more and lists modules
+            ours = min(int(major), 31)
+            return Send(f"@RSYNCD: {ours}.0\n#list\n".encode())
         lines = complete_lines(data, MAX_MODULES + 5)
         if any(ln.startswith("@RSYNCD: EXIT") for ln in lines) or \
                 any(ln.startswith("@ERROR") for ln in lines) or len(lines) > MAX_MODULES:

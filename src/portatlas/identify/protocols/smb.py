@@ -14,7 +14,8 @@ import secrets
 import struct
 from datetime import datetime, timedelta, timezone
 
-from ..base import NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence, register
+from ..base import (NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence,
+                    register)
 
 SMB2_MAGIC, SMB1_MAGIC = b"\xfeSMB", b"\xffSMB"
 DIALECTS = (0x0202, 0x0210, 0x0300, 0x0302, 0x0311)

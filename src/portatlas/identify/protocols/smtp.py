@@ -109,7 +109,7 @@ class SMTPProbe(Probe):
                 self.state = "starttls"
                 return Send(b"STARTTLS\r\n")
             return self._verdict(1.0)
-        if reply.code in (500, 501, 502, 503, 504):
+        if reply.code in (500, 501, 502, 503, 504, 530):
             self.state = "helo"
             return Send(HELO)
         if reply.code in (421, 554) and self.extra.get("refusing"):

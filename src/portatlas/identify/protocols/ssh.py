@@ -137,7 +137,6 @@ class SSHProbe(Probe):
     def _read_kexinit(self, data: bytes) -> Step:
         state, facts = parse_kexinit(data)
         if state == "wait":
-            self.leftover = data
             return Wait()
         if state == "bad":
             return self._verdict(None, 0.9, data)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 import struct
 
-from ..base import NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence, register
+from ..base import (NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait, escape_evidence,
+                    register)
 from ._wire import text
 
 _BANNER = re.compile(rb"^RFB (\d{3})\.(\d{3})\n")

@@ -11,7 +11,7 @@
     return node;
   }
 
-  function hasWord(text) { return /[\p{L}\p{N}_+]/u.test(text); }
+  function hasWord(text) { return /[A-Za-z0-9_+]/.test(text); }
 
   // -- copy buttons ---------------------------------------------------------------------
   function copyText(text) {
