@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
 
-from support.scan_lab import Lab, nmap_states, parse_ndjson  # noqa: E402
+from support.scan_lab import Lab, nmap_states  # noqa: E402
 from support.scan_netem import Netem  # noqa: E402
 
 OPEN_ALL = [7, 22, 80, 443, 3306, 8080, 31337, 40001, 50000, 60999, 65535]
@@ -45,13 +45,24 @@ def timed(cmd: list[str], timeout: float = 900) -> tuple[float, subprocess.Compl
 
 
 def portatlas_states(lab: Lab, address: str, spec: str) -> tuple[float, dict]:
+    """Like nmap -oX: a compact document (--json lists ports worth listing and the rest as
+    exact extraports ranges), expanded here to one state per port."""
+    from portatlas.scan.ports import parse_port_spec
+
     cmd = lab.s.argv([sys.executable, "-m", "portatlas", "scan", address, "-p", spec,
-                      "--ndjson", "--no-progress"])
+                      "--json", "--no-progress"])
     secs, proc = timed(cmd)
     if proc.returncode != 0:
         raise SystemExit(f"portatlas failed: {proc.stderr}")
-    parsed = parse_ndjson(proc.stdout)
-    return secs, {k: v[0] for k, v in parsed["ports"].items()}
+    states = {}
+    for host in json.loads(proc.stdout)["hosts"]:
+        for p in host["ports"]:
+            states[(host["address"], p["port"], p["transport"])] = p["state"]
+        for group in host["extraports"]:
+            for reason in group["reasons"]:
+                for port in parse_port_spec(reason["ports"]):
+                    states[(host["address"], port, group["transport"])] = group["state"]
+    return secs, states
 
 
 def nmap_run(lab: Lab, address: str, spec: str) -> tuple[float, dict]:

@@ -5,13 +5,14 @@ benchmarks/bench_identify.py can loop over both sets alike:
 
     start_<name>(ns: Netns, tmp: Path, ports=(standard, unexpected)) -> Service
 
-Each writes the server's configuration under `tmp` (a fresh directory the caller owns), starts
+Each writes the server's configuration in a directory the daemon's user owns (under /tmp, linked
+from the caller's `tmp`; see _daemon_dir), starts
 the Debian-packaged daemon in the foreground inside `ns` (ns.popen, so Netns.close() ends it)
 listening on every address of the namespace on each port, and returns once every port answers
 (TimeoutError otherwise). The returned Service carries the truth the identification must find.
 Nothing is started on the host.
 
-    start_postgresql  postgres, one per port (trust authentication; TLS on tls_ports)  TCP  5432, 103
+    start_postgresql  postgres, one per port (trust auth; TLS on tls_ports)    TCP  5432, 103
     start_mosquitto   mosquitto (anonymous clients allowed)                    TCP  1883, 8080
     start_dnsmasq     dnsmasq as a DNS server only, one per port               UDP+TCP 53, 5353
     start_chrony      chronyd serving its local clock (never sets it), one per port  UDP 123, 4123
@@ -23,11 +24,13 @@ SERVERS maps a short name to its start function. Debian packages: .ci/apt/identi
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -35,16 +38,24 @@ from support.netns import Netns
 from support.servers_text import Service, make_cert
 
 
-def _give_to(path: Path, user: str) -> None:
-    """Hand a directory (and its parents' search permission) to a daemon's user."""
+def _daemon_dir(tmp: Path | None, user: str) -> Path:
+    """A directory a daemon that drops root can use: owned by `user`, under /tmp itself.
+
+    Not inside the caller's `tmp`: pytest keeps /tmp/pytest-of-root at mode 0700 (and a
+    concurrent pytest run resets it), so an unprivileged daemon could not reach into it. The
+    directory is linked from `tmp` (for logs when a test fails) and removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix=f"pa-{user.strip('_')}-", dir="/tmp"))
     entry = pwd.getpwnam(user)
     os.chown(path, entry.pw_uid, entry.pw_gid)
-    for parent in path.parents:
-        if parent == Path("/"):
-            break
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            os.chmod(parent, mode | 0o011)
+    os.chmod(path, 0o755)
+    atexit.register(shutil.rmtree, path, True)
+    if tmp is not None:
+        tmp = Path(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        link = tmp / f"daemon-dir-{path.name}"
+        if not link.exists():
+            link.symlink_to(path)
+    return path
 
 
 def _wait_for_udp(ns: Netns, probes: Sequence[tuple[int, bytes]], timeout: float = 15) -> None:
@@ -83,12 +94,6 @@ def _started(procs: Sequence[tuple[subprocess.Popen, str, Path]], wait: Callable
         raise
 
 
-def _fresh(tmp: Path) -> Path:
-    tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    return tmp
-
-
 # ---- PostgreSQL -----------------------------------------------------------------------------
 
 _PG_TEMPLATE: Path | None = None
@@ -105,15 +110,11 @@ def _pg_bin(tool: str) -> str:
     return found
 
 
-def _pg_template(tmp: Path) -> Path:
+def _pg_template() -> Path:
     """initdb once per process and copy the cluster for each server."""
     global _PG_TEMPLATE
     if _PG_TEMPLATE is None or not _PG_TEMPLATE.exists():
-        base = tmp.parent / f"pa-pg-template-{os.getpid()}"
-        shutil.rmtree(base, ignore_errors=True)
-        base.mkdir(parents=True)
-        _give_to(base, "postgres")
-        data = base / "data"
+        data = _daemon_dir(None, "postgres") / "data"
         subprocess.run(["runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(data),
                         "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8",
                         "--locale=C.UTF-8"],
@@ -128,8 +129,7 @@ def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103),
                      tls_ports: Sequence[int] = ()) -> Service:
     """One postgres per port (a cluster listens on a single port), as the postgres user.
     Ports also listed in `tls_ports` get ssl=on with a self-signed certificate."""
-    tmp = _fresh(tmp)
-    _give_to(tmp, "postgres")
+    tmp = _daemon_dir(tmp, "postgres")
     entry = pwd.getpwnam("postgres")
     tls_args: list[str] = []
     if tls_ports:
@@ -145,7 +145,7 @@ def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103),
     procs = []
     for port in ports:
         data = tmp / f"pgdata-{port}"
-        shutil.copytree(_pg_template(tmp), data, symlinks=True)
+        shutil.copytree(_pg_template(), data, symlinks=True)
         for path in [data, *data.rglob("*")]:
             os.lchown(path, entry.pw_uid, entry.pw_gid)
         os.chmod(data, 0o700)
@@ -157,7 +157,7 @@ def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103),
                         stderr=open(log, "wb"))
         procs.append((proc, "postgres", log))
     _started(procs, lambda: _wait_for_tcp(ns, ports, timeout=30))
-    major = (_pg_template(tmp) / PG_VERSION_FILE).read_text().strip()
+    major = (_pg_template() / PG_VERSION_FILE).read_text().strip()
     return Service("postgresql", "postgresql", "PostgreSQL", {p: "tcp" for p in ports},
                    tls_ports=tuple(p for p in ports if p in tls_ports), facts={"major": major})
 
@@ -165,11 +165,10 @@ def start_postgresql(ns: Netns, tmp: Path, ports: Sequence[int] = (5432, 103),
 # ---- Mosquitto ------------------------------------------------------------------------------
 
 def start_mosquitto(ns: Netns, tmp: Path, ports: Sequence[int] = (1883, 8080)) -> Service:
-    tmp = _fresh(tmp)
+    tmp = _daemon_dir(tmp, "mosquitto")
     conf = tmp / "mosquitto.conf"
     conf.write_text("".join(f"listener {port}\n" for port in ports)
                     + "allow_anonymous true\npersistence false\nlog_dest stderr\nuser mosquitto\n")
-    _give_to(tmp, "mosquitto")
     log = tmp / "mosquitto.log"
     proc = ns.popen(["mosquitto", "-c", str(conf)], stderr=open(log, "wb"))
     _started([(proc, "mosquitto", log)], lambda: _wait_for_tcp(ns, ports))
@@ -185,7 +184,7 @@ DNS_VERSION_BIND = (bytes.fromhex("50530000000100000000000007")
 def start_dnsmasq(ns: Netns, tmp: Path, ports: Sequence[int] = (53, 5353)) -> Service:
     """dnsmasq as a DNS server only (no DHCP), one per port, answering from a tiny hosts file.
     Every port serves UDP and TCP; Service.ports lists UDP, facts['tcp_ports'] the same ports."""
-    tmp = _fresh(tmp)
+    tmp = _daemon_dir(tmp, "nobody")
     hosts = tmp / "hosts"
     hosts.write_text("198.18.0.53 ns.portatlas.test\n")
     procs = []
@@ -214,8 +213,7 @@ NTP_CLIENT_REQUEST = b"\x23" + b"\x00" * 39 + b"portatls"
 def start_chrony(ns: Netns, tmp: Path, ports: Sequence[int] = (123, 4123)) -> Service:
     """chronyd serving its local clock at stratum 10, one per port. -x: it never touches the
     clock, which the namespace shares with the host."""
-    tmp = _fresh(tmp)
-    _give_to(tmp, "_chrony")
+    tmp = _daemon_dir(tmp, "_chrony")
     procs = []
     for port in ports:
         conf = tmp / f"chrony-{port}.conf"
@@ -238,11 +236,10 @@ def _snmp_v3_discovery() -> bytes:
 
 
 def start_snmpd(ns: Netns, tmp: Path, ports: Sequence[int] = (161, 1161)) -> Service:
-    tmp = _fresh(tmp)
+    tmp = _daemon_dir(tmp, "Debian-snmp")
     conf = tmp / "snmpd.conf"
     conf.write_text("rocommunity public default\nrocommunity6 public default\n"
                     "sysLocation portatlas test namespace\nsysContact nobody@portatlas.test\n")
-    _give_to(tmp, "Debian-snmp")
     env = dict(os.environ, SNMP_PERSISTENT_DIR=str(tmp / "persist"), MIBS="",
                MIBDIRS="/nonexistent")
     log = tmp / "snmpd.log"
@@ -262,7 +259,7 @@ MEMCACHED_UDP_VERSION = b"\x50\x41\x00\x00\x00\x01\x00\x00version\r\n"
 def start_memcached_udp(ns: Netns, tmp: Path, ports: Sequence[int] = (11211, 11311)) -> Service:
     """memcached answering UDP (and TCP) on every port. With -l ADDR:PORT, memcached binds its
     UDP sockets to the -l ports; -U only has to be non-zero to switch UDP on."""
-    tmp = _fresh(tmp)
+    tmp = _daemon_dir(tmp, "memcache")
     listen = ",".join(f"0.0.0.0:{p}" for p in ports)
     log = tmp / "memcached.log"
     proc = ns.popen(["memcached", "-u", "memcache", "-m", "16", "-c", "64", "-l", listen,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ def wait_ports(ns: Netns, ports: Sequence[int], host: str = "127.0.0.1", timeout
         "            if time.monotonic()>end: sys.exit('port %d never opened' % p)\n"
         "            time.sleep(0.05)\n"
     )
-    result = ns.run(["python3", "-c", code], check=False, timeout=timeout + 10)
+    result = ns.run([sys.executable, "-c", code], check=False, timeout=timeout + 10)
     if result.returncode != 0:
         raise TimeoutError(f"netns {ns.name}: {result.stderr.strip()}")
 

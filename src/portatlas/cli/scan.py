@@ -341,19 +341,11 @@ def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[
     verb = "checking" if command == "check" else "scanning"
     bar = Progress(total, f"{verb} {len(hosts)} host{'s' if len(hosts) != 1 else ''}",
                    enabled=None if progress else False)
-    state = {"done": 0, "open": 0}
-
-    def result_hook(hr, result) -> None:
-        state["done"] += 1
-        if result.state == "open":
-            state["open"] += 1
-        if on_result is not None:
-            on_result(hr, result)
-        bar.update(state["done"], state["open"])
-
     scanner = Scanner(hosts, tcp_ports=tcp_ports, udp_ports=udp_ports, timing=timing,
-                      workers=workers, on_result=result_hook, detect_accept_all=accept_all,
-                      identify=identify, command=command, argv=argv, options=options)
+                      workers=workers, on_result=on_result,
+                      on_progress=bar.update if bar.enabled else None,
+                      detect_accept_all=accept_all, identify=identify, command=command,
+                      argv=argv, options=options)
     try:
         report = scanner.run()
     finally:

@@ -6,7 +6,8 @@ identification hook. The CLI (portatlas.cli.scan) and library users both call `S
 
 Hooks:
  - on_result(host_report, port_result): every port as soon as its answer is final
-   (NDJSON streaming, progress);
+   (NDJSON streaming);
+ - on_progress(done, open): after every batch of answers (progress bars);
  - identify: an async callable (host, PortResult) -> Verdict | dict | None, run for every
    open port after the sweep (and after accept-all detection, so a catch-all host is not
    fingerprinted thousands of times); its answer lands in PortResult.service.
@@ -31,7 +32,9 @@ IDENTIFY_CONCURRENCY = 32
 class Scanner:
     def __init__(self, hosts: list, *, tcp_ports: list[int], udp_ports: list[int],
                  timing: TimingOptions | None = None, workers: int | None = None,
-                 on_result: ResultHook | None = None, detect_accept_all: bool = True,
+                 on_result: ResultHook | None = None,
+                 on_progress: Callable[[int, int], None] | None = None,
+                 detect_accept_all: bool = True,
                  identify: IdentifyHook | None = None, command: str = "scan",
                  argv: list[str] | None = None, options: dict[str, Any] | None = None) -> None:
         self.hosts = hosts
@@ -40,6 +43,8 @@ class Scanner:
         self.timing = timing or TimingOptions()
         self.workers = workers
         self.on_result = on_result
+        self.on_progress = on_progress
+        self.open_count = 0
         self.detect_accept_all = detect_accept_all
         self.identify = identify
         self.reports = [HostReport(h) for h in hosts]
@@ -100,16 +105,20 @@ class Scanner:
                 result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
                 hr = reports[index]
                 hr.ports[(port, transport)] = result
+                if state == R.S_OPEN:
+                    self.open_count += 1
                 if on_result is not None:
                     on_result(hr, result)
             for (index, state, reason), ports in bulk.items():
                 hr = reports[index]
                 hr.add_bulk(transport, states[state], reasons[reason][0], ports)
-                if on_result is not None:
+                if on_result is not None:  # only NDJSON streaming needs an object per port
                     for port in ports:
                         on_result(hr, PortResult(port, transport, states[state], reasons[reason][0]))
                 self.done += len(ports)
             self.done += len(batch)
+            if self.on_progress is not None:
+                self.on_progress(self.done, self.open_count)
 
         return emit
 
