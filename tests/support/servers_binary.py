@@ -5,11 +5,10 @@ benchmarks/bench_identify.py can loop over both sets alike:
 
     start_<name>(ns: Netns, tmp: Path, ports=(standard, unexpected)) -> Service
 
-Each writes the server's configuration in a directory the daemon's user owns (under /tmp, linked
-from the caller's `tmp`; see _daemon_dir), starts
-the Debian-packaged daemon in the foreground inside `ns` (ns.popen, so Netns.close() ends it)
-listening on every address of the namespace on each port, and returns once every port answers
-(TimeoutError otherwise). The returned Service carries the truth the identification must find.
+Each writes the server's configuration in a directory the daemon's user owns (under /tmp,
+linked from the caller's `tmp`; see _daemon_dir), starts the Debian-packaged daemon in the
+foreground inside `ns` (ns.popen, so Netns.close() ends it) listening on every address of the
+namespace on each port, and returns once every port answers (TimeoutError otherwise). The returned Service carries the truth the identification must find.
 Nothing is started on the host.
 
     start_postgresql  postgres, one per port (trust auth; TLS on tls_ports)    TCP  5432, 103
@@ -17,8 +16,8 @@ Nothing is started on the host.
     start_dnsmasq     dnsmasq as a DNS server only, one per port               UDP+TCP 53, 5353
     start_chrony      chronyd serving its local clock (never sets it), one per port  UDP 123, 4123
     start_snmpd       snmpd with rocommunity public                            UDP  161, 1161
+    start_memcached_udp  memcached with UDP switched on                 UDP(+TCP) 11211, 11311
 
-    start_memcached_udp  memcached with UDP switched on                    UDP(+TCP) 11211, 11311
 SERVERS maps a short name to its start function. Debian packages: .ci/apt/identify-binary.txt.
 """
 

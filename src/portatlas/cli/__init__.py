@@ -94,3 +94,10 @@ def run_command(module_name: str, argv: list[str]) -> int:
 def _error(message: str) -> None:
     line = " ".join(message.split())
     print(f"portatlas: error: {line}", file=sys.stderr)
+
+
+def open_atlas(db: str | None):
+    """The Atlas for a CLI run; a first-time build announces itself on stderr."""
+    from portatlas.atlas import Atlas
+
+    return Atlas(db, notify=lambda msg: print(msg, file=sys.stderr))

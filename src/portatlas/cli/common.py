@@ -8,6 +8,7 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from typing import NoReturn
 
+from portatlas.cli import open_atlas  # noqa: F401  (re-exported for the commands)
 from portatlas.errors import UsageError
 
 
@@ -35,12 +36,3 @@ def parser(prog: str, description: str) -> Parser:
     p.add_argument("--db", metavar="PATH", help="database file (default: $PORTATLAS_DB or "
                    "~/.local/share/portatlas/portatlas.sqlite3)")
     return p
-
-
-def open_atlas(db: str | None):
-    """The Atlas for a CLI run; a first-time build announces itself on stderr."""
-    import sys
-
-    from portatlas.atlas import Atlas
-
-    return Atlas(db, notify=lambda msg: print(msg, file=sys.stderr))

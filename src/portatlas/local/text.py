@@ -3,6 +3,8 @@ port answer and --watch all print the same way)."""
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any
 
 from portatlas.cli.output import Style
@@ -10,17 +12,24 @@ from portatlas.local.model import format_endpoint
 
 # Process names, command lines and paths are chosen by whoever runs the process: shown raw, a
 # newline would break the table and an escape sequence could rewrite the user's terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_CONTROL.update({0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"})
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+
+
+@lru_cache(maxsize=4096)
 def printable(text: str | None) -> str:
-    """text with control characters written as escapes (\\n, \\x1b)."""
+    """text with control characters written as escapes (\\n, \\x1b). Cached: the same
+    command line is shown on every socket its process holds."""
     if not text:
         return text or ""
     if text.isprintable():
         return text
-    return text.translate(_CONTROL)
+    return _CONTROL.sub(_escape, text)
 
 
 def endpoint(sock: dict[str, Any]) -> str:
