@@ -18,7 +18,8 @@ _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 def _escape(match: re.Match) -> str:
     char = match.group()
-    return _NAMED.get(char) or f"\\x{ord(char):02x}"
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 @lru_cache(maxsize=4096)

@@ -1,0 +1,98 @@
+"""The identification through the commands: `portatlas check` identifies by default,
+`portatlas scan --identify` every open port, `portatlas local --identify` this host's own
+listeners. Real servers in a namespace; the CLI runs inside the namespace as a subprocess."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support import servers_text as st
+from support.netns import Netns, available, link
+
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(not available(), reason="needs root and ip netns")]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, atlas_db):
+    tmp = tmp_path_factory.mktemp("identify-cli")
+    with Netns("pa-icli-s") as server, Netns("pa-icli-c") as client:
+        _, address = link(client, server)
+        st.start_ssh(server, tmp / "ssh", ports=(103,))
+        st.start_nginx(server, tmp / "nginx", http_ports=(57,), https_ports=(8443,))
+        st.start_redis(server, tmp / "redis", ports=(8080,))
+        yield server, client, address
+
+
+def test_check_identifies_by_default(lab):
+    _, client, address = lab
+    result = client.portatlas("check", address, "103")
+    assert result.returncode == 0, result.stderr
+    assert "registered: gppitnp" in result.stdout
+    assert "identified: ssh OpenSSH 9." in result.stdout
+    assert "host key types: ssh-ed25519" in result.stdout
+
+
+def test_check_json_and_tls(lab):
+    _, client, address = lab
+    result = client.portatlas("check", address, "8443", "--json", "--sni", "www.portatlas.test")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    port = doc["hosts"][0]["ports"][0]
+    service = port["service"]
+    assert (service["outcome"], service["protocol"], service["service"]) == \
+        ("identified", "http", "https")
+    assert service["tls"]["certificate"]["subject_cn"] == "www.portatlas.test"
+    assert service["tls"].get("sni") == "www.portatlas.test"
+
+
+def test_check_without_identification(lab):
+    _, client, address = lab
+    result = client.portatlas("check", address, "57", "--no-identify", "--json")
+    port = json.loads(result.stdout)["hosts"][0]["ports"][0]
+    assert port["state"] == "open" and not port.get("service")
+
+
+def test_scan_identify(lab):
+    _, client, address = lab
+    result = client.portatlas("scan", address, "-p", "57,103,8080,9", "--identify", "--json",
+                              "--no-progress")
+    assert result.returncode == 0, result.stderr
+    ports = {p["port"]: p for p in json.loads(result.stdout)["hosts"][0]["ports"]}
+    assert ports[57]["service"]["protocol"] == "http"
+    assert ports[103]["service"]["protocol"] == "ssh"
+    assert ports[8080]["service"]["product"] == "Redis"
+
+
+def test_local_identify_only_touches_own_listeners(lab):
+    server, _, _ = lab
+    result = server.portatlas("local", "-t", "--identify", "--json")
+    assert result.returncode == 0, result.stderr
+    sockets = json.loads(result.stdout)["sockets"]
+    found = {(s["port"], s["identified"]["protocol"]) for s in sockets if s.get("identified")}
+    assert {(103, "ssh"), (57, "http"), (8443, "http"), (8080, "redis")} <= found
+    text = server.portatlas("local", "-t", "--identify")
+    assert "Identified" in text.stdout and "ssh OpenSSH" in text.stdout
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--id-timeout", "0"], "--id-timeout must be between"),
+    (["--banner-wait=-1"], "--banner-wait must be between"),
+    (["--nmap-probes", "/nonexistent/probes"], "cannot read nmap service probes"),
+])
+def test_bad_options_are_one_line_errors(lab, args, words):
+    _, client, address = lab
+    result = client.portatlas("check", address, "57", *args)
+    assert result.returncode in (2, 3)
+    assert result.stderr.startswith("portatlas: error: ") and words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_nmap_probes_refine(lab):
+    _, client, address = lab
+    result = client.portatlas("check", address, "103", "--json", "--nmap-probes")
+    service = json.loads(result.stdout)["hosts"][0]["ports"][0]["service"]
+    assert service["extra"]["nmap"]["service"] == "ssh"
+    assert service["extra"]["nmap"]["product"] == "OpenSSH"
