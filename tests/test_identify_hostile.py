@@ -6,6 +6,7 @@ The servers (tests/support/hostile.py) run in one namespace, portatlas in anothe
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -109,3 +110,23 @@ def test_batch_deadline_gives_partial_answers(lab):
     assert closed.outcome == CLOSED
     assert silent.outcome == INCOMPLETE and "so far" in silent.reason
     assert tarpit.outcome == INCOMPLETE and tarpit.extra.get("bytes_seen", 0) >= 1
+
+
+def test_ctrl_c_prints_partial_answers(lab):
+    client, address = lab
+    code = ("import json\n"
+            "from portatlas.identify import identify_many\n"
+            f"b = identify_many([({address!r}, {PORTS['silent']}, 'tcp'), ({address!r}, 7999, 'tcp')],"
+            " timeout=30, probe_timeout=20, registered=())\n"
+            "print(json.dumps(b.to_dict()))\n")
+    proc = subprocess.Popen(client.argv([sys.executable, "-c", code]), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # interpreter start, then the silent port keeps it busy
+    proc.send_signal(subprocess.signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["interrupted"] is True
+    silent, closed = doc["results"]
+    assert silent["outcome"] == "incomplete" and "interrupted" in silent["reason"]
+    assert closed["outcome"] == "closed"

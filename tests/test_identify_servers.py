@@ -182,3 +182,11 @@ def test_port_hint_is_not_trusted(lab):
     assert lab.results[8080].protocol == "redis"
     only_wrong = lab.identify(2525, registered=("http",))
     assert only_wrong.protocol == "smtp"
+
+
+def test_ipv6_target(lab):
+    subnet = lab.address.split(".")[2]
+    v6 = f"2001:db8:{subnet}::2"
+    verdict = nsthread.call_in(lab.client.name, identify, v6, 103, **TIMEOUTS)  # sshd: both families
+    assert (verdict.protocol, verdict.product) == ("ssh", "OpenSSH"), verdict.to_dict()
+    assert verdict.host == v6

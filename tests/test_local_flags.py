@@ -118,6 +118,17 @@ def test_here_section_of_a_port_answer_carries_the_flags(flagged):
     assert f"pid {pids['sshd'][0]}  sshd  user root" in here_text
 
 
+def test_here_section_through_the_other_readers(flagged):
+    ns, _, pids = flagged
+    for backend in ("proc", "psutil"):
+        env = {"PORTATLAS_LOCAL_BACKEND": backend}
+        here = json.loads(ns.portatlas("600", "--json", "--no-history", env=env).stdout)["here"]
+        assert here["backend"] == backend and here["listening"] is True
+        assert [p["pid"] for p in here["sockets"][0]["processes"]] == pids["nobody"]
+        none = json.loads(ns.portatlas("57", "--json", "--no-history", env=env).stdout)["here"]
+        assert none["listening"] is False and none["sockets"] == []
+
+
 def test_here_section_when_nothing_listens(flagged):
     ns, _, _ = flagged
     r = ns.portatlas("57", "--json", "--no-history")

@@ -139,3 +139,18 @@ def test_scan_names_nothing_else(lab):
         assert int(out[0]) == 50, out  # one SYN per port: all closed, no retries, no extras
     finally:
         lab.t.run(["iptables", "-w", "-D", "INPUT", "-p", "tcp", "--syn", "-j", "ACCEPT"])
+
+
+def test_syn_scan_ground_truth_five_runs(lab):
+    """The raw-socket SYN mode (root): same ground truth, closed ports say 'reset'."""
+    truth = {p: (s, "reset" if r == "conn-refused" else r)
+             for p, (s, r) in expected_states(False).items()}
+    for run in range(5):
+        got = _by_port(lab.scan(lab.ip, "-p", SPEC, "--syn"), lab.ip)
+        diff = {p: (got.get(p), truth[p]) for p in truth if got.get(p) != truth[p]}
+        assert not diff, f"run {run + 1}: {dict(list(diff.items())[:8])}"
+
+
+def test_syn_scan_refuses_ipv6(lab):
+    proc = lab.portatlas("scan", lab.ip6, "-p", "22", "--syn")
+    assert proc.returncode == 2 and "IPv4 addresses only" in proc.stderr

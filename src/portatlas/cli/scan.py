@@ -45,7 +45,7 @@ def _timing_options(p) -> None:
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 addresses only")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 addresses only")
     p.add_argument("--syn", action="store_true",
-                   help="raw-socket SYN scan (needs root; not available in this version)")
+                   help="raw-socket SYN scan instead of connect() for TCP (root, IPv4 only)")
 
 
 def _timing(args):
@@ -79,7 +79,14 @@ def _check_root_features(args) -> None:
         if os.geteuid() != 0:
             raise UsageError("--syn needs root (raw sockets); run as root, or leave out --syn "
                              "for a connect scan")
-        raise UsageError("--syn is not available in this version; leave it out for a connect scan")
+
+
+def _check_syn_hosts(args, hosts) -> None:
+    import socket
+
+    if getattr(args, "syn", False) and any(h.family != socket.AF_INET for h in hosts):
+        raise UsageError("--syn scans IPv4 addresses only; leave out --syn for IPv6 targets "
+                         "(or add -4)")
 
 
 def _family(args):
@@ -277,6 +284,7 @@ def scan_main(argv: list[str]) -> int:
         raise UsageError("name the hosts to scan: addresses, names, CIDR blocks or @FILE")
     hosts = parse_targets(args.targets, files=args.targets_file, family=_family(args),
                           max_hosts=max_hosts)
+    _check_syn_hosts(args, hosts)
     out = sys.stdout
     stream = None
     if fmt == "ndjson":
@@ -295,13 +303,14 @@ def scan_main(argv: list[str]) -> int:
     options = {"transports": transports, "ports": {t: _describe_ports(ps) for t, ps in spec_ports.items()},
                "port_source": port_source if args.ports is None else "spec",
                "timing": timing.to_dict(), "identify": bool(args.identify),
+               "tcp_scan": "syn" if args.syn else "connect",
                "accept_all_detection": not args.no_accept_all}
     report = _run(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []), timing, args,
                   command="scan", argv=["scan", *argv],
                   identify=identify_hook(args.identify,
                                          _identify_options(args) if args.identify else None),
                   progress=not args.no_progress, on_result=stream, options=options,
-                  accept_all=not args.no_accept_all, workers=args.workers)
+                  accept_all=not args.no_accept_all, workers=args.workers, syn=args.syn)
     if atlas is None:
         atlas = _open_atlas_quietly(args.db)
     from portatlas.scan.scanner import attach_registered
@@ -333,7 +342,7 @@ def _describe_ports(ports: list[int]) -> str:
 
 def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[str],
          identify=None, progress: bool = True, on_result=None, options: dict[str, Any] | None = None,
-         accept_all: bool = True, workers: int | None = None):
+         accept_all: bool = True, workers: int | None = None, syn: bool = False):
     from portatlas.scan.progress import Progress
     from portatlas.scan.scanner import Scanner
 
@@ -344,7 +353,7 @@ def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[
     scanner = Scanner(hosts, tcp_ports=tcp_ports, udp_ports=udp_ports, timing=timing,
                       workers=workers, on_result=on_result,
                       on_progress=bar.update if bar.enabled else None,
-                      detect_accept_all=accept_all, identify=identify, command=command,
+                      detect_accept_all=accept_all, identify=identify, syn=syn, command=command,
                       argv=argv, options=options)
     try:
         report = scanner.run()

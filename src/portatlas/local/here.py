@@ -8,7 +8,9 @@ owning processes looked up and the listener classified.
 
 from __future__ import annotations
 
+import os
 import sys
+
 TYPE_CHECKING = False  # typing itself costs ~2.5 ms to import; annotations are strings anyway
 if TYPE_CHECKING:
     from typing import Any
@@ -30,7 +32,8 @@ def section(answer: "PortAnswer") -> dict[str, Any] | None:
     transports = (answer.transport,) if answer.transport else LOOKED_AT
     sockets = None
     backend = None
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and \
+            os.environ.get("PORTATLAS_LOCAL_BACKEND", "netlink") == "netlink":
         from portatlas.local import netlink
 
         try:
@@ -45,6 +48,7 @@ def section(answer: "PortAnswer") -> dict[str, Any] | None:
 
 
 def _details(answer, transports: tuple[str, ...], sockets, backend: str | None) -> dict[str, Any]:
+    from portatlas.errors import PortatlasError
     from portatlas.local import _privileged, attach_processes, listeners
     from portatlas.local.classify import Classifier
     from portatlas.local.model import Snapshot
@@ -53,7 +57,8 @@ def _details(answer, transports: tuple[str, ...], sockets, backend: str | None) 
     if sockets is None:
         try:
             snap = listeners(port=port, transports=transports)
-        except OSError as exc:
+        except (OSError, PortatlasError) as exc:
+            # a port answer must not fail because this machine could not be looked at
             return {"port": port, "transports": list(transports), "listening": None,
                     "backend": None, "privileged": None, "sockets": [],
                     "warnings": [{"code": "unavailable",

@@ -38,7 +38,8 @@ def to_xml(report: ScanReport, show_all: bool = False) -> str:
     for transport in ("tcp", "udp"):
         ports = sorted(set().union(*(hr.scanned(transport) for hr in report.hosts)))
         if ports:
-            out.append("<scaninfo" + _attrs(type="connect" if transport == "tcp" else "udp",
+            tcp_type = "syn" if report.options.get("tcp_scan") == "syn" else "connect"
+            out.append("<scaninfo" + _attrs(type=tcp_type if transport == "tcp" else "udp",
                                             protocol=transport, numservices=len(ports),
                                             services=compact(ports)) + "/>")
     out.append('<verbose level="0"/>')
@@ -64,7 +65,8 @@ def _host(hr: HostReport, report: ScanReport, show_all: bool) -> list[str]:
     host = hr.host
     status = hr.status
     first_reason = next((r.reason for r in hr.detailed_ports()
-                         if r.reason in ("syn-ack", "conn-refused", "udp-response", "port-unreach")),
+                         if r.reason in ("syn-ack", "conn-refused", "reset", "udp-response",
+                                         "port-unreach")),
                         None) or next((reason for (_, _, reason), ports in hr.bulk.items() if ports),
                                       "no-response")
     lines = ["<host" + _attrs(starttime=int(report.started),

@@ -37,10 +37,11 @@ REASONS: list[tuple[str, str]] = [
     ("unscanned", "not probed (scan interrupted)"),      # 12
     ("time-exceeded", "ICMP time exceeded"),             # 13
     ("error", "local error"),                            # 14
+    ("reset", "refused (TCP reset)"),                    # 15 (SYN scan, nmap's word)
 ]
 (R_SYN_ACK, R_REFUSED, R_NO_RESPONSE, R_PORT_UNREACH, R_HOST_UNREACH, R_NET_UNREACH,
  R_ADMIN_PROHIBITED, R_UDP_RESPONSE, R_PROTO_UNREACH, R_NO_ROUTE, R_LOCAL_FIREWALL,
- R_SELF_CONNECT, R_UNSCANNED, R_TIME_EXCEEDED, R_ERROR) = range(len(REASONS))
+ R_SELF_CONNECT, R_UNSCANNED, R_TIME_EXCEEDED, R_ERROR, R_RESET) = range(len(REASONS))
 
 REASON_WORDS = dict(REASONS)
 
@@ -120,7 +121,8 @@ class HostReport:
     def status(self) -> str:
         """'up' when anything on the host answered (accepted, refused, replied or the host
         itself sent ICMP), else 'unknown': silence proves nothing either way."""
-        answering = ("syn-ack", "conn-refused", "udp-response", "port-unreach", "proto-unreach")
+        answering = ("syn-ack", "conn-refused", "reset", "udp-response", "port-unreach",
+                     "proto-unreach")
         if any(reason in answering for (_, _, reason), ports in self.bulk.items() if ports):
             return "up"
         for r in self.ports.values():

@@ -68,6 +68,10 @@ def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
         from portatlas.scan.udp import UdpEngine
 
         return UdpEngine(hosts, ports_per_host, opts, emit)
+    if transport == "tcp-syn":
+        from portatlas.scan.syn import SynEngine
+
+        return SynEngine(hosts, ports_per_host, opts, emit)
     from portatlas.scan.tcp import TcpConnectEngine
 
     return TcpConnectEngine(hosts, ports_per_host, opts, emit)

@@ -35,7 +35,7 @@ class Scanner:
                  on_result: ResultHook | None = None,
                  on_progress: Callable[[int, int], None] | None = None,
                  detect_accept_all: bool = True,
-                 identify: IdentifyHook | None = None, command: str = "scan",
+                 identify: IdentifyHook | None = None, syn: bool = False, command: str = "scan",
                  argv: list[str] | None = None, options: dict[str, Any] | None = None) -> None:
         self.hosts = hosts
         self.tcp_ports = tcp_ports
@@ -47,6 +47,7 @@ class Scanner:
         self.open_count = 0
         self.detect_accept_all = detect_accept_all
         self.identify = identify
+        self.syn = syn  # raw-socket SYN scan for TCP (root, IPv4)
         self.reports = [HostReport(h) for h in hosts]
         self.report = ScanReport(self.reports, command=command, argv=list(argv or []),
                                  options=dict(options or {}))
@@ -70,9 +71,10 @@ class Scanner:
                 if not ports:
                     continue
                 probes = len(ports) * len(self.hosts)
-                workers = choose_workers(probes, self.workers) if transport == "tcp" else 1
+                engine = "tcp-syn" if transport == "tcp" and self.syn else transport
+                workers = choose_workers(probes, self.workers) if engine != "udp" else 1
                 emit = self._emitter(transport)
-                outcome = run_engine(transport, self.hosts, ports, self.timing, emit,
+                outcome = run_engine(engine, self.hosts, ports, self.timing, emit,
                                      workers=workers)
                 for index, timing in outcome.timings.items():
                     self.reports[index].timing[transport] = timing

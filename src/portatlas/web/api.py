@@ -73,16 +73,13 @@ async def port(request: Request) -> Response:
 
 
 async def live_here_data(web: "Web", number: int, transport: str | None) -> dict | None:
-    key = ("here-data", number, transport)
-    hit = web.state.live.get(key)
-    import time
-
-    now = time.monotonic()
-    if hit is not None and hit[0] + web.state.live_ttl > now:
-        return hit[1]
+    key = ("data", number, transport, web.state.build)
+    hit = web.here.get(key, number)
+    if hit is not None:
+        return hit[2]
     section = await run_in_threadpool(views.here_section, web, number, transport)
     data = section["data"] if section else None
-    web.state.live[key] = (now, data)
+    web.here.put(key, data)
     return data
 
 

@@ -70,6 +70,9 @@ class Web:
             self.checker = Checker(config.allow_check, max_ports=config.check_ports_max,
                                    per_minute=config.checks_per_minute)
         self.started = time.time()
+        from portatlas.web.live import HereCache
+
+        self.here = HereCache(config.live_ttl)
         self._static_here: dict[int, str] = {}
 
     def static_here(self, port: int) -> str:

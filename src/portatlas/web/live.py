@@ -97,3 +97,66 @@ def local_data(web: "Web", params: Any, strict: bool = False) -> dict[str, Any]:
             "report": data, "form": form,
             "flagged": sum(1 for s in sockets if s.get("flags")),
             "flagged_sockets": [s for s in sockets[:MAX_ROWS] if s.get("flags")]}
+
+
+class HereCache:
+    """The live 'on this machine' part of port pages, without a lookup per request.
+
+    here.section (the CLI's code) is asked per port, and its answer is kept while the set of
+    listening (transport, port) pairs of the machine stays the same: one cheap look at all
+    listeners (no processes) at most every ttl seconds tells whether it changed. A port that
+    is listened on is asked again after ttl anyway (its holder may have changed).
+    """
+
+    def __init__(self, ttl: float) -> None:
+        import threading
+
+        self.ttl = ttl
+        self.checked = -1e9
+        self.listening: frozenset | None = None
+        self.epoch = 0
+        self.values: dict[Any, tuple[int, float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _epoch(self, now: float) -> int:
+        if now - self.checked >= self.ttl:
+            with self._lock:
+                if now - self.checked >= self.ttl:
+                    self.checked = now
+                    listening = self._look()
+                    if listening is None or listening != self.listening:
+                        self.epoch += 1
+                        self.listening = listening
+        return self.epoch
+
+    @staticmethod
+    def _look() -> frozenset | None:
+        try:
+            from portatlas.local import listeners
+
+            snap = listeners(processes=False)
+        except Exception:  # cannot look: fall back to asking per port after ttl
+            return None
+        return frozenset((s.transport, s.port) for s in snap.sockets)
+
+    def get(self, key: Any, port: int) -> Any:
+        """The kept value for key, or None when it must be made again."""
+        import time
+
+        now = time.monotonic()
+        epoch = self._epoch(now)
+        hit = self.values.get(key)
+        if hit is None or hit[0] != epoch:
+            return None
+        busy = self.listening is None or ("tcp", port) in self.listening \
+            or ("udp", port) in self.listening
+        if busy and now - hit[1] >= self.ttl:
+            return None
+        return hit
+
+    def put(self, key: Any, value: Any) -> None:
+        import time
+
+        if len(self.values) > 200_000:
+            self.values.clear()
+        self.values[key] = (self.epoch, time.monotonic(), value)

@@ -84,19 +84,13 @@ async def live_here_html(web: "Web", port: int, transport: str | None) -> str:
     """The 'on this machine' part of a port page, at most live_ttl seconds old."""
     if not views.here_available():
         return web.static_here(port)
-    key = ("here-html", port, transport)
-    hit = web.state.live.get(key)
-    if hit is not None and hit[0] + web.state.live_ttl > _now():
-        return hit[1]
+    key = ("html", port, transport, web.state.build)
+    hit = web.here.get(key, port)
+    if hit is not None:
+        return hit[2]
     html = await run_in_threadpool(views.here_html, web, port, transport)
-    web.state.live[key] = (_now(), html)
+    web.here.put(key, html)
     return html
-
-
-def _now() -> float:
-    import time
-
-    return time.monotonic()
 
 
 async def service_page(request: Request) -> Response:
