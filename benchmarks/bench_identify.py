@@ -5,7 +5,8 @@ on the whole real-server set of the identification tests, in one run (needs root
 Servers (Debian packages, started inside a network namespace; portatlas and nmap run in a
 second namespace joined to it by a veth pair, i.e. a remote host):
   TCP  openssh 22 + 103, nginx 80 + 57 (HTTP) and 443 (HTTPS), redis 6379 + 8080,
-       memcached 11211, vsftpd 21, exim 25 + 2525, dovecot imap 143 + pop3 110,
+       memcached 11211, vsftpd 21, exim 25 + 2525, dovecot imap 143 + pop3 110 and
+       imaps 993 + pop3s 995,
        rsync 873, postgresql 5432, mosquitto 1883, dnsmasq 53/tcp
   UDP  dnsmasq 53, chrony 123, snmpd 161
 
@@ -16,7 +17,7 @@ nmap -sV for the TCP ports + nmap -sU -sV for the UDP ports, versus one portatla
 identifying all of them (portatlas.identify.identify_many), and, for information,
 `portatlas scan --identify` (sweep + identification, TCP then UDP).
 
-    sudo .venv/bin/python benchmarks/bench_identify.py [--rounds N] [--markdown]
+    sudo .venv/bin/python benchmarks/bench_identify.py [--rounds N] [--markdown] [--keep]
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ TRUTH = {
     (21, "tcp"): ("vsftpd", "ftp", "vsftpd"),
     (25, "tcp"): ("Exim", "smtp", "Exim"), (2525, "tcp"): ("Exim on 2525", "smtp", "Exim"),
     (143, "tcp"): ("Dovecot IMAP", "imap", "Dovecot"), (110, "tcp"): ("Dovecot POP3", "pop3", "Dovecot"),
+    (993, "tcp"): ("Dovecot IMAPS", "imap", "Dovecot"),
+    (995, "tcp"): ("Dovecot POP3S", "pop3", "Dovecot"),
     (873, "tcp"): ("rsync daemon", "rsync", None),
     (5432, "tcp"): ("PostgreSQL", "postgresql", "PostgreSQL"),
     (1883, "tcp"): ("Mosquitto", "mqtt", "Mosquitto"),
@@ -184,6 +187,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=1, help="repeat the timing (medians shown)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary directory (server files, nmap's XML)")
     args = ap.parse_args()
     if not available():
         raise SystemExit("needs root and ip netns")
@@ -253,8 +258,13 @@ def main() -> int:
           f"   = {ratio:.3f} x nmap  (target <= 0.1)")
     print(f"portatlas scan --identify (TCP+UDP): {med['portatlas_scan']:.2f} s"
           f"   = {med['portatlas_scan'] / nmap_total:.3f} x nmap  (for information)")
+    kept = f" (nmap's XML: {tmp})" if args.keep else ""
     print(f"rounds: {args.rounds}; right and at least as good as nmap on "
-          f"{len(rows) - failures}/{len(rows)} ports (nmap's XML: {tmp})")
+          f"{len(rows) - failures}/{len(rows)} ports{kept}")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0 if failures == 0 and ratio <= 0.1 else 1
 
 

@@ -91,6 +91,11 @@ def test_delay_and_loss_five_runs(lab):
             assert not diff, f"run {run + 1}: {dict(list(diff.items())[:8])}"
             timing = result["hosts"][0]["timing"]["tcp"]
             assert 40 <= timing["srtt_ms"] <= 200, timing
+        syn_truth = {p: (s, "reset" if r == "conn-refused" else r) for p, (s, r) in truth.items()}
+        for run in range(3):
+            got = _by_port(lab.scan(lab.ip, "-p", SPEC, "--syn"), lab.ip)
+            diff = {p: (got.get(p), syn_truth[p]) for p in syn_truth if got.get(p) != syn_truth[p]}
+            assert not diff, f"SYN run {run + 1}: {dict(list(diff.items())[:8])}"
 
 
 def test_registered_services_for_open_ports(lab):

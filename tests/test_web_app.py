@@ -93,6 +93,10 @@ def test_search_page_works_without_javascript(web):
     data = web.get("/api/search", params={"q": "mail transfer", "limit": 5}).json()
     assert data["results"][0]["service"] == "smtp" and data["results"][0]["url"] == "/ports/25"
     assert web.get("/api/search", params={"q": "57"}).json()["goto"] == "/ports/57"
+    jump = web.get("/search", params={"q": " 57 "}, follow_redirects=False)
+    assert jump.status_code == 303 and jump.headers["location"] == "/ports/57"
+    assert web.get("/search?q=6000-6010", follow_redirects=False).headers["location"] == \
+        "/ranges/6000-6010"
 
 
 @pytest.mark.parametrize("q", ["", "   "])

@@ -49,6 +49,31 @@ def test_serve_prints_its_url_and_answers(ns, atlas_db, tmp_path):
     assert proc.stderr.read() == ""
 
 
+def test_on_this_machine_follows_listeners_as_they_come(ns, atlas_db, tmp_path):
+    """Port pages are cached, the 'on this machine' part is not: a listener that appears is
+    shown within a few seconds, with the process holding it."""
+    import time
+
+    proc, info = start_server(ns, atlas_db, tmp_path / "fb.sqlite3")
+    with thread_in_netns(ns.name), httpx.Client(base_url=info["url"], timeout=10) as c:
+        assert c.get("/api/ports/9009").json()["here"]["listening"] is False
+        assert "Nothing listens on port 9009 here" in c.get("/ports/9009").text
+        ns.popen([sys.executable, "-c", "import socket,time\ns=socket.socket()\n"
+                  "s.bind(('127.0.0.1',9009)); s.listen(); time.sleep(60)"])
+        ns.wait_for_tcp(9009)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            here = c.get("/api/ports/9009").json()["here"]
+            if here["listening"]:
+                break
+            time.sleep(0.25)
+        assert here["listening"] is True
+        assert here["sockets"][0]["processes"][0]["name"].startswith("python")
+        page = c.get("/ports/9009").text
+        assert "127.0.0.1:9009" in page and "Nothing listens" not in page
+    proc.terminate()
+
+
 def test_text_announcement_and_port_zero(ns, atlas_db, tmp_path):
     import os
 

@@ -31,6 +31,8 @@ from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 _TCP_MSS = b"\x02\x04\x05\xb4"          # MSS 1460: SYNs without options look odd to some stacks
 _HEADER_LEN = 20 + len(_TCP_MSS)
+_OFFSET = (_HEADER_LEN // 4) << 4
+_TCP_HEADER = struct.Struct("!HHIIBBHHH")
 
 
 def _fold(total: int) -> int:
@@ -73,17 +75,32 @@ class _Probe:
 
 
 class _SynHost:
-    __slots__ = ("index", "host", "timing", "queue", "outstanding", "dst", "base_sum", "key")
+    __slots__ = ("index", "host", "timing", "queue", "fresh", "cursor", "outstanding", "dst",
+                 "base_sum", "key", "isn_base")
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
         self.index = index
         self.host = host
         self.timing = timing
-        self.queue: deque[_Probe] = deque(_Probe(self, p) for p in ports)
+        self.queue: deque[_Probe] = deque()   # retries
+        self.fresh = ports                    # first tries, made into probes as they go out
+        self.cursor = 0
         self.outstanding = 0
         self.dst = socket.inet_aton(host.address)
         self.base_sum = 0
         self.key = self.dst  # answers are matched on the raw 4-byte address
+        self.isn_base = 0
+
+    def has_work(self) -> bool:
+        return bool(self.queue) or self.cursor < len(self.fresh)
+
+    def next_probe(self) -> "_Probe | None":
+        if self.queue:
+            return self.queue.popleft()
+        if self.cursor < len(self.fresh):
+            self.cursor += 1
+            return _Probe(self, self.fresh[self.cursor - 1])
+        return None
 
 
 class SynEngine:
@@ -116,6 +133,7 @@ class SynEngine:
         for hs in self.hosts:
             src = self._source_for(hs.host.address)
             hs.base_sum = self._base_sum(src, hs.dst)
+            hs.isn_base = self._isn(hs.key, 0)
         self.pending: dict[tuple[bytes, int], _Probe] = {}
         # (deadline, probe, generation) in sending order: deadlines grow with it (one timeout
         # per host, changing slowly), so the oldest entry is the next to expire
@@ -148,18 +166,12 @@ class SynEngine:
         return sum(words) + sum(struct.unpack(f"!{len(fixed) // 2}H", fixed))
 
     def _isn(self, key: bytes, port: int) -> int:
-        """Our initial sequence number for a destination: a keyed mix of address and port,
-        so that an answer must acknowledge something only we could have sent (a check on
-        top of the port match, not cryptography)."""
+        """A per-destination base for our initial sequence numbers: a keyed mix of the
+        address, so that an answer must acknowledge something only we sent (a check on top
+        of the port match, not cryptography). Ports step it by a large odd constant."""
         x = (int.from_bytes(key, "big") * 0x9E3779B1 + port * 0x85EBCA6B) ^ self.secret
         x = ((x ^ (x >> 15)) * 0x2C1B3C6D) & 0xFFFFFFFF
         return x ^ (x >> 12)
-
-    def _packet(self, hs: _SynHost, port: int, isn: int) -> bytes:
-        total = hs.base_sum + port + (isn >> 16) + (isn & 0xFFFF)
-        checksum = ~_fold(total) & 0xFFFF
-        return struct.pack("!HHIIBBHHH", self.sport, port, isn, 0, (_HEADER_LEN // 4) << 4,
-                           0x02, 1024, checksum, 0) + _TCP_MSS
 
     # ------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -184,7 +196,7 @@ class SynEngine:
         while True:
             now = monotonic()
             blocked = self._launch(now)
-            if not self.pending and not any(hs.queue for hs in self.hosts):
+            if not self.pending and not any(hs.has_work() for hs in self.hosts):
                 break
             wait = 0.25
             if self.deadlines:
@@ -204,21 +216,39 @@ class SynEngine:
     def _launch(self, now: float) -> float | None:
         """Send while windows allow; returns how long to wait when sending is blocked."""
         sendto = self.raw.sendto
+        pack = _TCP_HEADER.pack
+        sport = self.sport
+        pending = self.pending
+        deadlines = self.deadlines
         sent_any = 0
         for hs in self.hosts:
             t = hs.timing
-            while hs.queue and self.inflight < self.limit and hs.outstanding < t.window:
+            queue = hs.queue
+            dest = (hs.host.address, 0)
+            key = hs.key
+            base = hs.base_sum
+            isn_base = hs.isn_base
+            next_probe = hs.next_probe
+            while self.inflight < self.limit and hs.outstanding < t.window:
                 if self.rate is not None and not self.rate.take(now):
                     return self.rate.wait_time()
-                probe = hs.queue.popleft()
+                probe = next_probe()
+                if probe is None:
+                    break
                 if probe.done:
                     continue
-                if not probe.isn:
-                    probe.isn = self._isn(hs.key, probe.port) or 1
+                port = probe.port
+                isn = probe.isn
+                if not isn:
+                    isn = probe.isn = ((isn_base + port * 0x9E3779B1) & 0xFFFFFFFF) or 1
+                total = base + port + (isn >> 16) + (isn & 0xFFFF)
+                total = (total & 0xFFFF) + (total >> 16)
+                total = (total & 0xFFFF) + (total >> 16)
                 try:
-                    sendto(self._packet(hs, probe.port, probe.isn), (hs.host.address, 0))
+                    sendto(pack(sport, port, isn, 0, _OFFSET, 0x02, 1024, ~total & 0xFFFF, 0)
+                           + _TCP_MSS, dest)
                 except BlockingIOError:
-                    hs.queue.appendleft(probe)
+                    queue.appendleft(probe)
                     return 0.002
                 except OSError as exc:
                     if exc.errno in (errno.EPERM, errno.EACCES):
@@ -228,19 +258,19 @@ class SynEngine:
                         self._final(probe, R.S_FILTERED, R.R_NO_ROUTE, None)
                         continue
                     if exc.errno == errno.ENOBUFS:
-                        hs.queue.appendleft(probe)
+                        queue.appendleft(probe)
                         return 0.002
                     raise
                 probe.tries += 1
                 probe.sent = now
                 probe.gen += 1
                 probe.waiting = True
-                self.pending[(hs.key, probe.port)] = probe
+                pending[(key, port)] = probe
                 hs.outstanding += 1
                 self.inflight += 1
-                self.deadlines.append((now + t.timeout, probe, probe.gen))
+                deadlines.append((now + t.timeout, probe, probe.gen))
                 sent_any += 1
-                if sent_any >= 256:
+                if sent_any >= 512:
                     return 0.0  # let answers be read before the receive buffer fills
         return None
 

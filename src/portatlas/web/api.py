@@ -58,27 +58,32 @@ async def port(request: Request) -> Response:
     transport = strict_transport(request)
     web.state.current()
 
-    def make() -> dict[str, Any]:
+    def make() -> bytes:
         from portatlas.sections import collect
 
         answer = web.state.atlas.port(number, transport)
         collect(answer, skip=("here",))
-        return answer.to_dict()
+        # kept encoded, without its closing brace: the live part is appended per request
+        return _encode(answer.to_dict())[:-1]
 
-    data = web.state.cached(("api-port", number, transport), make)
+    head = web.state.cached(("api-port", number, transport), make)
     here = await live_here_data(web, number, transport)
-    if here is not None:
-        data = {**data, "here": here}
-    return _json(data)
+    body = head + (b',"here":' + here + b"}" if here is not None else b"}")
+    return Response(body, media_type="application/json")
 
 
-async def live_here_data(web: "Web", number: int, transport: str | None) -> dict | None:
+def _encode(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def live_here_data(web: "Web", number: int, transport: str | None) -> bytes | None:
+    """The 'here' section of a port, JSON-encoded, at most a few seconds old."""
     key = ("data", number, transport, web.state.build)
     hit = web.here.get(key, number)
     if hit is not None:
         return hit[2]
     section = await run_in_threadpool(views.here_section, web, number, transport)
-    data = section["data"] if section else None
+    data = _encode(section["data"]) if section else None
     web.here.put(key, data)
     return data
 

@@ -106,6 +106,11 @@ async def service_page(request: Request) -> Response:
 async def search_page(request: Request) -> Response:
     web = _web(request)
     q = request.query_params.get("q", "")
+    target = views.goto(q) if len(q) <= 200 else None
+    if target is not None:
+        # "57" or "6000-6010" typed in a search box (or the home page's "go to port") means
+        # that page; the JSON search still offers both.
+        return RedirectResponse(target, 303)
     web.state.current()
     context = views.search_context(web, q)
     return web.respond(request, web.render("search.html", 400 if context["error"] else 200,

@@ -70,7 +70,6 @@ class AtlasState:
         st = os.stat(self.db_path)
         identity = (st.st_dev, st.st_ino, st.st_mtime_ns)
         meta = atlas.store.meta()
-        old = getattr(self, "atlas", None)
         self.atlas = atlas
         self.meta = meta
         self.provenance = atlas.provenance()
@@ -80,8 +79,8 @@ class AtlasState:
         self.pages.clear()
         self.live.clear()
         atlas.source_label  # computed once, now, rather than inside a request
-        if old is not None:
-            old.close()
+        # A replaced Atlas is not closed here: a request in a worker thread may still be
+        # using it; its connection closes when the last reference goes.
 
     def current(self) -> "Atlas":
         """The Atlas for this request; reopens the database if the file was replaced."""
