@@ -111,10 +111,20 @@ class UDPRun:
             end = min(time.monotonic() + self.opts.probe_timeout, self.deadline)
             resend_at = time.monotonic() + self.opts.probe_timeout / 2
             sends, replies = 1, 0
+            fallback_sent = False
             while True:
                 now = time.monotonic()
                 if now >= end:
                     step = probe.finish(b"")
+                    if isinstance(step, Send) and not fallback_sent and now < self.deadline:
+                        # the probe's fallback request after silence (e.g. SNMP v2c after
+                        # an unanswered v3 discovery); allowed once, with its own time
+                        fallback_sent = True
+                        first = step.data
+                        await loop.sock_sendall(sock, first)
+                        end = min(now + self.opts.probe_timeout, self.deadline)
+                        resend_at = now + self.opts.probe_timeout / 2
+                        continue
                     break
                 wait = end - now
                 if replies == 0 and resend_at:
