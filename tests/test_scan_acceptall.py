@@ -92,3 +92,23 @@ def test_detection_can_be_switched_off(redirect_lab):
     result = lab.scan(lab.ip, "-p", "1-40", "--no-accept-all")
     assert result["hosts"][0]["accept_all"] is None
     assert sum(1 for v in result["ports"].values() if v[0] == "open") == 40
+
+
+def test_syn_proxy_with_nothing_behind():
+    """iptables SYNPROXY answers every SYN itself, then resets the connection when the
+    port behind has no listener: reported as an accept-all host of kind 'reset', with the
+    one real service (22) kept as an ordinary open port."""
+    with Lab() as lab:
+        lab.listen([22], banner=r"SSH-2.0-OpenSSH_9.2p1\r\n")
+        lab.t.run(["sysctl", "-q", "-w", "net.netfilter.nf_conntrack_tcp_loose=0"], check=False)
+        lab.firewall([
+            ["-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--syn", "-j", "CT", "--notrack"],
+            ["-A", "INPUT", "-p", "tcp", "-m", "conntrack", "--ctstate", "INVALID,UNTRACKED",
+             "-j", "SYNPROXY", "--sack-perm", "--timestamp", "--wscale", "7", "--mss", "1460"],
+            ["-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"]], v6=False)
+        for run in range(5):
+            result = lab.scan(lab.ip, "-p", "1-120")
+            info = result["hosts"][0]["accept_all"]
+            assert info is not None, f"run {run + 1}"
+            assert info["kind"] == "reset" and info["catch_all_ports"] == 119
+            assert info["distinct_ports"] == [22]

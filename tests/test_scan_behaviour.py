@@ -150,3 +150,35 @@ def test_targets_file_and_cidr(lab, tmp_path):
         (lab.ip, 22, "tcp"): "open", (lab.ip6, 22, "tcp"): "open"}
     result = lab.scan(f"{lab.ip}/32", "-p", "80")
     assert result["ports"] == {(lab.ip, 80, "tcp"): ("open", "syn-ack")}
+
+
+def test_rate_limit_is_honoured(lab):
+    start = time.monotonic()
+    result = lab.scan(lab.ip, "-p", "2000-2199", "--rate", "400")
+    elapsed = time.monotonic() - start
+    assert set(result["ports"].values()) == {("closed", "conn-refused")}
+    assert len(result["ports"]) == 200
+    assert elapsed >= 0.45  # 200 probes at 400/s after a burst of 8
+
+
+def test_soft_fd_limit_is_raised(lab):
+    """A low soft limit under a high hard one is raised, so 800 silent ports can be
+    outstanding at once; nothing is lowered, nothing is lost."""
+    code = f"""
+import json, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 4096))
+from portatlas.scan.scanner import Scanner
+from portatlas.scan.targets import parse_targets
+from portatlas.scan.timing import TimingOptions
+t = TimingOptions(max_concurrency=1000, initial_window=1000, initial_timeout=0.5,
+                  min_timeout=0.5, max_timeout=0.5, base_tries=1)
+report = Scanner(parse_targets(["{lab.ip}"]), tcp_ports=list(range(1000, 1800)),
+                 udp_ports=[], timing=t).run()
+states = report.hosts[0].state_map()
+print(json.dumps({{"soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0], "notes": report.notes,
+                  "filtered": sum(1 for s, _ in states.values() if s == "filtered"),
+                  "elapsed": report.elapsed}}))
+"""
+    out = json.loads(lab.s.run([sys.executable, "-c", code], timeout=120).stdout)
+    assert out["soft"] >= 1064 and out["notes"] == [] and out["filtered"] == 800
+    assert out["elapsed"] < 3  # all 800 at once: one 0.5 s timeout, not sixteen

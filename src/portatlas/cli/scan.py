@@ -163,10 +163,11 @@ def check_main(argv: list[str]) -> int:
         raise UsageError("check takes one port; use 'portatlas scan' for more")
     timing = _timing(args)
     hosts = parse_targets([args.host], family=_family(args))
+    _check_syn_hosts(args, hosts)
     report = _run(hosts, ports if transport == "tcp" else [], ports if transport == "udp" else [],
                   timing, args, command="check", argv=["check", *argv],
                   identify=identify_hook(not args.no_identify, _identify_options(args)),
-                  progress=False)
+                  progress=False, syn=args.syn)
     atlas = _open_atlas_quietly(args.db)
     from portatlas.scan.scanner import attach_registered
 
@@ -285,21 +286,9 @@ def scan_main(argv: list[str]) -> int:
     hosts = parse_targets(args.targets, files=args.targets_file, family=_family(args),
                           max_hosts=max_hosts)
     _check_syn_hosts(args, hosts)
-    out = sys.stdout
-    stream = None
-    if fmt == "ndjson":
-        from portatlas.scan.output import ndjson_port
-        from portatlas.scan.scanner import registered_for
-
-        if atlas is None:
-            atlas = _open_atlas_quietly(args.db)
-        stream_atlas = atlas
-
-        def stream(hr, result) -> None:
-            if result.state in ("open", "open|filtered"):
-                result.registered = registered_for(stream_atlas, result.port, result.transport)
-            out.write(ndjson_port(hr, result) + "\n")
-
+    stream = _ndjson_streamer(atlas, args) if fmt == "ndjson" else None
+    if fmt == "ndjson" and atlas is None:
+        atlas = stream.atlas
     options = {"transports": transports, "ports": {t: _describe_ports(ps) for t, ps in spec_ports.items()},
                "port_source": port_source if args.ports is None else "spec",
                "timing": timing.to_dict(), "identify": bool(args.identify),
@@ -318,6 +307,25 @@ def scan_main(argv: list[str]) -> int:
     attach_registered(report.hosts, atlas)
     _emit(report, fmt, args.all)
     return EXIT_INTERRUPTED if report.interrupted else 0
+
+
+def _ndjson_streamer(atlas, args):
+    """NDJSON: each port is written as soon as its answer is final, open ones with their
+    registered services."""
+    from portatlas.scan.output import ndjson_port
+    from portatlas.scan.scanner import registered_for
+
+    if atlas is None:
+        atlas = _open_atlas_quietly(args.db)
+    out = sys.stdout
+
+    def stream(hr, result) -> None:
+        if result.state in ("open", "open|filtered"):
+            result.registered = registered_for(atlas, result.port, result.transport)
+        out.write(ndjson_port(hr, result) + "\n")
+
+    stream.atlas = atlas
+    return stream
 
 
 def _service_ports(atlas, transport: str):

@@ -231,7 +231,7 @@ def _accept_all_lines(info: dict[str, Any], style, width: int) -> list[str]:
         ports = ports[:width - 27] + "..."
     lines.append(style(f"    catch-all ports (not listed): {ports}", "dim"))
     if info.get("distinct_ports"):
-        lines.append(f"    ports that behave differently (listed below): "
+        lines.append("    ports that behave differently (listed below): "
                      + ",".join(str(p) for p in info["distinct_ports"]))
     elif info.get("checked") == "sample":
         lines.append(style(f"    checked a sample of {info['sample_size']} ports; others may differ", "dim"))

@@ -17,7 +17,7 @@ import struct
 import sys
 from typing import Callable
 
-from portatlas.scan.timing import HostTiming, TimingOptions
+from portatlas.scan.timing import TimingOptions
 
 # (host index, port, state code, reason code, rtt seconds | None, tries)
 Batch = list[tuple]

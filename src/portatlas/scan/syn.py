@@ -35,12 +35,6 @@ _OFFSET = (_HEADER_LEN // 4) << 4
 _TCP_HEADER = struct.Struct("!HHIIBBHHH")
 
 
-def _fold(total: int) -> int:
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
 def _only_to_port(sock: socket.socket, port: int) -> None:
     """A classic BPF filter: the raw socket gets only TCP segments to our source port, so
     the kernel, not Python, drops everything else (other scans, other workers, traffic)."""
@@ -58,6 +52,16 @@ def _only_to_port(sock: socket.socket, port: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, 26, prog)  # SO_ATTACH_FILTER
     except OSError:
         pass  # no filter: Python checks the port anyway
+
+
+def segment(base_sum: int, sport: int, dport: int, isn: int) -> bytes:
+    """Our SYN: the TCP header with the MSS option and its checksum. `base_sum` is the sum
+    of the pseudo-header and the fixed header words (SynEngine._base_sum); only the port and
+    the sequence number vary, so the checksum costs three additions and two folds."""
+    total = base_sum + dport + (isn >> 16) + (isn & 0xFFFF)
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return _TCP_HEADER.pack(sport, dport, isn, 0, _OFFSET, 0x02, 1024, ~total & 0xFFFF, 0) + _TCP_MSS
 
 
 class _Probe:
@@ -216,7 +220,6 @@ class SynEngine:
     def _launch(self, now: float) -> float | None:
         """Send while windows allow; returns how long to wait when sending is blocked."""
         sendto = self.raw.sendto
-        pack = _TCP_HEADER.pack
         sport = self.sport
         pending = self.pending
         deadlines = self.deadlines
@@ -241,12 +244,8 @@ class SynEngine:
                 isn = probe.isn
                 if not isn:
                     isn = probe.isn = ((isn_base + port * 0x9E3779B1) & 0xFFFFFFFF) or 1
-                total = base + port + (isn >> 16) + (isn & 0xFFFF)
-                total = (total & 0xFFFF) + (total >> 16)
-                total = (total & 0xFFFF) + (total >> 16)
                 try:
-                    sendto(pack(sport, port, isn, 0, _OFFSET, 0x02, 1024, ~total & 0xFFFF, 0)
-                           + _TCP_MSS, dest)
+                    sendto(segment(base, sport, port, isn), dest)
                 except BlockingIOError:
                     queue.appendleft(probe)
                     return 0.002

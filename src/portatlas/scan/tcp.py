@@ -112,9 +112,6 @@ class _HostState:
             return _Probe(self, port)
         return None
 
-    def remaining_fresh(self) -> list[int]:
-        return self.ports[self.cursor:]
-
 
 class TcpConnectEngine:
     """Scan `ports` on every host with connect(); results go to `emit` in batches."""
@@ -157,16 +154,6 @@ class TcpConnectEngine:
         finally:
             self._flush()
             self._close_all()
-
-    def unscanned(self) -> list[tuple[int, int]]:
-        """(host index, port) of probes that never got a final answer (after an interrupt)."""
-        out = []
-        for hs in self.states:
-            out.extend((hs.index, p.port) for p in hs.retry)
-            out.extend((hs.index, port) for port in hs.remaining_fresh())
-        for probe in self.by_fd.values():
-            out.append((probe.hs.index, probe.port))
-        return out
 
     # the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -242,8 +229,8 @@ class TcpConnectEngine:
     def _sweep(self, hs: _HostState, budget: int) -> None:
         """The fast path: consecutive fresh ports of one host on one reused socket, for as
         long as answers arrive inside connect() itself. A refused port costs two connect()
-        calls and a poll() (is an ICMP error queued? then it was a REJECT, not a reset);
-        anything else leaves the fast path for the general one."""
+        calls; once per chunk a poll() asks whether ICMP errors are queued (a REJECT, not a
+        reset) and moves the ports they name. Anything else leaves the fast path."""
         import select
 
         sock = hs.sweep_sock
@@ -307,17 +294,10 @@ class TcpConnectEngine:
                     if hs.imm_misses >= 32 and hs.imm_hits * 4 < hs.imm_misses:
                         hs.immediate = False
                     self._wait_for(probe, sock, hs)
-            elif own is not None and r == ECONNREFUSED:
-                hs.imm_hits += 1
-                self._finish_icmp(probe, sock, own, monotonic())
-            else:
+            else:  # accepted (open, or the self-connect trap), or a local error
                 hs.imm_hits += 1
                 self._finish(probe, sock, r, monotonic())
-                if hs.sweep_sock is None and self.pool[hs.family] and self.pool[hs.family][-1] is sock:
-                    self.pool[hs.family].pop()  # refused with an ICMP detail: reusable
-                    hs.sweep_sock = sock
-            if hs.sweep_sock is None:
-                hs.sweep_poll = None
+            hs.sweep_poll = None
             break
         else:
             hs.cursor = i
@@ -488,7 +468,13 @@ class TcpConnectEngine:
     def _finish(self, probe: _Probe, sock: socket.socket, r: int, now: float) -> None:
         hs = probe.hs
         rtt = now - probe.sent
-        if r == 0 or r == EISCONN:
+        if r == errno.ECONNRESET or r == errno.ECONNABORTED:
+            # The handshake completed and the connection was reset before we looked (a SYN
+            # proxy with nothing behind, a front end that hangs up at once): the port did
+            # accept, as nmap reports it too; accept-all detection looks at the behaviour.
+            self._discard(sock)
+            state, reason = R.S_OPEN, R.R_SYN_ACK
+        elif r == 0 or r == EISCONN:
             if self._is_self_connect(sock):
                 self._discard(sock)
                 probe.self_connects += 1

@@ -91,9 +91,8 @@ class UdpEngine:
         self.flush_interval = flush_interval
         self.hosts = [_UdpHost(i, h, ports, HostTiming(opts))
                       for i, (h, ports) in enumerate(zip(hosts, ports_per_host))]
-        # UDP floods are cheap to send and easy to lose: a smaller window than TCP
-        for hs in self.hosts:
-            hs.timing.window = min(hs.timing.window, 64)
+        # the window is the connect scan's (256 to start); a host that rate-limits its ICMP
+        # errors is handled by the verification rounds, not by a smaller window
         self.by_key: dict[tuple[str, int], _Probe] = {}
         self.heap: list = []
         self.seq = 0

@@ -130,6 +130,8 @@ async def fingerprint(host, port: int, wait: float) -> tuple:
     try:
         try:
             await asyncio.wait_for(loop.sock_connect(sock, host.sockaddr(port)), max(1.0, 2 * wait))
+        except (ConnectionResetError, ConnectionAbortedError):
+            return ("reset",)  # accepted, then reset before we could look: a SYN proxy
         except (OSError, asyncio.TimeoutError):
             return ("unreachable",)
         try:

@@ -69,7 +69,9 @@ def _percent(value: float) -> str:
         return f"{pct:.1f}%"
     if pct >= 0.01:
         return f"{pct:.2f}%"
-    return f"{pct:.4f}%"
+    if pct >= 0.0001:
+        return f"{pct:.4f}%"
+    return "0%" if pct == 0 else "under 0.0001%"
 
 
 def make_env() -> jinja2.Environment:
