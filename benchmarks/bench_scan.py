@@ -37,11 +37,21 @@ OPEN_DROP = [22, 80, 443, 631, 993]
 CLOSED_DROP = [25, 110, 143, 587]  # allowed through the firewall, nothing listening: RST
 
 
+CPU: dict[str, list[float]] = {}  # tool -> CPU seconds (user + system) per run
+
+
 def timed(cmd: list[str], timeout: float = 900) -> tuple[float, subprocess.CompletedProcess]:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, NO_COLOR="1"))
-    return time.perf_counter() - start, proc
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU.setdefault("nmap" if "nmap" in cmd else "portatlas", []).append(cpu)
+    return wall, proc
 
 
 def portatlas_states(lab: Lab, address: str, spec: str, *extra: str) -> tuple[float, dict]:
@@ -142,10 +152,13 @@ def scenario_drop_delay_loss(rounds: int) -> dict:
 
 def _summary(name, pa, nm, pa_wrong, nm_wrong, same, target) -> dict:
     med_pa, med_nm = statistics.median(pa), statistics.median(nm)
+    cpu_pa = statistics.median(CPU.pop("portatlas", [0.0])[-len(pa):])
+    cpu_nm = statistics.median(CPU.pop("nmap", [0.0])[-len(nm):])
     return {"scenario": name, "rounds": len(pa),
             "portatlas_s": [round(x, 3) for x in pa], "nmap_s": [round(x, 3) for x in nm],
             "portatlas_median_s": round(med_pa, 3), "nmap_median_s": round(med_nm, 3),
             "ratio": round(med_pa / med_nm, 3), "target": target,
+            "portatlas_cpu_median_s": round(cpu_pa, 3), "nmap_cpu_median_s": round(cpu_nm, 3),
             "portatlas_ports_wrong": pa_wrong, "nmap_ports_wrong": nm_wrong,
             "identical_to_nmap_every_round": same}
 
@@ -172,6 +185,8 @@ def main() -> int:
         print(f"  portatlas  median {s['portatlas_median_s']:.3f} s   {s['portatlas_s']}")
         print(f"  nmap -T4   median {s['nmap_median_s']:.3f} s   {s['nmap_s']}")
         print(f"  ratio portatlas/nmap {s['ratio']:.2f}  (target {s['target']})")
+        print(f"  CPU time (user+system) median: portatlas {s['portatlas_cpu_median_s']:.3f} s, "
+              f"nmap {s['nmap_cpu_median_s']:.3f} s")
         print(f"  ports differing from ground truth, all rounds: portatlas {s['portatlas_ports_wrong']}"
               f", nmap {s['nmap_ports_wrong']}; identical to nmap every round: "
               f"{s['identical_to_nmap_every_round']}")

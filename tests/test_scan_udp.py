@@ -79,9 +79,10 @@ def test_udp_services_ground_truth_five_runs(udp_lab):
 
 
 def test_icmp_rate_limited_host_is_still_exact(udp_lab):
-    """Linux's default: one ICMP error per second per peer after a burst of six. Ports that
-    answer only on a retry reveal the limit; verification rounds slow down until exact."""
-    closed = list(range(2000, 2014))
+    """Linux's default: one ICMP error per second per peer after a burst of six. Silent
+    ports are verified against a known-closed canary port until exact (nmap -sU -T4 leaves
+    about a third of such ports open|filtered)."""
+    closed = list(range(2000, 2016))
     udp_lab.t.run(["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=1000"])
     try:
         start = time.monotonic()

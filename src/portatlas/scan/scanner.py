@@ -187,4 +187,19 @@ def run_identification(reports: list[HostReport], identify: IdentifyHook,
         sem = asyncio.Semaphore(concurrency)
         await asyncio.gather(*(one(sem, h, r) for h, r in todo))
 
-    asyncio.run(main())
+    run_async(main)
+
+
+def run_async(factory: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine to completion from synchronous code, also when the caller sits inside
+    a running event loop (a web server calling Scanner.run()): then in a helper thread."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()

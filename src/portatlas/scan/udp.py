@@ -10,11 +10,15 @@ queues each ICMP error together with the destination of the datagram that caused
 socket can tell which port was refused: no socket per port, no descriptor pressure.
 
 Most hosts rate-limit ICMP errors (Linux: one per second per peer after a burst of six), so
-silence from a port is ambiguous on a host that refuses others. When a port answers only on
-a retry, the host is treated as rate-limited: silent ports are re-asked in verification
-rounds whose spacing doubles (0.1 s up to 1.6 s between probes) until a round at one probe
-per second or slower brings no new answer. That makes results exact, at nmap's price:
-about a second per closed port on a default Linux host.
+on a host that refuses some ports, silence from another port is ambiguous: open|filtered, or
+closed with its ICMP error suppressed. portatlas settles it with a canary: a port already
+known closed. A verification round re-sends every silent port and then, last, the canary.
+The host's limiter hands out its tokens in arrival order, so if the canary is answered,
+every silent port before it had the chance to draw an error and did not; two such rounds
+make a port open|filtered. If the canary is not answered the bucket was empty: the round
+resolved what it could and the next waits a second for tokens to refill. Exact results cost
+about a second per closed port beyond the burst on a default Linux host, the price nmap pays
+too; hosts that never send ICMP, or refuse nothing, finish without verification.
 """
 
 from __future__ import annotations
@@ -31,10 +35,8 @@ from portatlas.scan.sysres import Poller, enable_recverr, read_icmp_error
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 from portatlas.scan.udp_payloads import payload_for
 
-FIRST_GAP = 0.1     # spacing of the first verification round (seconds between probes)
-MAX_GAP = 1.6       # spacing of the slowest round
-SETTLED_GAP = 1.0   # a silent round at this spacing or slower ends verification
-MAX_ROUNDS = 8
+CONFIRMATIONS = 2   # canary-answered rounds a silent port needs to be open|filtered
+REFILL_WAIT = 1.0   # pause after a round whose canary went unanswered (tokens ran out)
 
 
 def udp_icmp_reason(icmp_type: int, code: int, v6: bool) -> tuple[int, int]:
@@ -48,7 +50,7 @@ def udp_icmp_reason(icmp_type: int, code: int, v6: bool) -> tuple[int, int]:
 
 
 class _Probe:
-    __slots__ = ("hs", "port", "tries", "sent", "gen", "done", "waiting")
+    __slots__ = ("hs", "port", "tries", "sent", "gen", "done", "waiting", "canary")
 
     def __init__(self, hs: "_UdpHost", port: int) -> None:
         self.hs = hs
@@ -58,11 +60,13 @@ class _Probe:
         self.gen = 0
         self.done = False     # final answer recorded
         self.waiting = False  # sent and its timeout not yet passed
+        self.canary = False   # a probe of a known-closed port that measures the ICMP limiter
 
 
 class _UdpHost:
-    __slots__ = ("index", "host", "timing", "queue", "outstanding", "silent", "limited",
-                 "gap", "next_send", "rounds", "round_answers", "verifying", "key")
+    __slots__ = ("index", "host", "timing", "queue", "outstanding", "silent", "next_send",
+                 "rounds", "max_rounds", "verifying", "key", "canary_port",
+                 "canary_answered", "confirmed")
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
         self.index = index
@@ -71,13 +75,14 @@ class _UdpHost:
         self.queue: deque[_Probe] = deque(_Probe(self, p) for p in ports)
         self.outstanding = 0
         self.silent: list[_Probe] = []   # out of tries, waiting for verification
-        self.limited = False             # evidence of ICMP rate limiting or loss
-        self.gap = 0.0                   # seconds between probes to this host
-        self.next_send = 0.0
+        self.next_send = 0.0             # a verification round may wait for tokens to refill
         self.rounds = 0
-        self.round_answers = 0
+        self.max_rounds = 0
         self.verifying = False
         self.key = host.address
+        self.canary_port: int | None = None   # a port that answered ICMP port unreachable
+        self.canary_answered = False
+        self.confirmed: dict[int, int] = {}   # port -> canary-answered rounds it stayed silent
 
     def idle(self) -> bool:
         return not self.queue and self.outstanding == 0
@@ -169,7 +174,6 @@ class UdpEngine:
                 if not self._send(probe, now):
                     hs.queue.appendleft(probe)
                     return now + 0.01
-                hs.next_send = now + hs.gap
         return soonest
 
     def _send(self, probe: _Probe, now: float) -> bool:
@@ -244,18 +248,22 @@ class UdpEngine:
             hs.outstanding -= 1
             self.inflight -= 1
         probe.gen += 1  # invalidates the pending timeout
+        if probe.canary:
+            probe.done = True
+            self.by_key.pop((hs.key, probe.port), None)
+            hs.canary_answered = True
+            return
         hs.timing.sample(rtt)
-        late = probe.tries > 1 or hs.verifying
         hs.timing.answered(probe.tries, now)
-        if late:
-            hs.round_answers += 1
-            if not hs.limited:
-                hs.limited = True
+        if reason == R.R_PORT_UNREACH:
+            hs.canary_port = probe.port
         self._final(probe, state, reason, rtt)
 
     def _final(self, probe: _Probe, state: int, reason: int, rtt: float | None) -> None:
         probe.done = True
         self.by_key.pop((probe.hs.key, probe.port), None)
+        if probe.canary:  # its port has its answer already
+            return
         self.out.append((probe.hs.index, probe.port, state, reason, rtt, probe.tries))
 
     def _expire(self, now: float) -> None:
@@ -269,34 +277,53 @@ class UdpEngine:
             self.inflight -= 1
             probe.gen += 1
             probe.waiting = False
-            if hs.verifying:
-                hs.silent.append(probe)  # one try per verification round
-            elif probe.tries < hs.timing.allowed_tries:
-                hs.queue.append(probe)
+            if probe.canary:
+                probe.done = True
+                self.by_key.pop((hs.key, probe.port), None)
+            elif hs.verifying or probe.tries >= hs.timing.allowed_tries:
+                hs.silent.append(probe)  # verification rounds give one try each
             else:
-                hs.silent.append(probe)
+                hs.queue.append(probe)
 
     def _advance_rounds(self, now: float) -> None:
+        """Between rounds of a host: decide what its silent ports are, or start a round."""
         for hs in self.hosts:
             if hs.silent:
                 hs.silent = [p for p in hs.silent if not p.done]
             if not hs.idle() or not hs.silent:
                 continue
-            settled = hs.verifying and hs.round_answers == 0 and hs.gap >= SETTLED_GAP
-            if not hs.limited or settled or hs.rounds >= MAX_ROUNDS:
-                for probe in sorted(hs.silent, key=lambda p: p.port):
-                    self._final(probe, R.S_OPEN_FILTERED, R.R_NO_RESPONSE, None)
-                    hs.timing.gave_up()
-                hs.silent.clear()
+            if hs.verifying and hs.canary_answered:
+                for probe in hs.silent:
+                    hs.confirmed[probe.port] = hs.confirmed.get(probe.port, 0) + 1
+            settled = [p for p in hs.silent if hs.confirmed.get(p.port, 0) >= CONFIRMATIONS]
+            if hs.canary_port is None:
+                settled = hs.silent  # the host sends no ICMP at all: silence is all there is
+            elif not hs.verifying:
+                # the port set decides how many rounds are worth it: every closed port may
+                # need its own token, every silent one two confirmations
+                hs.max_rounds = 4 + 2 * len(hs.silent)
+            elif hs.rounds >= hs.max_rounds:
+                settled = hs.silent
+                if len(self.notes) < 5:
+                    self.notes.append(f"{hs.host.address}: UDP verification stopped after "
+                                      f"{hs.rounds} rounds; silent ports are open|filtered")
+            for probe in sorted(settled, key=lambda p: p.port):
+                self._final(probe, R.S_OPEN_FILTERED, R.R_NO_RESPONSE, None)
+                hs.timing.gave_up()
+            hs.silent = [p for p in hs.silent if not p.done]
+            if not hs.silent:
                 continue
-            # another verification round, slower than the last
+            # another round: every silent port once more, then the canary
+            pause = 0.0 if (not hs.verifying or hs.canary_answered) else REFILL_WAIT
             hs.verifying = True
             hs.rounds += 1
-            hs.gap = FIRST_GAP if hs.gap < FIRST_GAP else min(MAX_GAP, hs.gap * 2)
-            hs.round_answers = 0
+            hs.canary_answered = False
+            canary = _Probe(hs, hs.canary_port)
+            canary.canary = True
             hs.queue.extend(sorted(hs.silent, key=lambda p: p.port))
-            hs.silent.clear()
-            hs.next_send = now
+            hs.queue.append(canary)
+            hs.silent = []
+            hs.next_send = now + pause
 
     def _flush(self) -> None:
         if self.out:

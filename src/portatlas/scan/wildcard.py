@@ -117,7 +117,9 @@ def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, tuple]:
 
         return dict(await asyncio.gather(*(one(p) for p in ports)))
 
-    return asyncio.run(main())
+    from portatlas.scan.scanner import run_async
+
+    return run_async(main)
 
 
 async def fingerprint(host, port: int, wait: float) -> tuple:

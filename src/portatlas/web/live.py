@@ -20,12 +20,13 @@ MAX_ROWS = 2000  # the page shows at most this many sockets (the JSON has them a
 
 
 def available() -> bool:
+    import importlib.util
+
     try:
-        import portatlas.local  # noqa: F401
-        import portatlas.cli.local  # noqa: F401
+        return all(importlib.util.find_spec(m) is not None
+                   for m in ("portatlas.local", "portatlas.cli.local"))
     except ModuleNotFoundError:
         return False
-    return True
 
 
 def local_argv(params: Any, strict: bool = False) -> list[str]:
