@@ -33,6 +33,18 @@ def test_check_identifies_by_default(lab):
     assert "registered: gppitnp" in result.stdout
     assert "identified: ssh OpenSSH 9." in result.stdout
     assert "host key types: ssh-ed25519" in result.stdout
+    assert "103/tcp is registered to gppitnp; what answers here is SSH, OpenSSH 9." in result.stdout
+    assert "(differs)" in result.stdout
+
+
+def test_check_shows_port_only_registry_records_and_closed_ports(lab):
+    _, client, address = lab
+    result = client.portatlas("check", address, "57")  # nginx on 57: "any private terminal access"
+    assert 'registered: "any private terminal access"' in result.stdout
+    assert "is registered to \"any private terminal access\"; what answers here is HTTP" in result.stdout
+    result = client.portatlas("check", address, "58")  # closed, still registered to xns-mail
+    assert result.returncode == 1
+    assert "closed" in result.stdout and "registered: xns-mail (XNS Mail)" in result.stdout
 
 
 def test_check_json_and_tls(lab):

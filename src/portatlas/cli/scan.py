@@ -171,6 +171,8 @@ def check_main(argv: list[str]) -> int:
     atlas = _open_atlas_quietly(args.db)
     from portatlas.scan.scanner import attach_registered
 
+    for hr in report.hosts:
+        hr.expand_bulk()  # check reports the registry for its one port whatever its state
     attach_registered(report.hosts, atlas, states=("open", "open|filtered", "closed", "filtered"))
     if args.json:
         from portatlas.cli.output import print_json
@@ -183,6 +185,23 @@ def check_main(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
     any_open = any(r.state == "open" for hr in report.hosts for r in hr.ports.values())
     return 0 if any_open else EXIT_NOT_FOUND
+
+
+def _claim_vs_truth(r) -> str | None:
+    """One sentence putting the registry's claim beside what answered, when both are known."""
+    svc = r.service or {}
+    if svc.get("outcome") != "identified" or not svc.get("protocol"):
+        return None
+    what = svc.get("service") or svc["protocol"]
+    product = " ".join(x for x in (svc.get("product"), svc.get("version")) if x)
+    answer = what.upper() + (f", {product}" if product else "")
+    names = [n.lower() for n in r.registered_names]
+    claim = (", ".join(r.registered_names) if names else
+             (f"\"{r.registered[0]['description']}\"" if r.registered else "nothing"))
+    same = any(what.lower() == n or svc["protocol"].lower() == n or n.startswith(svc["protocol"].lower())
+               for n in names)
+    verb = "matches" if same else "differs"
+    return f"{r.port}/{r.transport} is registered to {claim}; what answers here is {answer} ({verb})"
 
 
 def _print_check(report) -> None:
@@ -203,6 +222,9 @@ def _print_check(report) -> None:
             print(f"  registered: {reg if reg and reg != '-' else 'nothing registered for this port'}")
             if r.service:
                 print(f"  identified: {_service(r.service)}")
+                summary = _claim_vs_truth(r)
+                if summary:
+                    print(f"  {summary}")
                 from portatlas.identify.cli import lines as identify_lines
 
                 for line in identify_lines(r.service):

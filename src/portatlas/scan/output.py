@@ -253,9 +253,12 @@ def _registered(r: PortResult) -> str:
     if not r.registered:
         return "-"
     first = r.registered[0]
-    text = first["service"]
-    if first.get("description") and first["description"].lower() != first["service"].lower():
-        text += f" ({first['description'][:40]})"
+    if not first["service"]:
+        text = f"\"{first['description'][:50]}\""
+    else:
+        text = first["service"]
+        if first.get("description") and first["description"].lower() != first["service"].lower():
+            text += f" ({first['description'][:40]})"
     if len(r.registered) > 1:
         text += f" +{len(r.registered) - 1}"
     return text

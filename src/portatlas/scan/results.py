@@ -138,6 +138,12 @@ class HostReport:
         out.sort(key=lambda r: (r.transport, r.port))
         return out
 
+    def expand_bulk(self) -> None:
+        """Turn the compact closed/unscanned ranges into PortResults (for a few ports only)."""
+        for result in self.sorted_ports():
+            self.ports[(result.port, result.transport)] = result
+        self.bulk.clear()
+
     def detailed_ports(self) -> list[PortResult]:
         return sorted(self.ports.values(), key=lambda r: (r.transport, r.port))
 

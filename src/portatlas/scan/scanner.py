@@ -155,11 +155,13 @@ def registered_for(atlas, port: int, transport: str) -> list[dict[str, Any]]:
     seen = set()
     for entry in atlas.entries(port, transport):
         # a wide 'Unassigned 49152-65535' range says nothing about this port
-        if not entry.service or entry.status != "assigned":
+        if entry.status != "assigned":
             continue
-        if entry.service.lower() in seen:
+        # port-only records (57: "any private terminal access") have no service name
+        key = (entry.service or entry.description).lower()
+        if key in seen:
             continue
-        seen.add(entry.service.lower())
+        seen.add(key)
         out.append({"service": entry.service, "description": entry.description})
     return out
 
