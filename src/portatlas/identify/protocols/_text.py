@@ -91,3 +91,14 @@ def is_prefix(data: bytes, literal: bytes) -> bool:
     """True when `data` could still become `literal...` (it is a prefix of it, or starts with it)."""
     n = min(len(data), len(literal))
     return data[:n] == literal[:n]
+
+
+def product_from_patterns(patterns: list[tuple[re.Pattern[str], str]],
+                          text: str) -> tuple[str | None, str | None]:
+    """The first (pattern, product) whose pattern occurs in `text`: (product, version), where
+    the version is the pattern's first group when it has one."""
+    for pattern, product in patterns:
+        found = pattern.search(text)
+        if found:
+            return product, (found.group(1) if found.groups() else None)
+    return None, None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, numeric_reply
+from ._text import clean, numeric_reply, product_from_patterns
 
 _FTPISH = re.compile(rb"FTP|FileZilla|Serv-U|ProFTPD|vsFTPd|Pure-FTPd", re.I)
 _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
@@ -28,13 +28,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bGNU inetutils (\d[\w.]*)|GNU FTP server", re.I), "GNU inetutils ftpd"),
 ]
 
-
-def greeting_product(text: str) -> tuple[str | None, str | None]:
-    for pattern, product in _PRODUCTS:
-        found = pattern.search(text)
-        if found:
-            return product, (found.group(1) if found.groups() else None)
-    return None, None
 
 
 @register
@@ -130,6 +123,6 @@ class FTPProbe(Probe):
         return NoMatch("no FTP answer")
 
     def _verdict(self, confidence: float) -> Verdict:
-        product, version = greeting_product(self.greeting)
+        product, version = product_from_patterns(_PRODUCTS, self.greeting)
         return Verdict("ftp", product, version, dict(self.extra), confidence,
                        escape_evidence(self.evidence.rstrip(b"\r\n")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, complete_lines, is_prefix
+from ._text import clean, complete_lines, is_prefix, product_from_patterns
 
 _GREETING = re.compile(r"^\* (OK|PREAUTH|BYE)\b ?(.*)$", re.I)
 _CAPS_IN_TEXT = re.compile(r"\[CAPABILITY ([^\]]*)\]", re.I)
@@ -23,13 +23,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
 ]
 TAGS = (b"pa1", b"pa2")
 
-
-def greeting_product(text: str) -> tuple[str | None, str | None]:
-    for pattern, product in _PRODUCTS:
-        found = pattern.search(text)
-        if found:
-            return product, (found.group(1) if found.groups() else None)
-    return None, None
 
 
 @register
@@ -118,6 +111,6 @@ class IMAPProbe(Probe):
         return NoMatch("no IMAP greeting")
 
     def _verdict(self, confidence: float) -> Verdict:
-        product, version = greeting_product(self.greeting)
+        product, version = product_from_patterns(_PRODUCTS, self.greeting)
         return Verdict("imap", product, version, dict(self.extra), confidence,
                        escape_evidence(self.evidence.rstrip(b"\r")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, complete_lines, is_prefix
+from ._text import clean, complete_lines, is_prefix, product_from_patterns
 
 _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bDovecot\b", re.I), "Dovecot"),
@@ -19,13 +19,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bGNU Mailutils\b", re.I), "GNU Mailutils pop3d"),
 ]
 
-
-def greeting_product(text: str) -> tuple[str | None, str | None]:
-    for pattern, product in _PRODUCTS:
-        found = pattern.search(text)
-        if found:
-            return product, (found.group(1) if found.groups() else None)
-    return None, None
 
 
 @register
@@ -98,6 +91,6 @@ class POP3Probe(Probe):
         return NoMatch("no POP3 greeting")
 
     def _verdict(self, confidence: float) -> Verdict:
-        product, version = greeting_product(self.greeting)
+        product, version = product_from_patterns(_PRODUCTS, self.greeting)
         return Verdict("pop3", product, version, dict(self.extra), confidence,
                        escape_evidence(self.evidence.rstrip(b"\r")))

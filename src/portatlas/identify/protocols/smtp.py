@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, numeric_reply
+from ._text import clean, numeric_reply, product_from_patterns
 
 EHLO = b"EHLO portatlas.invalid\r\n"
 HELO = b"HELO portatlas.invalid\r\n"
@@ -37,14 +37,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bMailEnable\b", re.I), "MailEnable"),
 ]
 
-
-def greeting_product(text: str) -> tuple[str | None, str | None]:
-    for pattern, product in _PRODUCTS:
-        found = pattern.search(text)
-        if found:
-            version = found.group(1) if found.groups() else None
-            return product, version
-    return None, None
 
 
 def first_word_host(text: str) -> str | None:
@@ -145,6 +137,6 @@ class SMTPProbe(Probe):
         return NoMatch("no SMTP answer")
 
     def _verdict(self, confidence: float) -> Verdict:
-        product, version = greeting_product(self.greeting)
+        product, version = product_from_patterns(_PRODUCTS, self.greeting)
         return Verdict("smtp", product, version, dict(self.extra), confidence,
                        escape_evidence(self.evidence.rstrip(b"\r\n")))
