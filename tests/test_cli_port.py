@@ -151,3 +151,19 @@ def test_python_api(atlas_db):
     assert isinstance(portatlas.Atlas, type) and portatlas.Atlas is Atlas
     with pytest.raises(ValueError):
         portatlas.lookup(70000)
+
+
+def test_api_functions_are_not_shadowed_by_submodules(atlas_db):
+    """Importing every part of portatlas must leave portatlas.search/query/... callable."""
+    import importlib
+    import pkgutil
+
+    import portatlas
+
+    for info in pkgutil.walk_packages(portatlas.__path__, "portatlas."):
+        if ".web" in info.name or info.name.endswith("__main__"):
+            continue  # needs the optional web extra; checked by the web tests
+        importlib.import_module(info.name)
+    for name in ("lookup", "search", "service", "query"):
+        assert callable(getattr(portatlas, name)), name
+    assert portatlas.query("57").port == 57

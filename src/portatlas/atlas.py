@@ -18,7 +18,7 @@ from portatlas import paths
 from portatlas.errors import DataError, NotFound
 from portatlas.model import (TRANSPORTS, Entry, RangeClass, group_by_transport, overall_status,
                              range_class)
-from portatlas.query import Query, parse_port, parse_query, parse_transport
+from portatlas.parsing import Query, parse_port, parse_query, parse_transport
 
 
 def ensure_database(db: str, notify: Callable[[str], None] | None = None) -> None:
@@ -103,7 +103,7 @@ class Atlas:
         return self.service(q.name, q.transport)
 
     def search(self, text: str, limit: int = 20) -> list["SearchHit"]:
-        from portatlas.search import search
+        from portatlas.ranking import search
 
         return search(self, text, limit)
 

@@ -242,6 +242,17 @@ def group_by_transport(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
     return {t: grouped[t] for t in TRANSPORTS if t in grouped}
 
 
+def distinct_entries(entries: Iterable[Entry]) -> list[Entry]:
+    """One entry per service/description/ports: the tcp and udp twins of a record collapse."""
+    seen, out = set(), []
+    for entry in entries:
+        key = (entry.service, entry.description, entry.ports)
+        if key not in seen:
+            seen.add(key)
+            out.append(entry)
+    return out
+
+
 def overall_status(entries: Iterable[Entry]) -> str:
     """The status of a port/transport: assigned wins, then de-assigned, reserved, unassigned."""
     seen = {e.status for e in entries}

@@ -16,7 +16,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.port is None:
         raise UsageError("give a port (57) or port/transport (57/tcp)")
-    from portatlas.query import parse_query
+    from portatlas.parsing import parse_query
 
     query = parse_query(args.port, args.transport)
     if query.kind != "port":

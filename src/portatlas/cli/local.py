@@ -160,7 +160,7 @@ class Selection:
 
 def parse_ports(text: str) -> tuple[tuple[int, int], str | None]:
     """'8080', '53/udp', '6000-6010', '6000-6010/tcp' -> ((lo, hi), transport or None)."""
-    from portatlas.query import parse_query
+    from portatlas.parsing import parse_query
 
     q = parse_query(text)
     if q.kind == "service":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from portatlas.cli import open_atlas
 from portatlas.cli.output import Style, print_json, table, terminal_width, wrap
 from portatlas.errors import EXIT_NOT_FOUND, UsageError
+from portatlas.model import distinct_entries
 
 _FLAGS = {"--json": "json", "--no-local": "no_local", "--no-history": "no_history"}
 _VALUED = {"--db": "db", "-t": "transport", "--transport": "transport"}
@@ -157,7 +158,7 @@ def render_port(answer, style: Style, modules: dict) -> list[str]:
     for n, entries in answer.neighbours:
         if not entries:
             rows.append([f"  {n}", "-", "unassigned"])
-        for e in _distinct(entries):
+        for e in distinct_entries(entries):
             rows.append([f"  {n}", e.service or "-", e.description + (f" ({e.ports})" if e.is_range else "")])
     out += table(rows)
     out.append("")
@@ -170,17 +171,6 @@ def render_port(answer, style: Style, modules: dict) -> list[str]:
     for key, module in modules.items():
         out.append("")
         out += module.render(answer.extra[key], style)
-    return out
-
-
-def _distinct(entries):
-    """One line per service/description (tcp and udp twins collapse)."""
-    seen, out = set(), []
-    for e in entries:
-        k = (e.service, e.description, e.ports)
-        if k not in seen:
-            seen.add(k)
-            out.append(e)
     return out
 
 

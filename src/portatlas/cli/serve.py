@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     args = p.parse_args(argv)
 
-    from portatlas.query import parse_port
+    from portatlas.parsing import parse_port
 
     port = parse_port(args.port)
     if not args.workers.isdigit() or not 1 <= int(args.workers) <= MAX_WORKERS:

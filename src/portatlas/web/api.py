@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from portatlas.errors import UsageError
-from portatlas.query import parse_port, parse_query
+from portatlas.model import distinct_entries
+from portatlas.parsing import parse_port, parse_query
 from portatlas.web import views
 from portatlas.web.portspace import BLOCK
 from portatlas.web.pages import client_address, strict_transport
@@ -116,7 +117,7 @@ async def ranges(request: Request) -> Response:
 
     def make() -> dict[str, Any]:
         space = web.state.space
-        named = [e.to_dict() for e in views.distinct(web.state.atlas.all_entries()) if e.is_range]
+        named = [e.to_dict() for e in distinct_entries(web.state.atlas.all_entries()) if e.is_range]
         return {"schema": "portatlas.web.ranges/1", "source": web.state.atlas.source_label,
                 "classes": space.classes(), "block_size": BLOCK, "blocks": space.blocks,
                 "ranges": named}

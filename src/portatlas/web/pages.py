@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portatlas.errors import UsageError
 from portatlas.model import TRANSPORTS
-from portatlas.query import parse_port, parse_query
+from portatlas.parsing import parse_port, parse_query
 from portatlas.web import views
 from portatlas.web.security import WrongMediaType, check_csrf, read_body
 

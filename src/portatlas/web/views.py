@@ -7,9 +7,9 @@ about) or per request for the rest; none of them holds knowledge of its own abou
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from portatlas.model import DYNAMIC, SYSTEM, USER, Entry, range_class
+from portatlas.model import DYNAMIC, SYSTEM, USER, Entry, distinct_entries, range_class
 from portatlas.sections import SECTIONS, collect
 from portatlas.web.portspace import BLOCK, STATUSES, block_shade
 
@@ -18,17 +18,6 @@ if TYPE_CHECKING:
 
 OS_LABELS = {"linux": "Linux", "macos": "macOS", "windows": "Windows"}
 SECTION_TITLES = {"here": "On this machine", "history": "History and real-world use"}
-
-
-def distinct(entries: Iterable[Entry]) -> list[Entry]:
-    """One entry per service/description/ports (tcp and udp twins collapse)."""
-    seen, out = set(), []
-    for e in entries:
-        key = (e.service, e.description, e.ports)
-        if key not in seen:
-            seen.add(key)
-            out.append(e)
-    return out
 
 
 def entry_link(e: Entry) -> str:
@@ -45,12 +34,12 @@ def port_context(web: "Web", port: int, transport: str | None) -> dict[str, Any]
     answer = atlas.port(port, transport)
     modules = collect(answer, skip=("here",))
     space = web.state.space
-    named = [e for e in distinct(answer.entries) if e.service]
-    headline = named or distinct(answer.entries)
+    named = [e for e in distinct_entries(answer.entries) if e.service]
+    headline = named or distinct_entries(answer.entries)
     title = f"Port {port}" + (f"/{transport}" if transport else "")
     if named:
         title += " · " + ", ".join(dict.fromkeys(e.service for e in named))
-    neighbours = [{"port": n, "entries": distinct(es), "status": space.status(n)}
+    neighbours = [{"port": n, "entries": distinct_entries(es), "status": space.status(n)}
                   for n, es in answer.neighbours]
     return {
         "title": title,
@@ -151,7 +140,7 @@ def service_context(web: "Web", name: str, transport: str | None) -> dict[str, A
     atlas = web.state.atlas
     answer = atlas.service(name, transport)
     ports = []
-    for e in distinct(answer.entries):
+    for e in distinct_entries(answer.entries):
         transports = sorted({x.transport or "any" for x in answer.entries
                              if (x.service, x.description, x.ports) == (e.service, e.description, e.ports)})
         ports.append({"entry": e, "transports": transports, "link": entry_link(e)})
@@ -185,7 +174,7 @@ def search_results(web: "Web", q: str, limit: int) -> dict[str, Any]:
 def goto(q: str) -> str | None:
     """Where a query that names a port, range or service leads directly."""
     from portatlas.errors import UsageError
-    from portatlas.query import parse_query
+    from portatlas.parsing import parse_query
 
     try:
         query = parse_query(q)
@@ -223,7 +212,7 @@ def _port_cells(web: "Web", lo: int, hi: int) -> list[dict[str, Any]]:
     atlas, space = web.state.atlas, web.state.space
     cells = []
     for port in range(lo, hi + 1):
-        names = [e.service for e in distinct(atlas.entries(port)) if e.service]
+        names = [e.service for e in distinct_entries(atlas.entries(port)) if e.service]
         status = space.status(port)
         label = f"{port}: " + (", ".join(dict.fromkeys(names)) if names else status)
         cells.append({"port": port, "status": status, "label": label})
@@ -244,7 +233,7 @@ def home_context(web: "Web") -> dict[str, Any]:
     atlas = web.state.atlas
     popular = []
     for port in atlas.store.nmap_top("tcp", 24):
-        names = [e.service for e in distinct(atlas.entries(port, "tcp")) if e.service]
+        names = [e.service for e in distinct_entries(atlas.entries(port, "tcp")) if e.service]
         popular.append({"port": port, "name": names[0] if names else ""})
     return {"title": "The port space", "nav": "home", "system_cells": _port_cells(web, 0, 1023),
             "blocks": _block_cells(web), "classes": space.classes(), "popular": popular,
@@ -253,7 +242,7 @@ def home_context(web: "Web") -> dict[str, Any]:
 
 def ranges_context(web: "Web") -> dict[str, Any]:
     atlas = web.state.atlas
-    named = [e for e in distinct(atlas.all_entries()) if e.is_range]
+    named = [e for e in distinct_entries(atlas.all_entries()) if e.is_range]
     named.sort(key=lambda e: (e.port_lo, e.port_hi))
     return {"title": "Ranges", "nav": "ranges", "classes": web.state.space.classes(),
             "blocks": _block_cells(web), "named": named, "entry_link": entry_link,

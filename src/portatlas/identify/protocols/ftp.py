@@ -29,7 +29,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-
 @register
 class FTPProbe(Probe):
     name = "ftp"

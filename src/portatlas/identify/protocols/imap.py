@@ -24,7 +24,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
 TAGS = (b"pa1", b"pa2")
 
 
-
 @register
 class IMAPProbe(Probe):
     name = "imap"

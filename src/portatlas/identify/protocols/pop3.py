@@ -20,7 +20,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-
 @register
 class POP3Probe(Probe):
     name = "pop3"

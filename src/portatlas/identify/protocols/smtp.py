@@ -38,7 +38,6 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-
 def first_word_host(text: str) -> str | None:
     word = text.split()[0] if text.split() else ""
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z0-9-]+|\[[0-9a-fA-F.:]+\]", word):

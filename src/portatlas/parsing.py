@@ -1,4 +1,7 @@
-"""Parsing what the user typed: a port, port/transport, a range, or a service name."""
+"""Parsing what the user typed: a port, port/transport, a range, or a service name.
+
+(Not named query.py: a submodule would shadow the API function portatlas.query.)
+"""
 
 from __future__ import annotations
 
