@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..base import Probe, ProbeContext, Verdict, escape_evidence
+
 MAX_LINE = 4096
 
 
@@ -102,3 +104,23 @@ def product_from_patterns(patterns: list[tuple[re.Pattern[str], str]],
         if found:
             return product, (found.group(1) if found.groups() else None)
     return None, None
+
+
+class GreetingProbe(Probe):
+    """Base of the server-first text protocols (FTP, SMTP, POP3, IMAP): a greeting, then a
+    short command exchange; the product comes from the greeting via `products`."""
+
+    server_first = True
+    products: list[tuple[re.Pattern[str], str]] = []
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        super().__init__(ctx)
+        self.state = "greeting"
+        self.greeting = ""
+        self.extra: dict = {}
+        self.evidence = b""
+
+    def _verdict(self, confidence: float) -> Verdict:
+        product, version = product_from_patterns(self.products, self.greeting)
+        return Verdict(self.name, product, version, dict(self.extra), confidence,
+                       escape_evidence(self.evidence.rstrip(b"\r\n")))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, numeric_reply, product_from_patterns
+from ..base import NoMatch, Send, StartTLS, Step, Wait, register
+from ._text import GreetingProbe, clean, numeric_reply
 
 _FTPISH = re.compile(rb"FTP|FileZilla|Serv-U|ProFTPD|vsFTPd|Pure-FTPd", re.I)
 _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
@@ -30,21 +30,15 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
 
 
 @register
-class FTPProbe(Probe):
+class FTPProbe(GreetingProbe):
     name = "ftp"
     transport = "tcp"
     ports = frozenset({21, 2121, 990})
     services = frozenset({"ftp", "ftps", "tftp-mcast"})
-    server_first = True
+    products = _PRODUCTS
     rarity = 10
     read_budget = 32768
 
-    def __init__(self, ctx) -> None:
-        super().__init__(ctx)
-        self.state = "greeting"
-        self.greeting = ""
-        self.extra: dict = {}
-        self.evidence = b""
 
     @classmethod
     def claims_banner(cls, banner: bytes) -> bool:
@@ -121,7 +115,3 @@ class FTPProbe(Probe):
             return self._verdict(0.8)
         return NoMatch("no FTP answer")
 
-    def _verdict(self, confidence: float) -> Verdict:
-        product, version = product_from_patterns(_PRODUCTS, self.greeting)
-        return Verdict("ftp", product, version, dict(self.extra), confidence,
-                       escape_evidence(self.evidence.rstrip(b"\r\n")))

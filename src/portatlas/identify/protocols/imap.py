@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, complete_lines, is_prefix, product_from_patterns
+from ..base import NoMatch, Send, StartTLS, Step, Wait, register
+from ._text import GreetingProbe, clean, complete_lines, is_prefix
 
 _GREETING = re.compile(r"^\* (OK|PREAUTH|BYE)\b ?(.*)$", re.I)
 _CAPS_IN_TEXT = re.compile(r"\[CAPABILITY ([^\]]*)\]", re.I)
@@ -25,21 +25,15 @@ TAGS = (b"pa1", b"pa2")
 
 
 @register
-class IMAPProbe(Probe):
+class IMAPProbe(GreetingProbe):
     name = "imap"
     transport = "tcp"
     ports = frozenset({143, 993, 220})
     services = frozenset({"imap", "imaps", "imap3", "imap4-ssl"})
-    server_first = True
+    products = _PRODUCTS
     rarity = 12
     read_budget = 32768
 
-    def __init__(self, ctx) -> None:
-        super().__init__(ctx)
-        self.state = "greeting"
-        self.greeting = ""
-        self.extra: dict = {}
-        self.evidence = b""
 
     @classmethod
     def claims_banner(cls, banner: bytes) -> bool:
@@ -109,7 +103,3 @@ class IMAPProbe(Probe):
             return self._verdict(0.85)
         return NoMatch("no IMAP greeting")
 
-    def _verdict(self, confidence: float) -> Verdict:
-        product, version = product_from_patterns(_PRODUCTS, self.greeting)
-        return Verdict("imap", product, version, dict(self.extra), confidence,
-                       escape_evidence(self.evidence.rstrip(b"\r")))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, complete_lines, is_prefix, product_from_patterns
+from ..base import NoMatch, Send, StartTLS, Step, Wait, register
+from ._text import GreetingProbe, clean, complete_lines, is_prefix
 
 _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bDovecot\b", re.I), "Dovecot"),
@@ -21,21 +21,15 @@ _PRODUCTS: list[tuple[re.Pattern[str], str]] = [
 
 
 @register
-class POP3Probe(Probe):
+class POP3Probe(GreetingProbe):
     name = "pop3"
     transport = "tcp"
     ports = frozenset({110, 995, 1109})
     services = frozenset({"pop3", "pop3s", "pop2", "kpop"})
-    server_first = True
+    products = _PRODUCTS
     rarity = 12
     read_budget = 32768
 
-    def __init__(self, ctx) -> None:
-        super().__init__(ctx)
-        self.state = "greeting"
-        self.greeting = ""
-        self.extra: dict = {}
-        self.evidence = b""
 
     @classmethod
     def claims_banner(cls, banner: bytes) -> bool:
@@ -89,7 +83,3 @@ class POP3Probe(Probe):
             return self._verdict(0.85)
         return NoMatch("no POP3 greeting")
 
-    def _verdict(self, confidence: float) -> Verdict:
-        product, version = product_from_patterns(_PRODUCTS, self.greeting)
-        return Verdict("pop3", product, version, dict(self.extra), confidence,
-                       escape_evidence(self.evidence.rstrip(b"\r")))

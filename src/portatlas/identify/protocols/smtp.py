@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from ..base import NoMatch, Probe, Send, StartTLS, Step, Verdict, Wait, escape_evidence, register
-from ._text import clean, numeric_reply, product_from_patterns
+from ..base import NoMatch, Send, StartTLS, Step, Wait, register
+from ._text import GreetingProbe, clean, numeric_reply
 
 EHLO = b"EHLO portatlas.invalid\r\n"
 HELO = b"HELO portatlas.invalid\r\n"
@@ -46,21 +46,15 @@ def first_word_host(text: str) -> str | None:
 
 
 @register
-class SMTPProbe(Probe):
+class SMTPProbe(GreetingProbe):
     name = "smtp"
     transport = "tcp"
     ports = frozenset({25, 465, 587, 2525, 24, 26})
     services = frozenset({"smtp", "submission", "submissions", "urd", "smtps", "lmtp"})
-    server_first = True
+    products = _PRODUCTS
     rarity = 10
     read_budget = 32768
 
-    def __init__(self, ctx) -> None:
-        super().__init__(ctx)
-        self.state = "greeting"
-        self.greeting = ""
-        self.extra: dict = {}
-        self.evidence = b""
 
     @classmethod
     def claims_banner(cls, banner: bytes) -> bool:
@@ -135,7 +129,3 @@ class SMTPProbe(Probe):
             return self._verdict(0.75)  # greeted like SMTP, then went quiet
         return NoMatch("no SMTP answer")
 
-    def _verdict(self, confidence: float) -> Verdict:
-        product, version = product_from_patterns(_PRODUCTS, self.greeting)
-        return Verdict("smtp", product, version, dict(self.extra), confidence,
-                       escape_evidence(self.evidence.rstrip(b"\r\n")))
