@@ -18,7 +18,7 @@ from portatlas import paths
 from portatlas.errors import DataError, NotFound
 from portatlas.model import (TRANSPORTS, Entry, RangeClass, group_by_transport, overall_status,
                              range_class)
-from portatlas.parsing import Query, parse_port, parse_query, parse_transport
+from portatlas.parsing import parse_port, parse_query, parse_transport
 
 
 def ensure_database(db: str, notify: Callable[[str], None] | None = None) -> None:

@@ -8,6 +8,10 @@ reads only that port's notes with one indexed query and no JSON parsing.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
+
 import os
 
 # plain strings: pathlib is not imported on the lookup path

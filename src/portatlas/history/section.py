@@ -8,6 +8,10 @@ queries on the database already open, no JSON parsing.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 LABELS = {
     "registry_timeline": "Registry timeline: computed by portatlas from the IANA registry "

@@ -9,6 +9,10 @@ event says only "between release A and release B".
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
+
 import re
 
 from portatlas.history import compare
