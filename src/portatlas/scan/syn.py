@@ -27,6 +27,7 @@ from collections import deque
 from typing import Callable
 
 from portatlas.scan import results as R
+from portatlas.scan.engine import Engine, ProbeState
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 _TCP_MSS = b"\x02\x04\x05\xb4"          # MSS 1460: SYNs without options look odd to some stacks
@@ -64,15 +65,11 @@ def segment(base_sum: int, sport: int, dport: int, isn: int) -> bytes:
     return _TCP_HEADER.pack(sport, dport, isn, 0, _OFFSET, 0x02, 1024, ~total & 0xFFFF, 0) + _TCP_MSS
 
 
-class _Probe:
-    __slots__ = ("hs", "port", "tries", "sent", "gen", "done", "waiting", "isn")
+class _Probe(ProbeState):
+    __slots__ = ("done", "waiting", "isn")
 
     def __init__(self, hs: "_SynHost", port: int) -> None:
-        self.hs = hs
-        self.port = port
-        self.tries = 0
-        self.sent = 0.0
-        self.gen = 0
+        super().__init__(hs, port)
         self.done = False
         self.waiting = False  # sent, timeout not yet passed
         self.isn = 0
@@ -107,7 +104,7 @@ class _SynHost:
         return None
 
 
-class SynEngine:
+class SynEngine(Engine):
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
                  emit: Callable[[list[tuple], dict], None], *, flush_interval: float = 0.05) -> None:
         if os.geteuid() != 0:
@@ -178,15 +175,9 @@ class SynEngine:
         return x ^ (x >> 12)
 
     # ------------------------------------------------------------------------------------
-    def run(self) -> None:
-        try:
-            self._loop()
-        except KeyboardInterrupt:
-            self.interrupted = True
-        finally:
-            self._flush()
-            for s in (self.raw, self.icmp, self.reserve):
-                s.close()
+    def _close(self) -> None:
+        for s in (self.raw, self.icmp, self.reserve):
+            s.close()
 
     def timings(self) -> dict[int, HostTiming]:
         return {hs.index: hs.timing for hs in self.hosts}

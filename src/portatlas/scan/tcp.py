@@ -28,6 +28,7 @@ from collections import deque
 from typing import Callable
 
 from portatlas.scan import results as R
+from portatlas.scan.engine import Engine, ProbeState
 from portatlas.scan.sysres import LINGER_RESET, Poller, enable_recverr, read_icmp_error
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
@@ -68,16 +69,12 @@ def icmp_reason(origin: int, icmp_type: int, code: int, v6: bool) -> tuple[int, 
     return R.S_FILTERED, R.R_HOST_UNREACH
 
 
-class _Probe:
-    __slots__ = ("hs", "port", "tries", "sent", "sock", "gen", "self_connects")
+class _Probe(ProbeState):
+    __slots__ = ("sock", "self_connects")
 
     def __init__(self, hs: "_HostState", port: int) -> None:
-        self.hs = hs
-        self.port = port
-        self.tries = 0
-        self.sent = 0.0
+        super().__init__(hs, port)
         self.sock: socket.socket | None = None
-        self.gen = 0
         self.self_connects = 0
 
 
@@ -113,7 +110,7 @@ class _HostState:
         return None
 
 
-class TcpConnectEngine:
+class TcpConnectEngine(Engine):
     """Scan `ports` on every host with connect(); results go to `emit` in batches."""
 
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
@@ -146,15 +143,6 @@ class TcpConnectEngine:
         self._emfile_noted = False
 
     # public -------------------------------------------------------------------------------
-    def run(self) -> None:
-        try:
-            self._loop()
-        except KeyboardInterrupt:
-            self.interrupted = True
-        finally:
-            self._flush()
-            self._close_all()
-
     # the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
         active = deque(hs for hs in self.states if hs.has_work())
@@ -554,7 +542,7 @@ class TcpConnectEngine:
             self.bulk = {}
             self.emit(batch, bulk)
 
-    def _close_all(self) -> None:
+    def _close(self) -> None:
         for probe in list(self.by_fd.values()):
             self._discard(probe.sock)
         self.by_fd.clear()

@@ -31,6 +31,7 @@ from collections import deque
 from typing import Callable
 
 from portatlas.scan import results as R
+from portatlas.scan.engine import Engine, ProbeState
 from portatlas.scan.sysres import Poller, enable_recverr, read_icmp_error
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 from portatlas.scan.udp_payloads import payload_for
@@ -49,15 +50,11 @@ def udp_icmp_reason(icmp_type: int, code: int, v6: bool) -> tuple[int, int]:
     return icmp_reason(0, icmp_type, code, v6)
 
 
-class _Probe:
-    __slots__ = ("hs", "port", "tries", "sent", "gen", "done", "waiting", "canary")
+class _Probe(ProbeState):
+    __slots__ = ("done", "waiting", "canary")
 
     def __init__(self, hs: "_UdpHost", port: int) -> None:
-        self.hs = hs
-        self.port = port
-        self.tries = 0
-        self.sent = 0.0
-        self.gen = 0
+        super().__init__(hs, port)
         self.done = False     # final answer recorded
         self.waiting = False  # sent and its timeout not yet passed
         self.canary = False   # a probe of a known-closed port that measures the ICMP limiter
@@ -88,7 +85,7 @@ class _UdpHost:
         return not self.queue and self.outstanding == 0
 
 
-class UdpEngine:
+class UdpEngine(Engine):
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
                  emit: Callable[[list[tuple], dict], None], *, flush_interval: float = 0.05) -> None:
         self.opts = opts
@@ -120,16 +117,10 @@ class UdpEngine:
             self.poller.persistent(sock.fileno())
         self.by_fd = {s.fileno(): s for s in self.socks.values()}
 
-    def run(self) -> None:
-        try:
-            self._loop()
-        except KeyboardInterrupt:
-            self.interrupted = True
-        finally:
-            self._flush()
-            for sock in self.socks.values():
-                sock.close()
-            self.poller.close()
+    def _close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+        self.poller.close()
 
     def timings(self) -> dict[int, HostTiming]:
         return {hs.index: hs.timing for hs in self.hosts}
