@@ -98,6 +98,7 @@ class HostStatus:
     vendor: str | None = None
     rtt: float | None = None
     by: str | None = None       # who sent the deciding ICMP error, when one did
+    dropped: int = 0            # port probes dropped because the host was settled down
 
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "method": self.method,
