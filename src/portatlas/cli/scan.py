@@ -343,11 +343,12 @@ def scan_main(argv: list[str]) -> int:
                   progress=not args.no_progress and not args.ping_only, on_result=stream,
                   options=options, accept_all=not args.no_accept_all, workers=args.workers,
                   syn=args.syn, discovery=discovery)
-    if atlas is None:
-        atlas = _open_atlas_quietly(args.db)
-    from portatlas.scan.scanner import attach_registered
+    if not args.ping_only:
+        if atlas is None:
+            atlas = _open_atlas_quietly(args.db)
+        from portatlas.scan.scanner import attach_registered
 
-    attach_registered(report.hosts, atlas)
+        attach_registered(report.hosts, atlas)
     _emit(report, fmt, args.all, open_only=args.open_only)
     return EXIT_INTERRUPTED if report.interrupted else 0
 

@@ -158,10 +158,20 @@ class TcpConnectEngine(Engine):
         self.settle_dead = settle_dead
         self.by_index = {hs.index: hs for hs in self.states}
         self._requeued = True
+        self.neighbours = None
         if discovery is not None:
             for hs in self.states:
                 hs.held, hs.ports = hs.ports, []
             self.poller.persistent(discovery.fileno())
+        elif settle_dead and on_host is not None:
+            from portatlas.scan.neighbours import NeighbourWatch
+
+            try:
+                self.neighbours = NeighbourWatch()
+                self.poller.persistent(self.neighbours.fileno())
+            except OSError:
+                self.neighbours = None  # no netlink: the ICMP path still settles some
+        self.by_address = {hs.host.address: hs for hs in self.states}
         self.by_fd: dict[int, _Probe] = {}
         self.heap: list = []
         self.seq = 0
@@ -186,6 +196,7 @@ class TcpConnectEngine(Engine):
         last_flush = monotonic()
         disc = self.discovery
         disc_fd = disc.fileno() if disc is not None else -1
+        neigh_fd = self.neighbours.fileno() if self.neighbours is not None else -1
         while True:
             now = monotonic()
             if disc is not None:
@@ -210,6 +221,11 @@ class TcpConnectEngine(Engine):
                     self._answered_async(probe, now)
                 elif fd == disc_fd and disc is not None:
                     disc.on_readable(now)
+                elif fd == neigh_fd:
+                    for address in self.neighbours.failed():
+                        hs = self.by_address.get(address)
+                        if hs is not None:
+                            self._settle_down(hs, R.R_HOST_UNREACH, None, local=True)
             if self.heap and self.heap[0][0] <= now:
                 self._expire(now)
             if self._requeued:
@@ -248,6 +264,10 @@ class TcpConnectEngine(Engine):
         dropped = len(hs.ports) - hs.cursor + len(hs.retry)
         hs.cursor = len(hs.ports)
         hs.retry.clear()
+        # the probes in flight have nothing left to learn either
+        for probe in [p for p in self.by_fd.values() if p.hs is hs]:
+            self._discard(self._release(probe))
+            dropped += 1
         if self.on_host is not None:
             from portatlas.scan.discovery import DOWN, HostStatus
 
@@ -655,6 +675,9 @@ class TcpConnectEngine(Engine):
         if self.discovery is not None:
             self.discovery.close()
             self.discovery = None
+        if self.neighbours is not None:
+            self.neighbours.close()
+            self.neighbours = None
         for probe in list(self.by_fd.values()):
             self._discard(probe.sock)
         self.by_fd.clear()
