@@ -66,13 +66,15 @@ class Host:
 
 
 class Network:
-    def __init__(self, base: int = 160, live_onlink: int | None = None) -> None:
+    def __init__(self, base: int = 160, live_onlink: int | None = None,
+                 plan: str = "test") -> None:
         self.base = base
         self.s = Netns("pa13s")
         self.t = Netns("pa13t")
         self.b = Netns("pa13b")
         self.hosts: list[Host] = []
         self.live_onlink = live_onlink
+        self.plan = plan          # "test" (rules of every kind) or "bench22" (2% live, /22)
         self._procs: list[subprocess.Popen] = []
 
     # address plan ----------------------------------------------------------------------
@@ -144,6 +146,18 @@ class Network:
             H.append(Host(self.v4(0, 2), "link", [22, 80]))
             for i in range(1, self.live_onlink):
                 H.append(Host(self.v4(0, 10 + i * 7), "link", [22, 443] if i % 2 else [80]))
+            return
+        if self.plan == "bench22":
+            # 20 live of 1,024 (with the scanner and the router, 22: about 2%)
+            top = [[22], [80, 443], [22, 3306], [8080], [443], [25, 80]]
+            H.append(Host(self.v4(0, 2), "link", [22, 80]))
+            for i in range(7):
+                H.append(Host(self.v4(0, 20 + 31 * i), "link", top[i % len(top)]))
+            H.append(Host(self.v4(1, 2), "routed-arp", [22]))
+            for i in range(5):
+                H.append(Host(self.v4(1, 40 + 37 * i), "routed-arp", top[(i + 2) % len(top)]))
+            for i in range(6):
+                H.append(Host(self.v4(2, 17 + 83 * i), "routed", top[(i + 4) % len(top)]))
             return
         for fam in ("v4", "v6"):
             at = self.v4 if fam == "v4" else self.v6
