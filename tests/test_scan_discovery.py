@@ -99,6 +99,23 @@ def test_vendor_lookup_reads_both_formats(tmp_path):
     assert VendorTable((str(tmp_path / "missing"),)).vendor("00:00:0c:00:00:00") is None
 
 
+def test_failed_neighbour_announcements_are_parsed():
+    from portatlas.scan.neighbours import parse_failed
+
+    def message(family: int, state: int, address: str) -> bytes:
+        raw = socket.inet_pton(family, address)
+        attr = struct.pack("=HH", 4 + len(raw), 1) + raw
+        body = struct.pack("=BBHiHBB", family, 0, 0, 3, state, 0, 1) + attr
+        return struct.pack("=IHHII", 16 + len(body), 28, 0, 0, 0) + body
+
+    data = (message(socket.AF_INET, 0x20, "198.18.0.9") + message(socket.AF_INET, 0x02, "198.18.0.2")
+            + message(socket.AF_INET6, 0x20, "2001:db8::9"))
+    assert parse_failed(data) == ["198.18.0.9", "2001:db8::9"]   # REACHABLE (0x02) is not a failure
+    for n in range(len(data)):
+        parse_failed(data[:n])                                     # truncated: no exception
+    assert parse_failed(struct.pack("=IHHII", 0, 28, 0, 0, 0)) == []   # zero length: no loop
+
+
 def test_ping_only_refuses_port_options(capsys):
     from portatlas.cli import main
 
@@ -195,6 +212,20 @@ def test_unprivileged_discovery_equals_truth(net, family, readable_db):
     assert by[net.v4(0, 11) if family == "v4" else net.v6(0, 11)]["status_reason"] == "conn-refused"
     if family == "v4":  # the kernel's ARP table gives the MAC of an IPv4 neighbour
         assert by[net.v4(0, 10)]["discovery"]["mac"] == net.mac_of_t()
+
+
+@needs_netns
+def test_unprivileged_scan_covers_the_live_hosts(net, readable_db):
+    r = _run(net, ["scan", *net.targets_v4, "-p", "22,443,8080", "--json", "--no-progress"],
+             user="nobody", env={"PORTATLAS_DB": readable_db})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    truth = net.truth("connect", "v4")
+    assert {h["address"] for h in doc["hosts"] if h["status"] == "up"} == truth
+    open_ports = {(h["address"], p["port"]) for h in doc["hosts"] for p in h["ports"]
+                  if p["state"] == "open"}
+    assert open_ports == {(h.address, p) for h in net.hosts if h.address in truth
+                          for p in h.ports if p in (22, 443, 8080)}
 
 
 @needs_netns

@@ -45,10 +45,12 @@ from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 UP, DOWN, UNKNOWN = "up", "down", "unknown"
 
-# Waits after each ARP/ND try on a link (seconds). A neighbour answers in well under a
-# millisecond, even when busy (the kernel replies from its receive path); three tries
-# forgive two lost frames. A dead on-link host is settled after their sum, 1.0 s.
-LINK_WAITS = (0.2, 0.3, 0.5)
+# Waits after each ARP/ND try on a link (seconds). A wired neighbour answers in well under a
+# millisecond, even when busy (the kernel replies from its receive path); a wireless one in
+# power save within a beacon interval or three (100-300 ms), which the later, longer waits
+# cover. Three tries forgive two lost frames. A dead on-link host is settled after their
+# sum, 0.75 s; when replies are slow, every wait grows to ten times the slowest seen.
+LINK_WAITS = (0.15, 0.25, 0.35)
 ROUTED_TRIES = 2           # echo/timestamp/SYN/ACK or connect rounds for a routed host
 MIN_ROUTED_WAIT = 0.3      # floor of the wait for a routed answer (scheduler jitter)
 MAX_ACTIVE_RAW = 4096      # hosts being asked at once with raw probes
@@ -208,6 +210,7 @@ class Discovery:
         self.queue: list[_Target] = []     # not asked yet (reversed: pop() takes the next)
         self.waiting: list[_Target] = []   # asked, waiting for an answer or the deadline
         self.unsettled = 0
+        self.slowest_link = 0.0   # the slowest ARP/ND reply so far (seconds)
         self.asking = 0           # hosts asked at least once and not settled
         self._next = 0.0          # earliest deadline among self.waiting
         self.notes: list[str] = []
@@ -352,7 +355,7 @@ class Discovery:
     def _wait(self, t: _Target) -> float:
         if t.via in ("arp", "nd"):
             waits = self.opts.link_waits
-            return waits[min(t.tries - 1, len(waits) - 1)]
+            return max(waits[min(t.tries - 1, len(waits) - 1)], min(1.0, 10 * self.slowest_link))
         return self.timing.timeout
 
     def _send(self, t: _Target, now: float) -> bool:
@@ -387,7 +390,7 @@ class Discovery:
         if t.tries == 0:
             self.asking += 1
         t.tries += 1
-        t.sent = now
+        t.sent = time.monotonic()  # a burst of sends takes a while: each its own start
         t.deadline = now + self._wait(t)
         if not self.waiting or t.deadline < self._next:
             self._next = t.deadline
@@ -529,7 +532,10 @@ class Discovery:
             return
         rtt = now - t.sent if t.sent else None
         if rtt is not None and t.tries == 1:
-            self.timing.sample(rtt)
+            if t.via in ("arp", "nd"):
+                self.slowest_link = max(self.slowest_link, rtt)
+            else:
+                self.timing.sample(rtt)
         if isinstance(mac, bytes):
             mac = P.format_mac(mac)
         if mac is None and t.kind == LINK and t.host.family == socket.AF_INET:

@@ -64,7 +64,7 @@ class RouteTable:
             plen = bin(mask).count("1")
             self.v4.append((plen, dest & mask, mask, metric, f[0], bool(gateway)))
         self.v4.sort(key=lambda r: (-r[0], r[3]))
-        self.v6: list[tuple[int, int, int, str, bool, bool]] = []  # (plen, net, metric, if, gw, reject)
+        self.v6: list[tuple[int, int, int, str, bool, bool, int]] = []  # (plen, net, metric, if, gw, reject, mask)
         for line in _read("ipv6_route"):
             f = line.split()
             if len(f) < 10:
@@ -79,7 +79,7 @@ class RouteTable:
                 continue
             mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) if plen else 0
             self.v6.append((plen, dest & mask, metric, f[9], bool(nexthop) or bool(flags & _RTF_GATEWAY),
-                            bool(flags & _RTF_REJECT)))
+                            bool(flags & _RTF_REJECT), mask))
         self.v6.sort(key=lambda r: (-r[0], r[2]))
         self.local4 = _local_v4()
         self.local6 = _local_v6()
@@ -93,8 +93,7 @@ class RouteTable:
                 name = _ifname(scope_id)
                 return Route(LINK, name) if name else Route(NO_ROUTE, None)
             value = int(ip6)
-            for plen, net, _metric, ifname, gw, reject in self.v6:
-                mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) if plen else 0
+            for _plen, net, _metric, ifname, gw, reject, mask in self.v6:
                 if value & mask == net:
                     if reject:
                         return Route(NO_ROUTE, None)

@@ -184,6 +184,8 @@ class TcpConnectEngine(Engine):
         self.bulk: dict[tuple[int, int, int], list[int]] = {}
         self.pause_until = 0.0
         self.rate = RateLimiter(opts.rate, time.monotonic()) if opts.rate else None
+        if discovery is not None and self.rate is not None:
+            discovery.rate = self.rate  # one --rate for discovery and port probes together
         self.interrupted = False
         self.notes: list[str] = []
         self._emfile_noted = False
