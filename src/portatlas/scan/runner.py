@@ -66,6 +66,8 @@ def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOption
     With workers and many hosts, each worker discovers and scans its share of the hosts."""
     if transport != "tcp":
         discovery = None
+        if transport != "tcp-syn":
+            on_host = None
     if workers <= 1 or (len(ports) < workers and (discovery is None or len(hosts) < workers)):
         return _run_here(transport, hosts, [ports] * len(hosts), opts, emit, discovery, on_host)
     return _run_forked(transport, hosts, ports, opts, emit, workers, discovery, on_host)
@@ -91,7 +93,8 @@ def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
     if transport == "tcp-syn":
         from portatlas.scan.syn import SynEngine
 
-        return SynEngine(hosts, ports_per_host, opts, emit)
+        return SynEngine(hosts, ports_per_host, opts, emit, on_host=on_host,
+                         host_indices=host_indices)
     from portatlas.scan.tcp import TcpConnectEngine
 
     return TcpConnectEngine(hosts, ports_per_host, opts, emit)

@@ -104,8 +104,12 @@ class Scanner:
                     workers = choose_workers(probes, self.workers) if engine != "udp" else 1
                     if not hosts:
                         continue
+                    settle = None
+                    if engine == "tcp-syn" and disc is not None and not disc.enabled:
+                        # -Pn: dead hosts are settled at their first failure here too
+                        settle = (lambda i, st, ix=indices: self._on_host(ix[i], st))
                     outcome = run_engine(engine, hosts, ports, self.timing,
-                                         _remap(emit, indices), workers=workers)
+                                         _remap(emit, indices), workers=workers, on_host=settle)
                 for index, timing in outcome.timings.items():
                     self.reports[indices[index] if index < len(indices) else index].timing[transport] = timing
                 report.notes.extend(x for x in outcome.notes if x not in report.notes)
@@ -147,7 +151,7 @@ class Scanner:
     def _on_host(self, index: int, status) -> None:
         hr = self.reports[index]
         old = hr.discovery
-        if old is not None and old.state == "up":
+        if old is not None and old.state == "up" and old.reason != "user-set":
             return  # up from any worker or probe wins: something answered
         if old is not None and old.state == "down" and status.state != "up":
             return
