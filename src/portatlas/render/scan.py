@@ -17,7 +17,7 @@ from portatlas.textsafe import printable
 # table ------------------------------------------------------------------------------------
 def down_groups(report: ScanReport) -> list[tuple[str, int]]:
     """(why, count) of the hosts that are down, most common first: one table line each."""
-    from portatlas.scan.discovery import describe
+    from portatlas.scan.hoststatus import describe
 
     counts: dict[str, int] = {}
     for hr in report.hosts:

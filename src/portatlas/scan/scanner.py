@@ -117,7 +117,7 @@ class Scanner:
         except KeyboardInterrupt:
             report.interrupted = True
         if disc is not None:
-            from portatlas.scan.discovery import HostStatus, assumed_up
+            from portatlas.scan.hoststatus import HostStatus, assumed_up
 
             for hr in self.reports:
                 if hr.discovery is None:

@@ -214,7 +214,7 @@ class SynEngine(Engine):
             probe.gen += 1
             del self.pending[(hs.key, probe.port)]
             dropped += 1
-        from portatlas.scan.discovery import DOWN, HostStatus
+        from portatlas.scan.hoststatus import DOWN, HostStatus
 
         if by is None:
             status = HostStatus(DOWN, "no-response", "arp")

@@ -271,7 +271,7 @@ class TcpConnectEngine(Engine):
             self._discard(self._release(probe))
             dropped += 1
         if self.on_host is not None:
-            from portatlas.scan.discovery import DOWN, HostStatus
+            from portatlas.scan.hoststatus import DOWN, HostStatus
 
             if local:
                 method = "nd" if hs.v6 else "arp"
