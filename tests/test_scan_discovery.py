@@ -308,3 +308,35 @@ def test_no_ping_settles_dead_link_hosts_at_the_first_failure(net, family):
             assert h["status"] == "down", h
             assert h["discovery"]["method"] == ("arp" if family == "v4" else "nd")
             assert h["ports"] == []
+
+
+@needs_netns
+def test_live_hosts_are_scanned_while_discovery_goes_on(net):
+    """One event loop: the ports of a host that answered ARP are probed (and answered)
+    before discovery has given up on the dead addresses beside it."""
+    code = f"""
+import json
+from portatlas.scan.discovery import Discovery, DiscoveryOptions
+from portatlas.scan.targets import parse_targets
+from portatlas.scan.tcp import TcpConnectEngine
+from portatlas.scan.timing import TimingOptions
+hosts = parse_targets(["{net.v4(0, 10)}", "{net.v4(0, 99)}", "{net.v4(0, 98)}"])
+events = []
+def emit(batch, bulk):
+    for b in batch:
+        events.append(["port", b[0], b[1]])
+    for k, ports in bulk.items():
+        events.extend(["port", k[0], p] for p in ports)
+opts = TimingOptions()
+stage = Discovery(hosts, DiscoveryOptions(), opts)
+engine = TcpConnectEngine(hosts, [[22, 23]] * 3, opts, emit, discovery=stage, flush_interval=0.0,
+                          on_host=lambda i, st: events.append(["host", i, st.state]))
+engine.run()
+print(json.dumps(events))
+"""
+    events = json.loads(net.s.run([sys.executable, "-c", code]).stdout)
+    assert ["host", 0, "up"] in events and ["host", 1, "down"] in events and ["host", 2, "down"] in events
+    first_port = min(i for i, e in enumerate(events) if e[0] == "port")
+    assert first_port < events.index(["host", 1, "down"])
+    assert sorted(e[2] for e in events if e[0] == "port") == [22, 23]   # only the live host
+    assert all(e[1] == 0 for e in events if e[0] == "port")

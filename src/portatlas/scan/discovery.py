@@ -468,15 +468,10 @@ class Discovery:
                 self.timing.sample(rtt)
         if isinstance(mac, bytes):
             mac = P.format_mac(mac)
-        if mac is None and t.kind == LINK and t.host.family == socket.AF_INET:
-            mac = neighbour_macs().get(t.host.address)
-        vendor = None
-        if mac:
-            from portatlas.scan.oui import vendor_of
-
-            vendor = vendor_of(mac)
+        # the vendor (a 50,000-line file) and, without raw sockets, the MAC from the ARP
+        # table are looked up once at the end (annotate()), never in the scan's loop
         self._close_target(t)
-        self._settle(t, HostStatus(UP, reason, method, mac, vendor, rtt))
+        self._settle(t, HostStatus(UP, reason, method, mac, None, rtt))
 
     def _down(self, t: _Target | None, reason: str, method: str, by: str | None) -> None:
         if t is None or t.settled:
@@ -776,7 +771,27 @@ def discover(hosts: list, opts: DiscoveryOptions | None = None,
                 stage.on_readable(time.monotonic())
     finally:
         stage.close()
-    return [r or HostStatus(UNKNOWN, "unscanned", "none") for r in result]
+    out = [r or HostStatus(UNKNOWN, "unscanned", "none") for r in result]
+    annotate(hosts, out)
+    return out
+
+
+def annotate(hosts: list, statuses: list[HostStatus | None]) -> None:
+    """Fill in what discovery leaves for later: the MAC of an IPv4 host found up by TCP
+    connects (the kernel's ARP table lists neighbours only, under their own address) and
+    the vendor of every MAC."""
+    table = None
+    for host, st in zip(hosts, statuses):
+        if st is None or st.state != UP:
+            continue
+        if st.mac is None and st.method.startswith("tcp-connect") and host.family == socket.AF_INET:
+            if table is None:
+                table = neighbour_macs()
+            st.mac = table.get(host.address)
+        if st.mac and st.vendor is None:
+            from portatlas.scan.oui import vendor_of
+
+            st.vendor = vendor_of(st.mac)
 
 
 def live(statuses: Iterable[HostStatus]) -> list[int]:
