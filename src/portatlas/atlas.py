@@ -306,15 +306,36 @@ class ServiceAnswer:
 
 
 class SearchHit:
-    __slots__ = ("entry", "score", "why")
+    """One search result: a registry entry (kind "registry", `entry` set) or one of our
+    curated notes (kind "note", `note` set; `entry` is None), with the port it is about."""
 
-    def __init__(self, entry: Entry, score: float, why: str) -> None:
+    __slots__ = ("entry", "score", "why", "note", "port")
+
+    def __init__(self, entry: Entry | None, score: float, why: str, *, port: int | None = None,
+                 note: dict[str, Any] | None = None) -> None:
         self.entry = entry
         self.score = score
         self.why = why
+        self.note = note
+        self.port = entry.port_lo if entry is not None else port
+
+    @property
+    def kind(self) -> str:
+        return "registry" if self.entry is not None else "note"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"score": round(self.score, 3), "match": self.why, **self.entry.to_dict()}
+        head = {"score": round(self.score, 3), "match": self.why, "result": self.kind}
+        if self.entry is not None:
+            return {**head, **self.entry.to_dict()}
+        note = self.note or {}
+        transports = note.get("transports", [])
+        # the registry result's fields where they make sense, so that lists of results
+        # can show port, transport and a one-line description for either kind
+        return {**head, "service": None, "ports": str(self.port), "port_lo": self.port,
+                "port_hi": self.port,
+                "transport": transports[0] if len(transports) == 1 else None,
+                "transports": transports, "description": note.get("title", ""),
+                "source": "portatlas-notes", "note": note}
 
 
 _default: Atlas | None = None

@@ -1,4 +1,10 @@
-"""Ranked free-text search over the registry (SQLite FTS5 with bm25, plus name matches)."""
+"""Ranked free-text search over the registry and our curated notes.
+
+SQLite FTS5 with bm25 for both (same tokenizer), plus exact service-name matches first. The
+registry and the notes are two indexes whose bm25 scores are on the same scale (both are
+sums of per-term IDF-weighted frequencies), so the hits are merged by score; words found
+together, in order, double a hit's score in either.
+"""
 
 from __future__ import annotations
 
@@ -52,5 +58,22 @@ def search(atlas: "Atlas", text: str, limit: int = 20) -> list["SearchHit"]:
             score *= 2  # the words together, in order, beat the words scattered
             why = "phrase"
         hits.append(SearchHit(entry, score, why))
-    hits.sort(key=lambda h: (-h.score, h.entry.port_lo if h.entry.port_lo is not None else 70000))
+    hits.extend(_note_hits(atlas, text, phrase, limit))
+    hits.sort(key=lambda h: (-h.score, h.port if h.port is not None else 70000,
+                             h.kind != "registry"))
     return hits[:limit]
+
+
+def _note_hits(atlas: "Atlas", text: str, phrase: str, limit: int) -> list["SearchHit"]:
+    from portatlas.atlas import SearchHit
+    from portatlas.history.search import search_notes
+
+    hits = []
+    for port, note, score in search_notes(atlas.store.conn, fts_query(text), limit * 3):
+        why = "text"
+        haystack = " ".join(_WORD.findall(f"{note['title']} {note['text']}".lower()))
+        if phrase and phrase in haystack:
+            score *= 2
+            why = "phrase"
+        hits.append(SearchHit(None, score, why, port=port, note=note))
+    return hits

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # releases.py imports hashlib; a port lookup never needs it
     from portatlas.history.releases import Release
 
 FORMAT = "1"  # bump when the tables below change meaning
-TABLES = ("history_release", "history_record", "history_people", "history_note")
+TABLES = ("history_release", "history_record", "history_people", "history_note",
+          "history_note_fts")
 
 SCHEMA = """
 CREATE TABLE history_release(
@@ -89,6 +90,9 @@ def write(conn: sqlite3.Connection, releases: list[Release], current_people: set
     conn.executemany(
         "INSERT INTO history_note(port, kind, transports, category, title, text, sources, related)"
         " VALUES (?,?,?,?,?,?,?,?)", note_rows)
+    from portatlas.history.search import index_rows
+
+    index_rows(conn)
     older = sum(1 for r in releases if not r.current)
     conn.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)",
                      (("history_format", FORMAT), ("history_releases", str(len(releases))),

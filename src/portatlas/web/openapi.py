@@ -76,9 +76,18 @@ COMPONENTS: dict[str, Any] = {
                  "trojans", "nmap_frequency", "neighbours", "howto"]),
     "Service": _obj({"schema": {"const": "portatlas.service/1"}, "name": STR,
                      "entries": {"type": "array", "items": _ref("Entry")}}),
-    "SearchResult": {"allOf": [_ref("Entry"), _obj({
-        "score": {"type": "number"}, "match": {"type": "string", "enum": ["service name", "text", "phrase"]},
-        "url": STR})]},
+    "SearchResult": {"oneOf": [
+        {"allOf": [_ref("Entry"), _obj({
+            "score": {"type": "number"},
+            "match": {"type": "string", "enum": ["service name", "text", "phrase"]},
+            "result": {"const": "registry"}, "url": STR})]},
+        _obj({"score": {"type": "number"}, "match": {"type": "string", "enum": ["text", "phrase"]},
+              "result": {"const": "note"}, "service": {"type": "null"}, "ports": STR,
+              "port_lo": PORT, "port_hi": PORT, "transport": _null(TRANSPORT),
+              "transports": {"type": "array", "items": TRANSPORT}, "description": STR,
+              "source": {"const": "portatlas-notes"},
+              "note": {"type": "object", "description": "the note, as in the history section"},
+              "url": STR})]},
     "Search": _obj({"schema": {"const": "portatlas.search/1"}, "query": STR, "source": STR,
                     "goto": _null(STR),
                     "results": {"type": "array", "items": _ref("SearchResult")}}),

@@ -165,7 +165,7 @@ def search_results(web: "Web", q: str, limit: int) -> dict[str, Any]:
     results = []
     for h in hits:
         item = h.to_dict()
-        item["url"] = entry_link(h.entry)
+        item["url"] = entry_link(h.entry) if h.entry is not None else f"/ports/{h.port}"
         results.append(item)
     return {"schema": "portatlas.search/1", "query": q, "source": atlas.source_label,
             "goto": goto(q), "results": results}
