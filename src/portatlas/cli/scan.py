@@ -245,7 +245,9 @@ def scan_main(argv: list[str]) -> int:
                    help="read targets from FILE ('-' for standard input)")
     ports = p.add_mutually_exclusive_group()
     ports.add_argument("-p", "--ports", metavar="SPEC",
-                       help="ports: 22,80,8000-8100, -1024, 60000-, '-' for all, or service names")
+                       help="ports: 22,80,8000-8100, -1024, 60000-, '-' for all, or service "
+                            "names; per transport: U:53,161,T:22,80 or 53/udp,22/tcp (both "
+                            "transports in one run)")
     ports.add_argument("--top", type=int, metavar="N",
                        help=f"the N most often open ports (default: --top {DEFAULT_TOP})")
     p.add_argument("--udp", action="store_true", help="scan UDP (instead of TCP unless --tcp)")
@@ -291,12 +293,20 @@ def scan_main(argv: list[str]) -> int:
     atlas = None
     port_source = "spec"
     if args.ports is not None:
-        needs_names = any(item.strip()[:1].isalpha() for item in args.ports.split(","))
-        if needs_names:
+        from portatlas.scan.ports import has_transports, parse_transport_spec
+
+        if _names_services(args.ports):
             atlas = _open_atlas_quietly(args.db)
-        for t in transports:
-            spec_ports[t] = parse_port_spec(args.ports,
-                                            service_ports=_service_ports(atlas, t) if atlas else None)
+        if has_transports(args.ports):
+            # U:53,T:22,80 or 53/udp: each transport gets its own ports (and engine) in one run
+            spec_ports = parse_transport_spec(
+                args.ports, transports,
+                service_ports=(lambda name, t: _service_ports(atlas, t)(name)) if atlas else None)
+            transports = [t for t in ("tcp", "udp") if t in spec_ports]
+        else:
+            for t in transports:
+                spec_ports[t] = parse_port_spec(
+                    args.ports, service_ports=_service_ports(atlas, t) if atlas else None)
     else:
         count = args.top if args.top is not None else DEFAULT_TOP
         atlas = _open_atlas_quietly(args.db)
@@ -329,6 +339,17 @@ def scan_main(argv: list[str]) -> int:
     attach_registered(report.hosts, atlas)
     _emit(report, fmt, args.all)
     return EXIT_INTERRUPTED if report.interrupted else 0
+
+
+def _names_services(spec: str) -> bool:
+    """Does a -p spec name services (http, U:domain, ssh/tcp), so the registry is needed?"""
+    for item in spec.split(","):
+        item = item.strip()
+        if len(item) >= 2 and item[1] == ":" and item[0].isalpha():
+            item = item[2:].strip()
+        if item[:1].isalpha():
+            return True
+    return False
 
 
 def _ndjson_streamer(atlas, args):
