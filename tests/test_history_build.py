@@ -125,9 +125,10 @@ def _snapshot(db: Path) -> tuple:
 
 
 def test_series_parse_equals_one_by_one():
-    from portatlas.history.releases import parse_file, parse_files
+    from portatlas.history.incremental import parse_series
+    from portatlas.history.releases import parse_file
 
-    series = parse_files([str(OLD_2017), str(OLD_2024)])
+    series = parse_series([str(OLD_2017), str(OLD_2024)])
     one_by_one = [parse_file(str(OLD_2017)), parse_file(str(OLD_2024))]
     assert [r.records for r in series] == [r.records for r in one_by_one]
     assert [r.label for r in series] == ["2017-03-10", "2024-03-18"]

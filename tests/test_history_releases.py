@@ -152,7 +152,7 @@ def test_an_undated_change_is_placed_between_two_releases_days_apart(timeline):
     assert len(changed) == 1 and changed[0]["by_release"] == "2026-02-02"
     assert changed[0]["date"] is None
     assert [c["field"] for c in changed[0]["changes"]] == ["references"]
-    from portatlas.history.render import when
+    from portatlas.render.history import when
 
     assert when(changed[0]) == "between releases 2026-01-23 and 2026-02-02"
 

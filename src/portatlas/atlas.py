@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+    from portatlas.ranking import SearchHit
+
 from portatlas import paths
 from portatlas.errors import DataError, NotFound
 from portatlas.model import (TRANSPORTS, Entry, RangeClass, group_by_transport, overall_status,
@@ -259,7 +261,7 @@ class PortAnswer:
             "range_class": rc.to_dict(),
             "status": self.status,
             "entries": {t: [e.to_dict() for e in es] for t, es in by_transport.items()},
-            "trojans": {"caveat": _trojan_caveat(), "by_transport": self.trojans},
+            "trojans": {"caveat": trojan_caveat(), "by_transport": self.trojans},
             "nmap_frequency": {t: {"service": s, "frequency": f} for t, (s, f) in self.nmap.items()},
             "neighbours": [{"port": n, "entries": [_summary(e) for e in es]}
                            for n, es in self.neighbours],
@@ -278,7 +280,7 @@ def _summary(entry: Entry) -> dict[str, Any]:
             "description": entry.description, "status": entry.status}
 
 
-def _trojan_caveat() -> str:
+def trojan_caveat() -> str:
     from portatlas.kb.trojans import CAVEAT
 
     return CAVEAT
@@ -303,39 +305,6 @@ class ServiceAnswer:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": "portatlas.service/1", "name": self.name,
                 "entries": [e.to_dict() for e in self.entries]}
-
-
-class SearchHit:
-    """One search result: a registry entry (kind "registry", `entry` set) or one of our
-    curated notes (kind "note", `note` set; `entry` is None), with the port it is about."""
-
-    __slots__ = ("entry", "score", "why", "note", "port")
-
-    def __init__(self, entry: Entry | None, score: float, why: str, *, port: int | None = None,
-                 note: dict[str, Any] | None = None) -> None:
-        self.entry = entry
-        self.score = score
-        self.why = why
-        self.note = note
-        self.port = entry.port_lo if entry is not None else port
-
-    @property
-    def kind(self) -> str:
-        return "registry" if self.entry is not None else "note"
-
-    def to_dict(self) -> dict[str, Any]:
-        head = {"score": round(self.score, 3), "match": self.why, "result": self.kind}
-        if self.entry is not None:
-            return {**head, **self.entry.to_dict()}
-        note = self.note or {}
-        transports = note.get("transports", [])
-        # the registry result's fields where they make sense, so that lists of results
-        # can show port, transport and a one-line description for either kind
-        return {**head, "service": None, "ports": str(self.port), "port_lo": self.port,
-                "port_hi": self.port,
-                "transport": transports[0] if len(transports) == 1 else None,
-                "transports": transports, "description": note.get("title", ""),
-                "source": "portatlas-notes", "note": note}
 
 
 _default: Atlas | None = None

@@ -12,12 +12,48 @@ import re
 from typing import TYPE_CHECKING
 
 from portatlas.errors import UsageError
+from portatlas.model import Entry
 
 if TYPE_CHECKING:
-    from portatlas.atlas import Atlas, SearchHit
+    from typing import Any
+
+    from portatlas.atlas import Atlas
 
 _WORD = re.compile(r"[\w+]+", re.UNICODE)
 MAX_QUERY = 200
+
+
+class SearchHit:
+    """One search result: a registry entry (kind "registry", `entry` set) or one of our
+    curated notes (kind "note", `note` set; `entry` is None), with the port it is about."""
+
+    __slots__ = ("entry", "score", "why", "note", "port")
+
+    def __init__(self, entry: Entry | None, score: float, why: str, *, port: int | None = None,
+                 note: dict[str, Any] | None = None) -> None:
+        self.entry = entry
+        self.score = score
+        self.why = why
+        self.note = note
+        self.port = entry.port_lo if entry is not None else port
+
+    @property
+    def kind(self) -> str:
+        return "registry" if self.entry is not None else "note"
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {"score": round(self.score, 3), "match": self.why, "result": self.kind}
+        if self.entry is not None:
+            return {**head, **self.entry.to_dict()}
+        note = self.note or {}
+        transports = note.get("transports", [])
+        # the registry result's fields where they make sense, so that lists of results
+        # can show port, transport and a one-line description for either kind
+        return {**head, "service": None, "ports": str(self.port), "port_lo": self.port,
+                "port_hi": self.port,
+                "transport": transports[0] if len(transports) == 1 else None,
+                "transports": transports, "description": note.get("title", ""),
+                "source": "portatlas-notes", "note": note}
 
 
 def fts_query(text: str) -> str:
@@ -31,8 +67,6 @@ def fts_query(text: str) -> str:
 
 
 def search(atlas: "Atlas", text: str, limit: int = 20) -> list["SearchHit"]:
-    from portatlas.atlas import SearchHit
-
     text = text.strip()
     if not text:
         raise UsageError("empty search")
@@ -65,7 +99,6 @@ def search(atlas: "Atlas", text: str, limit: int = 20) -> list["SearchHit"]:
 
 
 def _note_hits(atlas: "Atlas", text: str, phrase: str, limit: int) -> list["SearchHit"]:
-    from portatlas.atlas import SearchHit
     from portatlas.history.search import search_notes
 
     hits = []

@@ -104,17 +104,6 @@ def file_sha256(location: str) -> str:
     return digest.hexdigest()
 
 
-def parse_files(locations: list[str]) -> list[Release | DataError]:
-    """Parse several release files (oldest first is fastest: see history.incremental).
-
-    Returns, in the same order, each file's Release or the DataError that says why it could
-    not be used, so that one bad file does not hide the others.
-    """
-    from portatlas.history.incremental import parse_series
-
-    return parse_series(locations)
-
-
 def order(releases: Iterable[Release]) -> list[Release]:
     """Oldest first, duplicates (same bytes) dropped, labels made unique, at most MAX_RELEASES."""
     seen: dict[str, Release] = {}
