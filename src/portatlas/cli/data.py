@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from portatlas.cli.common import parser
 from portatlas.cli.output import Style, print_json, table
 from portatlas.errors import UsageError
 
+USAGE = ("usage: portatlas data {update,info,diff} [options]\n\n"
+         "  update [--from PATH|URL]  (re)build the database from a registry source\n"
+         "  info                      what is loaded, from where, how old\n"
+         "  diff OLD NEW              what changed between two registry releases")
+
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: portatlas data {update,info,diff} [options]\n\n"
-              "  update [--from PATH|URL]  (re)build the database from a registry source\n"
-              "  info                      what is loaded, from where, how old\n"
-              "  diff OLD NEW              what changed between two registry releases")
+        # asked for (--help): stdout and 0; nothing given: a usage error, on stderr with 2
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     sub, rest = argv[0], argv[1:]
     if sub == "update":
