@@ -37,7 +37,8 @@ class WebConfig:
                  comment_max: int = 500,
                  checks_per_minute: int = 10,
                  check_ports_max: int = 16,
-                 page_cache_size: int = 2048,
+                 page_cache_bytes: int = 48 << 20,
+                 page_cache_item: int = 2 << 20,
                  live_ttl: float = 2.0,
                  reload_interval: float = 2.0) -> None:
         self.db_path = Path(paths.db_path(db))
@@ -53,7 +54,9 @@ class WebConfig:
         self.comment_max = comment_max
         self.checks_per_minute = checks_per_minute
         self.check_ports_max = check_ports_max
-        self.page_cache_size = page_cache_size
+        # The page/answer cache is bounded by bytes (docs/web.md, "Memory").
+        self.page_cache_bytes = page_cache_bytes
+        self.page_cache_item = page_cache_item
         # How long a snapshot of this machine's listeners is reused (seconds).
         self.live_ttl = live_ttl
         # How often (at most) to look whether the registry database file was replaced.
