@@ -1,27 +1,28 @@
-"""Making text safe for a terminal: the one function every text renderer uses.
+"""Making text safe for a terminal: the one function every text renderer's output passes.
 
 Registry files, /etc/services, certificate names, banners, process names: all of it is chosen
 by someone else. Printed raw, an escape sequence in it can retitle the window (ESC ] 0;... BEL),
-clear the screen (ESC [2J), move the cursor to overwrite earlier lines, or, on some terminals,
-write to the clipboard. `terminal_safe` shows every such character as a visible escape
-(\\x1b, \\x07, \\u009b, \\u202e) instead, so the text stays readable and nothing reaches the terminal
-as a command.
+clear the screen (ESC [2J), move the cursor to overwrite earlier lines, change colours to hide
+text, or, on some terminals, write to the clipboard. `terminal_safe` shows every such
+character as a visible escape (\\x1b, \\x07, \\u009b, \\u202e) instead, so the text stays
+readable and nothing reaches the terminal as a command.
 
 What counts as unsafe: the C0 controls (except, with multiline=True, newline and tab), DEL,
 the C1 controls (U+0080-U+009F: U+009B is a one-character CSI on some terminals), the line and
 paragraph separators, and the bidirectional overrides/isolates (which make text read in a
 different order than it is stored: "Trojan Source").
 
-`SafeStream` is the backstop: the CLI wraps stdout and stderr in it, so even a renderer that
-forgot the function cannot send a control sequence. It lets through only what portatlas
-itself writes: newlines, tabs, carriage returns and colour (SGR, ESC [ digits m) and
-erase-line (ESC [K) sequences. (A colour sequence inside data would pass it: it can change
-colours, never the title, the screen or the cursor; renderers call terminal_safe on data so
-that even that does not happen.)
+Where it is applied: the CLI wraps stdout and stderr in `SafeStream`, which passes everything
+written through terminal_safe(multiline=True), so no renderer can forget it. portatlas's own
+control sequences (colours, erase-line, the carriage return of a progress line) are written
+with `own()`, which tags them with a per-process random nonce; SafeStream turns only tagged
+sequences back into real ones. Text from a file or the network cannot carry the tag (it does
+not know the nonce), so even a colour sequence in data is shown, not obeyed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up
@@ -32,9 +33,14 @@ _BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
 _UNSAFE_MULTILINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-# what the backstop lets through: our own colour/erase-line sequences, newline, tab, CR
-_OWN = re.compile(r"\x1b\[[0-9;]*[mK]|[\n\t\r]")
-_ANY_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+
+# Our own sequences: TAG + printable stand-ins + END, made by own() and undone by SafeStream.
+_NONCE = os.urandom(4).hex()
+TAG = "\ue000" + _NONCE
+END = "\ue001"
+_STAND_IN = {"\x1b": "E", "\r": "R", "\x07": "G"}
+_BACK = {v: k for k, v in _STAND_IN.items()}
+_TAGGED = re.compile(re.escape(TAG) + "([^\ue001]{1,32})" + END)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -60,39 +66,43 @@ def terminal_safe(text: object, *, multiline: bool = False) -> str:
     return pattern.sub(_escape, text)
 
 
+def own(sequence: str) -> str:
+    """A control sequence portatlas itself writes (a colour, erase-line, a carriage return),
+    tagged so that SafeStream lets it through. Only ESC, CR and BEL may appear in it."""
+    return TAG + "".join(_STAND_IN.get(c, c) for c in sequence) + END
+
+
+def visible(text: str) -> str:
+    """`text` without our own sequences (for measuring widths)."""
+    return _TAGGED.sub("", text) if TAG in text else text
+
+
+def _restore(match: re.Match[str]) -> str:
+    return "".join(_BACK.get(c, c) for c in match.group(1))
+
+
+def for_terminal(text: str) -> str:
+    """What SafeStream writes for `text`: data made safe, our own sequences restored."""
+    if text.isprintable():
+        return text
+    text = terminal_safe(text, multiline=True)
+    if TAG in text:
+        text = _TAGGED.sub(_restore, text)
+    return text
+
+
 class SafeStream:
-    """A text stream wrapper that neutralises control sequences portatlas did not write."""
+    """A text stream that writes everything through for_terminal()."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        if not text.isprintable() and _ANY_CONTROL.search(text):
-            # ESC [ ... m / K are let through only as whole sequences, so a lone ESC from
-            # data (followed by ']' or '[2J') is escaped
-            text = _backstop_sequences(text)
-        return self._stream.write(text)
+        return self._stream.write(for_terminal(text))
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._stream, name)
-
-
-def _backstop_sequences(text: str) -> str:
-    out = []
-    pos = 0
-    length = len(text)
-    while pos < length:
-        match = _ANY_CONTROL.search(text, pos)
-        if match is None:
-            out.append(text[pos:])
-            break
-        start = match.start()
-        out.append(text[pos:start])
-        own = _OWN.match(text, start)
-        if own is not None:
-            out.append(own.group())
-            pos = own.end()
-        else:
-            out.append(_escape(match))
-            pos = start + 1
-    return "".join(out)

@@ -9,28 +9,16 @@ from typing import Any
 
 from portatlas.cli.output import Style
 from portatlas.local.model import format_endpoint
+from portatlas.textsafe import TAG, terminal_safe, visible
 
 # Process names, command lines and paths are chosen by whoever runs the process: shown raw, a
 # newline would break the table and an escape sequence could rewrite the user's terminal.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(match: re.Match) -> str:
-    char = match.group()
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
 @lru_cache(maxsize=4096)
 def printable(text: str | None) -> str:
-    """text with control characters written as escapes (\\n, \\x1b). Cached: the same
-    command line is shown on every socket its process holds."""
-    if not text:
-        return text or ""
-    if text.isprintable():
-        return text
-    return _CONTROL.sub(_escape, text)
+    """text with control characters written as escapes (\\n, \\x1b), by the one terminal-safety
+    function (portatlas/textsafe.py). Cached: the same command line is shown on every socket
+    its process holds."""
+    return terminal_safe(text)
 
 
 def endpoint(sock: dict[str, Any]) -> str:
@@ -126,11 +114,7 @@ def socket_table(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
 
 
 def _visible_len(cell: str) -> int:
-    if "\x1b[" not in cell:
-        return len(cell)
-    import re
-
-    return len(re.sub(r"\x1b\[[0-9;]*m", "", cell))
+    return len(visible(cell))
 
 
 def columns(rows: list[list[str]], head: list[str], style: Style) -> list[str]:
@@ -154,7 +138,7 @@ def columns(rows: list[list[str]], head: list[str], style: Style) -> list[str]:
 
 def _cut(line: str, width: int) -> str:
     """Shorten a line to the terminal width (only the COMMAND column, which is last, suffers)."""
-    if "\x1b[" in line:
+    if TAG in line:
         return line  # coloured lines hold escapes; cutting them could leave a colour open
     return line if len(line) <= width else line[:width - 1] + "…"
 
