@@ -3,7 +3,6 @@ port answer and --watch all print the same way)."""
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Any
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from pathlib import Path
 from typing import Iterable
 
 from portatlas.errors import PortatlasError, UsageError
