@@ -1,5 +1,8 @@
 """Making text safe for a terminal: the one function every text renderer's output passes.
 
+This is core (not the rendering layer) because domain code also words messages from such
+text (local.kill's refusals) and the CLI's output filter is installed before any renderer.
+
 Registry files, /etc/services, certificate names, banners, process names: all of it is chosen
 by someone else. Printed raw, an escape sequence in it can retitle the window (ESC ] 0;... BEL),
 clear the screen (ESC [2J), move the cursor to overwrite earlier lines, change colours to hide
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up
 if TYPE_CHECKING:
@@ -64,6 +68,13 @@ def terminal_safe(text: object, *, multiline: bool = False) -> str:
         return text
     pattern = _UNSAFE_MULTILINE if multiline else _UNSAFE
     return pattern.sub(_escape, text)
+
+
+@lru_cache(maxsize=4096)
+def printable(text: str | None) -> str:
+    """terminal_safe for one-line values, cached: the same command line is shown on every
+    socket its process holds (the name the renderers and domain messages use)."""
+    return terminal_safe(text)
 
 
 def own(sequence: str) -> str:

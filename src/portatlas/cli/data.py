@@ -7,7 +7,7 @@ import sys
 import time
 
 from portatlas.cli.common import parser
-from portatlas.cli.output import Style, print_json, table
+from portatlas.render.terminal import Style, print_json, table
 from portatlas.errors import UsageError
 
 USAGE = ("usage: portatlas data {update,info,diff} [options]\n\n"
