@@ -97,8 +97,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     selection = selection_from(args)
     sort = parse_sort(args.sort)
-    if args.interval < 0.1:
-        raise UsageError("--interval must be at least 0.1 seconds")
+    if not 0.1 <= args.interval <= 86400:  # also refuses nan and inf
+        raise UsageError("--interval must be from 0.1 to 86400 seconds")
     if args.count < 0:
         raise UsageError("--count cannot be negative")
     if args.kill:
@@ -213,8 +213,8 @@ def free_port(args, selection: Selection, prog: str) -> int:
 
     if selection.ports is None or selection.ports[0] != selection.ports[1]:
         raise UsageError(f"{prog} needs one PORT (e.g. 8080 or 53/udp)")
-    if args.grace < 0:
-        raise UsageError("--grace cannot be negative")
+    if not 0 <= args.grace <= 3600:  # also refuses nan and inf
+        raise UsageError("--grace must be from 0 to 3600 seconds")
     port = selection.ports[0]
     snap = selection.take()
     if not snap.sockets:

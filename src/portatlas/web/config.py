@@ -37,8 +37,11 @@ class WebConfig:
                  comment_max: int = 500,
                  checks_per_minute: int = 10,
                  check_ports_max: int = 16,
-                 page_cache_size: int = 2048,
+                 page_cache_bytes: int = 48 << 20,
+                 page_cache_item: int = 2 << 20,
                  live_ttl: float = 2.0,
+                 request_timeout: float = 10.0,
+                 max_connections: int | None = None,
                  reload_interval: float = 2.0) -> None:
         self.db_path = Path(paths.db_path(db))
         self.feedback_db = feedback_db_path(feedback_db)
@@ -53,7 +56,13 @@ class WebConfig:
         self.comment_max = comment_max
         self.checks_per_minute = checks_per_minute
         self.check_ports_max = check_ports_max
-        self.page_cache_size = page_cache_size
+        # The page/answer cache is bounded by bytes (docs/web.md, "Memory").
+        self.page_cache_bytes = page_cache_bytes
+        self.page_cache_item = page_cache_item
+        # Seconds a client has from connecting (or its request's first byte) to a whole
+        # request, and the most open connections (None: from the descriptor limit).
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
         # How long a snapshot of this machine's listeners is reused (seconds).
         self.live_ttl = live_ttl
         # How often (at most) to look whether the registry database file was replaced.

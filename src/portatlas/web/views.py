@@ -10,6 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from portatlas.atlas import trojan_caveat
+from portatlas.errors import UsageError
 from portatlas.model import DYNAMIC, SYSTEM, USER, Entry, distinct_entries, range_class
 from portatlas.sections import SECTIONS, collect
 from portatlas.web.portspace import BLOCK, STATUSES, block_shade
@@ -245,9 +246,20 @@ def ranges_context(web: "Web") -> dict[str, Any]:
             "block_size": BLOCK}
 
 
-def range_context(web: "Web", lo: int, hi: int, transport: str | None) -> dict[str, Any]:
+# Entries shown per page of /ranges/LO-HI: a wide range has thousands, and one page per
+# distinct range holding them all was a way to fill the server's memory (docs/web.md).
+RANGE_PAGE_ENTRIES = 200
+
+
+def range_context(web: "Web", lo: int, hi: int, transport: str | None,
+                  page: int = 1) -> dict[str, Any]:
     atlas = web.state.atlas
-    entries = atlas.range(lo, hi, transport)
+    found = atlas.range(lo, hi, transport)
+    pages = max(1, -(-len(found) // RANGE_PAGE_ENTRIES))
+    if page > pages:
+        raise UsageError(f"page {page} is past the last page ({pages}) of this range")
+    first = (page - 1) * RANGE_PAGE_ENTRIES
+    entries = found[first:first + RANGE_PAGE_ENTRIES]
     span = hi - lo + 1
     per_port = span <= 1024
     return {
@@ -260,6 +272,7 @@ def range_context(web: "Web", lo: int, hi: int, transport: str | None) -> dict[s
         "prev": (max(0, lo - span), lo - 1) if lo > 0 else None,
         "next": (hi + 1, min(65535, hi + span)) if hi < 65535 else None,
         "entry_link": entry_link, "block_size": BLOCK,
+        "total": len(found), "page": page, "pages": pages, "first": first,
     }
 
 
