@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 from portatlas.cli.common import parser
-from portatlas.cli.output import Style, print_json
+from portatlas.render.changes import document_lines, safe
+from portatlas.render.terminal import Style, print_json
 from portatlas.errors import NotFound
 
 SCHEMA = "portatlas.changes/1"
@@ -74,72 +75,6 @@ def list_snapshots(store, as_json: bool) -> int:
     for r in rows:
         print(f"{r['id']:>6}  {r['time']}  {r['kind']:<5}  {safe(r['name'])}  ({r['items']} items)")
     return 0
-
-
-# -- text ----------------------------------------------------------------------------------------
-def document_lines(doc: dict[str, Any], style) -> list[str]:
-    what = f"scan {doc['name']!r}" if doc["kind"] == "scan" else f"listeners on {doc['name']}"
-    intervals = doc["intervals"]
-    if not intervals:
-        return [f"{safe(what)}: only one snapshot so far; nothing to compare yet"]
-    out = [style(f"Changes of {safe(what)}", "bold")
-           + (f" since {doc['since']}" if doc["since"] else "")]
-    for interval in intervals:
-        span = f"{_short(interval['from']['time'])} → {_short(interval['to']['time'])}"
-        if not interval["changes"]:
-            out.append(style(f"{span}  no changes", "dim"))
-            continue
-        out.append(style(span, "bold"))
-        out += ["  " + change_line(c, style) for c in interval["changes"]]
-    return out
-
-
-_MARKS = {"appeared": ("+", "green"), "disappeared": ("-", "red"), "changed": ("~", "cyan")}
-
-
-def change_line(change: dict[str, Any], style) -> str:
-    mark, colour = _MARKS[change["change"]]
-    label = change["label"]
-    facets = change["facets"]
-    if change["change"] == "changed":
-        told = "; ".join(f"{_facet_word(f['facet'])}: {_value(f['before'])} → {_value(f['after'])}"
-                         for f in change["fields"])
-    else:
-        told = "  ".join(_value(facets[f]) for f in ("status", "state", "process", "exposure",
-                                                     "reachability", "identification")
-                         if facets.get(f) is not None)
-    return f"{style(mark, colour, 'bold')} {safe(label):<28} {safe(told)}".rstrip()
-
-
-def _facet_word(facet: str) -> str:
-    from portatlas.changes.diff import FACET_WORDS
-
-    return FACET_WORDS.get(facet, facet)
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return ", ".join(_value(v) for v in value) or "none"
-    if isinstance(value, dict):
-        if "verdict" in value:
-            return str(value["verdict"])
-        shown = [str(value[k]) for k in ("service", "protocol", "product", "version")
-                 if value.get(k)]
-        if shown:
-            return " ".join(dict.fromkeys(shown))
-        return ", ".join(f"{k}={_value(v)}" for k, v in value.items())
-    return str(value)
-
-
-def safe(text: str) -> str:
-    """Control characters (from process names, banners) shown as escapes, never sent raw."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _short(iso: str) -> str:
-    return iso.replace("T", " ").removesuffix("Z") + " UTC"
 
 
 def _iso(t: float) -> str:
