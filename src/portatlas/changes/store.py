@@ -196,6 +196,16 @@ class SnapshotStore:
             return None
         return scan_coverage(self.meta(older), newer_meta)
 
+    def recent(self, kind: str, name: str | None, limit: int = 10) -> list[Interval]:
+        """The intervals between the last `limit` + 1 snapshots of a name, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, kind, name, taken_at, count, same_as FROM snapshots WHERE kind = ?"
+            + (" AND name = ?" if name is not None else "")
+            + " ORDER BY taken_at DESC, id DESC LIMIT ?",
+            (kind, name, limit + 1) if name is not None else (kind, limit + 1)).fetchall()
+        chosen = [SnapshotInfo(*r) for r in reversed(rows)]
+        return self._intervals(chosen)
+
     def changes(self, kind: str, name: str | None, *, since: float | None = None,
                 until: float | None = None) -> list[Interval]:
         """The changes between consecutive snapshots in the window. The snapshot just before
@@ -209,6 +219,9 @@ class SnapshotStore:
             before = [s for s in before if s.taken_at < since]
             if before:
                 chosen.insert(0, before[-1])
+        return self._intervals(chosen)
+
+    def _intervals(self, chosen: list[SnapshotInfo]) -> list[Interval]:
         intervals: list[Interval] = []
         for older, newer in zip(chosen, chosen[1:]):
             if older.same_as is not None or newer.same_as is not None:
