@@ -199,3 +199,21 @@ def test_cli_lists_changes_from_a_store(tmp_path):
     assert len(listing["snapshots"]) == 2
     unknown = _cli("changes", "--scan", "nope", "--snapshots", str(path))
     assert unknown.returncode == 1 and "no scan snapshots saved as 'nope'" in unknown.stderr
+
+
+def test_packet_filter_verdict_is_compared_without_its_wording():
+    def reach(verdict: str, reason: str, handle: int) -> dict:
+        return {"verdict": verdict, "reason": reason, "close": [f"nft delete rule ... {handle}"],
+                "classes": [{"class": "anywhere", "verdict": verdict, "rule": {"handle": handle}},
+                            {"class": "loopback", "verdict": "accepted", "rule": None}]}
+
+    before = local_items(_report(dict(_sock(5432), reachability=reach("exposed", "open", 4))))
+    reworded = local_items(_report(dict(_sock(5432), reachability=reach("exposed", "policy", 9))))
+    assert diff(before, reworded) == []
+    blocked = local_items(_report(dict(_sock(5432), reachability=reach("blocked", "drop", 9))))
+    [change] = diff(before, blocked)
+    [field] = change.fields
+    assert field.facet == "reachability"
+    assert field.before == {"verdict": "exposed", "classes": {"anywhere": "exposed",
+                                                              "loopback": "accepted"}}
+    assert field.after["verdict"] == "blocked"

@@ -66,10 +66,23 @@ def local_item(sock: dict[str, Any]) -> Item:
     }
     for name in EXPOSURE_FIELDS:
         if name in sock:
-            facets[name] = sock[name]
+            facets[name] = _condensed(sock[name])
     if sock.get("identified"):
         facets["identification"] = _identification(sock["identified"])
     return Item(key, label, facets)
+
+
+def _condensed(value: Any) -> Any:
+    """A packet-filter verdict without its wording: the verdict and each source class's
+    verdict (a reworded reason or a renumbered rule handle is not a change of exposure)."""
+    if not isinstance(value, dict) or "verdict" not in value:
+        return value
+    classes = {c.get("class"): c.get("verdict") for c in value.get("classes") or ()
+               if isinstance(c, dict)}
+    out: dict[str, Any] = {"verdict": value["verdict"]}
+    if classes:
+        out["classes"] = classes
+    return out
 
 
 def _process_label(p: dict[str, Any]) -> str:
