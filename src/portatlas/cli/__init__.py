@@ -18,6 +18,7 @@ COMMANDS = {
     "scan": "portatlas.cli.scan",
     "serve": "portatlas.cli.serve",
     "history": "portatlas.cli.history",
+    "changes": "portatlas.cli.changes",
     "port": "portatlas.cli.port",
 }
 
@@ -34,6 +35,7 @@ commands:
   check HOST PORT    is it open there, and what answers
   scan TARGETS       sweep ports on hosts you name
   history PORT       a port's registry history and real-world use
+  changes            what appeared or changed between saved snapshots (local --save, scan --save)
   data update|info|diff|history  manage the registry database
   serve              the atlas in your browser (local web UI)
 
