@@ -63,11 +63,11 @@ class Saved:
 class SnapshotStore:
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise DataError(f"snapshot database {self.path} is not a regular file")
         if not create and not self.path.is_file():
             raise NotFound(f"no snapshots yet ({self.path} does not exist): save one with "
                            "'portatlas local --save' or 'portatlas scan ... --save NAME'")
-        if self.path.exists() and not self.path.is_file():
-            raise DataError(f"snapshot database {self.path} is not a regular file")
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
