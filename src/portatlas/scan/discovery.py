@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from portatlas.scan import discovery_packets as P
-from portatlas.scan.routes import LINK, LOCAL, NO_ROUTE, ROUTED, RouteTable, neighbour_macs
+from portatlas.scan.routes import LINK, LOCAL, NO_ROUTE, RouteTable
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 from portatlas.scan.hoststatus import DOWN, UNKNOWN, UP, HostStatus, assumed_up, describe  # noqa: F401
@@ -777,16 +777,18 @@ def discover(hosts: list, opts: DiscoveryOptions | None = None,
 
 
 def annotate(hosts: list, statuses: list[HostStatus | None]) -> None:
-    """Fill in what discovery leaves for later: the MAC of an IPv4 host found up by TCP
-    connects (the kernel's ARP table lists neighbours only, under their own address) and
+    """Fill in what discovery leaves for later: the MAC of a host found up by TCP connects
+    (the kernel's neighbour table lists hosts on a link only, under their own address) and
     the vendor of every MAC."""
     table = None
     for host, st in zip(hosts, statuses):
         if st is None or st.state != UP:
             continue
-        if st.mac is None and st.method.startswith("tcp-connect") and host.family == socket.AF_INET:
+        if st.mac is None and st.method.startswith("tcp-connect"):
             if table is None:
-                table = neighbour_macs()
+                from portatlas.scan.neighbours import neighbour_table
+
+                table = neighbour_table()
             st.mac = table.get(host.address)
         if st.mac and st.vendor is None:
             from portatlas.scan.oui import vendor_of
