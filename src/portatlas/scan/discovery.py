@@ -220,6 +220,11 @@ class Discovery:
             return
         sent = 0
         if self.waiting and now >= self._next:
+            # a last look before giving up on anyone: answers may be waiting unread (this
+            # process was not scheduled, or the loop was busy with port probes)
+            self.on_readable(now)
+            if self.unsettled == 0:
+                return
             still = []
             retry = []
             for t in self.waiting:
