@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from portatlas.cli.common import parser
 from portatlas.render.terminal import Style, print_json, table
 from portatlas.errors import UsageError
 
+USAGE = ("usage: portatlas data {update,info,diff,history} [options]\n\n"
+         "  update [--from PATH|URL]  (re)build the database from a registry source\n"
+         "  info                      what is loaded, from where, how old\n"
+         "  diff OLD NEW              what changed between two registry releases\n"
+         "  history                   import every registry release found into the timeline")
+
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: portatlas data {update,info,diff,history} [options]\n\n"
-              "  update [--from PATH|URL]  (re)build the database from a registry source\n"
-              "  info                      what is loaded, from where, how old\n"
-              "  diff OLD NEW              what changed between two registry releases\n"
-              "  history                   import every registry release found into the timeline")
+        # asked for (--help): stdout and 0; nothing given: a usage error, on stderr with 2
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     sub, rest = argv[0], argv[1:]
     if sub == "update":

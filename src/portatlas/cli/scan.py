@@ -229,8 +229,15 @@ def scan_main(argv: list[str]) -> int:
                         "above 4,096 probes)")
     p.add_argument("--max-hosts", type=int, metavar="N", default=None,
                    help="refuse target lists covering more addresses (default 65536)")
+    p.add_argument("--save", metavar="NAME",
+                   help="record the result as a snapshot named NAME: `portatlas changes --scan "
+                        "NAME` lists what changed between runs (docs/changes.md)")
+    p.add_argument("--snapshots", metavar="PATH",
+                   help="snapshot file (default: beside the database, or $PORTATLAS_SNAPSHOTS)")
     _timing_options(p)
     args = p.parse_args(argv)
+    if args.save is not None and not args.save.strip():
+        raise UsageError("--save needs a name for the scan (e.g. --save office-lan)")
     fmt = args.format or ("json" if args.json else "table")
     if args.json and args.format not in (None, "json"):
         raise UsageError(f"--json and --format {args.format} disagree; pick one")
@@ -295,6 +302,8 @@ def scan_main(argv: list[str]) -> int:
 
     attach_registered(report.hosts, atlas)
     _emit(report, fmt, args.all)
+    if args.save:
+        _save_scan(report, args)
     return EXIT_INTERRUPTED if report.interrupted else 0
 
 
@@ -307,6 +316,27 @@ def _names_services(spec: str) -> bool:
         if item[:1].isalpha():
             return True
     return False
+
+
+def _save_scan(report, args) -> None:
+    """`--save NAME`: the scan as a snapshot; an interrupted scan is not saved (its missing
+    ports would read as changes next time)."""
+    from portatlas.changes import SnapshotStore, scan_items, snapshot_path
+    from portatlas.scan.output import report_dict
+
+    if report.interrupted:
+        print("portatlas: note: the scan was interrupted; not saved as a snapshot", file=sys.stderr)
+        return
+    doc = report_dict(report)
+    meta = {"ports": doc["options"].get("ports") or {},
+            "hosts": [h.get("address") or h.get("target") for h in doc["hosts"]]}
+    with SnapshotStore(args.snapshots or snapshot_path(args.db)) as store:
+        saved = store.save("scan", args.save, scan_items(doc), taken_at=report.started, meta=meta)
+    n = len(saved.changes)
+    first = " (the first one)" if saved.previous is None else \
+        f": {n} change{'s' if n != 1 else ''} since the previous run"
+    print(f"saved scan snapshot {args.save!r}{first}; 'portatlas changes --scan {args.save}' "
+          "shows them", file=sys.stderr)
 
 
 def _ndjson_streamer(atlas, args):
