@@ -28,8 +28,14 @@ def rebuild(db: str) -> dict:
     path = Path(db)
     if not path.is_file():
         raise DataError(f"no database at {db}; run 'portatlas data update' first")
+    from portatlas.kb.store import open_database
+
     code = rel.code_fingerprint()
-    main = _main_source(path)
+    check = open_database(path)  # one clear error for anything that is not a whole database
+    try:
+        main = _main_source(check, path)
+    finally:
+        check.close()
     cache = store.cached_releases(path, code)
     current = None
     if main is not None:
@@ -86,16 +92,12 @@ def rebuild(db: str) -> dict:
     }
 
 
-def _main_source(path: Path) -> dict | None:
+def _main_source(conn: sqlite3.Connection, path: Path) -> dict | None:
     """The database's registry source when it is IANA's XML or CSV (it then has a current
     release); None for an /etc/services database (its timeline has older releases only)."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT kind, format, sha256 FROM provenance ORDER BY id"
-                               " LIMIT 1").fetchone()
-        finally:
-            conn.close()
+        row = conn.execute("SELECT kind, format, sha256 FROM provenance ORDER BY id"
+                           " LIMIT 1").fetchone()
     except sqlite3.Error as exc:
         raise DataError(f"{path}: not a portatlas database ({exc}); run 'portatlas data update'") \
             from None
