@@ -280,3 +280,16 @@ def test_watch_ends_with_ctrl_c_and_exit_0(atlas_db):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_fifos_among_the_optional_sources_do_not_hang(cli, tmp_path):
+    """nmap-services and history folders are read too: a FIFO there is skipped, not waited on."""
+    history = tmp_path / "history"
+    history.mkdir()
+    os.mkfifo(history / "release.xml")
+    os.mkfifo(tmp_path / "nmap-services")
+    result = cli("data", "update", "--from", str(IANA_XML), "--db", str(tmp_path / "x.sqlite3"),
+                 env={"PORTATLAS_NMAP_SERVICES": str(tmp_path / "nmap-services"),
+                      "PORTATLAS_HISTORY": str(history)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "FIFO" in result.stderr and "Traceback" not in result.stderr
