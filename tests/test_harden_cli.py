@@ -293,3 +293,25 @@ def test_fifos_among_the_optional_sources_do_not_hang(cli, tmp_path):
                       "PORTATLAS_HISTORY": str(history)}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "FIFO" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_read_limited_rules(tmp_path):
+    from portatlas.errors import DataError, UsageError
+    from portatlas.io_limits import read_limited
+
+    small = tmp_path / "small"
+    small.write_bytes(b"x" * 100)
+    assert read_limited(str(small), limit=100, what="a file") == b"x" * 100
+    with pytest.raises(DataError, match="too large"):
+        read_limited(str(small), limit=99, what="a file")
+    with pytest.raises(UsageError, match="is a directory"):
+        read_limited(str(tmp_path), limit=10, what="a file", error=UsageError)
+    with pytest.raises(DataError, match="no such file"):
+        read_limited(str(tmp_path / "none"), limit=10, what="a file")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(DataError, match="FIFO"):
+        read_limited(str(fifo), limit=10, what="a file")
+    assert time.monotonic() - started < 2
+
