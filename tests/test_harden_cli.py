@@ -230,6 +230,9 @@ EXIT_TABLE = [
     (["serve", "--workers", "0"], 2, "--workers"),
     (["history", "70000"], 2, "out of range"),
     (["history", "57", "--db", "/dev/null"], 3, "character device"),
+    (["changes", "--since", "soon"], 2, "--since"),
+    (["changes", "--snapshots", "/nonexistent/s.sqlite3"], 1, "no snapshots yet"),
+    (["changes", "--snapshots", "/dev/null"], 3, "not a regular file"),
 ]
 
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "scan": "portatlas.cli.scan",
     "serve": "portatlas.cli.serve",
     "history": "portatlas.cli.history",
+    "changes": "portatlas.cli.changes",
     "port": "portatlas.cli.port",
 }
 
@@ -28,13 +29,14 @@ usage: portatlas PORT[/TRANSPORT] | RANGE | SERVICE [--json]
 What runs on port N? Ask by port (57, 57/tcp), range (6000-6010) or service name (http).
 
 commands:
-  search TEXT        ranked free-text search of the registry ("mail transfer")
+  search TEXT        ranked free-text search of the registry and notes ("mail transfer")
   local              what listens on this machine (like ss -tulpn), with flags
   free PORT          end the process holding PORT (asks first)
   check HOST PORT    is it open there, and what answers
   scan TARGETS       sweep ports on hosts you name
   history PORT       a port's registry history and real-world use
-  data update|info|diff  manage the registry database
+  changes            what appeared or changed between saved snapshots (local --save, scan --save)
+  data update|info|diff|history  manage the registry database
   serve              the atlas in your browser (local web UI)
 
 every command takes --json; exit codes: 0 found, 1 not found, 2 usage error,

@@ -27,6 +27,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--feedback-db", metavar="PATH",
                    help="where 'Was this page helpful?' answers go (default "
                         "$PORTATLAS_FEEDBACK_DB or <data dir>/feedback.sqlite3)")
+    p.add_argument("--snapshots", metavar="PATH",
+                   help="snapshots shown under 'Latest changes' (default: beside the database, "
+                        "or $PORTATLAS_SNAPSHOTS; docs/changes.md)")
     p.add_argument("--workers", default="1",
                    help=f"server processes (1-{MAX_WORKERS}; default 1). More use more cores.")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
@@ -58,7 +61,8 @@ def main(argv: list[str]) -> int:
                        request_timeout=_seconds(args.request_timeout, "--request-timeout",
                                                 0.5, 300),
                        max_connections=_count(args.max_connections, "--max-connections",
-                                              16, 100000))
+                                              16, 100000),
+                       snapshots=args.snapshots)
     _prepare(config)
     sock = _bind(args.host, port)
     actual_port = sock.getsockname()[1]

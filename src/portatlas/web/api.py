@@ -172,6 +172,22 @@ async def local(request: Request) -> Response:
     return _json(data["json"])
 
 
+async def changes(request: Request) -> Response:
+    web = _web(request)
+    params = request.query_params
+    kind = params.get("kind", "local")
+    if kind not in ("local", "scan"):
+        raise UsageError("kind is local or scan")
+    name = params.get("name") or None
+    if name is not None and len(name) > 200:
+        raise UsageError("name is too long")
+    text = params.get("limit", str(views.LATEST_INTERVALS))
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100:
+        raise UsageError("limit is a number from 1 to 100")
+    data = await run_in_threadpool(views.latest_changes, web, kind, name, int(text))
+    return _json(data)
+
+
 async def about(request: Request) -> Response:
     web = _web(request)
     web.state.current()

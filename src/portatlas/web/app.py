@@ -206,6 +206,7 @@ def routes() -> list[Route]:
         Route("/api/ranges", api.ranges, methods=["GET"]),
         Route("/api/ranges/{spec}", api.range_detail, methods=["GET"]),
         Route("/api/local", api.local, methods=["GET"]),
+        Route("/api/changes", api.changes, methods=["GET"]),
         Route("/api/about", api.about, methods=["GET"]),
         Route("/api/feedback", api.feedback, methods=["GET", "POST"]),
         Route("/api/check", api.check, methods=["POST"]),

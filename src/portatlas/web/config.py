@@ -30,6 +30,7 @@ class WebConfig:
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *,
                  feedback_db: str | os.PathLike[str] | None = None,
+                 snapshots: str | os.PathLike[str] | None = None,
                  allow_check: list[str] | None = None,
                  allowed_hosts: set[str] | None = None,
                  feedback_per_minute: int = 5,
@@ -45,6 +46,8 @@ class WebConfig:
                  reload_interval: float = 2.0) -> None:
         self.db_path = Path(paths.db_path(db))
         self.feedback_db = feedback_db_path(feedback_db)
+        # snapshots of `local --save` / `scan --save`, read only (docs/changes.md)
+        self.snapshots = Path(snapshots) if snapshots else None
         if _same_file(self.feedback_db, self.db_path):
             raise UsageError("the feedback database must not be the registry database "
                              "(updates replace that file); choose another --feedback-db")

@@ -162,7 +162,7 @@ def search_results(web: "Web", q: str, limit: int) -> dict[str, Any]:
     results = []
     for h in hits:
         item = h.to_dict()
-        item["url"] = entry_link(h.entry)
+        item["url"] = entry_link(h.entry) if h.entry is not None else f"/ports/{h.port}"
         results.append(item)
     return {"schema": "portatlas.search/1", "query": q, "source": atlas.source_label,
             "goto": goto(q), "results": results}
@@ -296,7 +296,38 @@ def local_context(web: "Web", params: Any) -> dict[str, Any]:
     from portatlas.web import live
 
     data = live.local_data(web, params)
-    return {"title": "This machine", "nav": "local", "lt": local_text(), **data}
+    return {"title": "This machine", "nav": "local", "lt": local_text(),
+            "latest_changes": latest_changes(web), **data}
+
+
+LATEST_INTERVALS = 10
+
+
+def latest_changes(web: "Web", kind: str = "local", name: str | None = None,
+                   limit: int = LATEST_INTERVALS) -> dict[str, Any]:
+    """The changes between the last `limit` + 1 saved snapshots (portatlas.changes/1), newest
+    interval first; an empty list when nothing was saved yet (`portatlas local --save`)."""
+    import os
+
+    from portatlas.changes import SnapshotStore, snapshot_path
+    from portatlas.errors import NotFound
+
+    if name is None and kind == "local":
+        name = os.uname().nodename if hasattr(os, "uname") else ""
+    doc: dict[str, Any] = {"schema": "portatlas.changes/1", "kind": kind, "name": name,
+                           "since": None, "until": None, "intervals": []}
+    try:
+        with SnapshotStore(web.config.snapshots or snapshot_path(web.config.db_path),
+                           create=False) as store:
+            if name is None:
+                saved = store.snapshots(kind)
+                name = doc["name"] = max(saved, key=lambda s: (s.taken_at, s.id)).name \
+                    if saved else None
+            intervals = store.recent(kind, name, limit) if name is not None else []
+    except NotFound:
+        return doc
+    doc["intervals"] = [i.to_dict() for i in reversed(intervals)]
+    return doc
 
 
 # remote checks ----------------------------------------------------------------------------
