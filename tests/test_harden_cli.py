@@ -55,7 +55,7 @@ def no_history_db(tmp_path_factory, atlas_db):
 
 
 @pytest.mark.parametrize("args", [["57"], ["6000-6010"], ["http"], ["search", "mail"],
-                                  ["data", "info"], ["history", "57"]])
+                                  ["data", "info"], ["history", "57"], ["data", "history"]])
 def test_hollow_database_is_one_line(cli, hollow_db, args):
     result = cli(*args, "--db", str(hollow_db))
     one_line_error(result, 3, "damaged database", "no entries", "portatlas data update")
@@ -219,6 +219,7 @@ EXIT_TABLE = [
     (["data", "update", "--from", "/nonexistent/registry.xml"], 3, "no such file"),
     (["data", "info", "--db", "/nonexistent/db.sqlite3"], 3, "no database"),
     (["data", "diff", "bogus1", "bogus2"], 2, "neither a file nor a release"),
+    (["data", "history", "--db", "/dev/null"], 3, "no database"),
     (["local", "--interval", "nan", "--watch"], 2, "--interval"),
     (["local", "--bogus"], 2, "unrecognized"),
     (["free", "70000"], 2, "out of range"),

@@ -15,7 +15,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from portatlas.errors import DataError
+from portatlas.errors import DataError, SystemFailure
+from portatlas.kb.store import open_database
 
 
 def rebuild(db: str) -> dict:
@@ -42,7 +43,7 @@ def rebuild(db: str) -> dict:
     note_rows = contributor.note_rows()
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     try:
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        source = open_database(path)  # the one checked way to open a registry database
         target = sqlite3.connect(tmp)
         try:
             source.backup(target)
@@ -69,6 +70,10 @@ def rebuild(db: str) -> dict:
     except sqlite3.Error as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"{db}: cannot rewrite the history ({exc})") from None
+    except OSError as exc:  # a read-only or vanished folder: the system's refusal, exit 4
+        tmp.unlink(missing_ok=True)
+        raise SystemFailure(f"{db}: cannot rewrite the history "
+                            f"({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -89,8 +94,8 @@ def rebuild(db: str) -> dict:
 def _main_source(path: Path) -> dict | None:
     """The database's registry source when it is IANA's XML or CSV (it then has a current
     release); None for an /etc/services database (its timeline has older releases only)."""
+    conn = open_database(path)  # refuses a damaged or foreign file, saying what to do
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             row = conn.execute("SELECT kind, format, sha256 FROM provenance ORDER BY id"
                                " LIMIT 1").fetchone()
