@@ -15,7 +15,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from portatlas.errors import DataError
+from portatlas.errors import DataError, SystemFailure
+from portatlas.kb.store import open_database
 
 
 def rebuild(db: str) -> dict:
@@ -28,7 +29,6 @@ def rebuild(db: str) -> dict:
     path = Path(db)
     if not path.is_file():
         raise DataError(f"no database at {db}; run 'portatlas data update' first")
-    from portatlas.kb.store import open_database
 
     code = rel.code_fingerprint()
     check = open_database(path)  # one clear error for anything that is not a whole database
@@ -48,7 +48,7 @@ def rebuild(db: str) -> dict:
     note_rows = contributor.note_rows()
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     try:
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        source = open_database(path)  # the one checked way to open a registry database
         target = sqlite3.connect(tmp)
         try:
             source.backup(target)
@@ -75,6 +75,10 @@ def rebuild(db: str) -> dict:
     except sqlite3.Error as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"{db}: cannot rewrite the history ({exc})") from None
+    except OSError as exc:  # a read-only or vanished folder: the system's refusal, exit 4
+        tmp.unlink(missing_ok=True)
+        raise SystemFailure(f"{db}: cannot rewrite the history "
+                            f"({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
