@@ -103,6 +103,25 @@ class Assessor:
             found = self._cache[key] = self._assess(listener, accepts_forward)
         return found
 
+    def connection(self, listener: Listener, family: str, iif: str | None, saddr: str,
+                   daddr: str, sports: tuple[int, int] = (32768, 60999), *,
+                   accepts_forward: bool = False) -> dict[str, Any]:
+        """What happens to one connection to listener: from saddr to daddr, arriving on iif
+        (None: from this machine itself), from a source port in sports. The answer has
+        verdict (accepted dropped rejected diverted unknown, or "mixed" when the source port
+        decides), rule and reason."""
+        if self.unknown_reason:
+            return {"verdict": "unknown", "rule": None, "reason": self.unknown_reason}
+        s, d = addr.to_int(saddr), addr.to_int(daddr)
+        box = (((s, s),), (sports,), ((d, d),))
+        outcomes = self.walker.walk(family, listener.transport, listener.port, box, iif=iif)
+        parts = self._parts(outcomes, box, family, iif, listener, accepts_forward)
+        kinds = {p["verdict"] for p in parts}
+        if len(kinds) != 1:
+            return {"verdict": "mixed", "rule": None, "reason": "depends on the source port",
+                    "parts": parts}
+        return {"verdict": kinds.pop(), "rule": parts[0]["rule"], "reason": parts[0]["reason"]}
+
     # -- per listener -----------------------------------------------------------------------
     def _assess(self, lis: Listener, accepts_forward: bool) -> Exposure:
         if self.unknown_reason:

@@ -130,6 +130,8 @@ class Walker:
         """All outcomes for packets to dport with sources and destinations in box, arriving on
         iif (None: sent by this machine to itself, over lo)."""
         pkt = Packet(family, l4proto, dport, iif, local_origin=iif is None)
+        if iif is None:
+            pkt.oif = "lo"  # routed before the output hook: to a local address, over lo
         out: list[Outcome] = []
         first = "output" if iif is None else "ingress"
         todo = [self._enter(_State(box, pkt, first, None, 0, (), (), False, ()))]
@@ -306,11 +308,13 @@ class Walker:
         if len(st.frames) > 1:
             st.frames = st.frames[:-1]
             return False
-        if chain.hook and chain.policy == "drop":
-            out.append(self._end(st, "dropped", chain=chain))
+        # the base chain's policy decides (also when a goto left it for a user chain)
+        base = st.chains[st.ci]
+        if base.policy == "drop":
+            out.append(self._end(st, "dropped", chain=base))
             return True
-        if chain.rules and chain.type != "nat" and chain.policy == "accept":
-            st.by = chain
+        if base.rules and base.type != "nat" and base.policy == "accept":
+            st.by = base
         st.frames = ()
         st.ci += 1
         return False
