@@ -94,9 +94,9 @@ class Assessor:
         self.forward_targets = forward_targets or {}
         self._cache: dict[tuple, Exposure] = {}
 
-    def assess(self, listener: Listener, *, accepts_forward: bool = False) -> Exposure:
-        """accepts_forward: the listener is a proxy for the forwarded destination (docker-proxy
-        for its container), so traffic DNATed past it still reaches the same service."""
+    def assess(self, listener: Listener, *, accepts_forward: tuple[str, int] | None = None) -> Exposure:
+        """accepts_forward: (address, port) the listener is a proxy for (docker-proxy for its
+        container): traffic DNATed there instead still reaches the same service."""
         key = listener.key() + (accepts_forward,)
         found = self._cache.get(key)
         if found is None:
@@ -105,7 +105,7 @@ class Assessor:
 
     def connection(self, listener: Listener, family: str, iif: str | None, saddr: str,
                    daddr: str, sports: tuple[int, int] = (32768, 60999), *,
-                   accepts_forward: bool = False) -> dict[str, Any]:
+                   accepts_forward: tuple[str, int] | None = None) -> dict[str, Any]:
         """What happens to one connection to listener: from saddr to daddr, arriving on iif
         (None: from this machine itself), from a source port in sports. The answer has
         verdict (accepted dropped rejected diverted unknown, or "mixed" when the source port
@@ -123,7 +123,7 @@ class Assessor:
         return {"verdict": kinds.pop(), "rule": parts[0]["rule"], "reason": parts[0]["reason"]}
 
     # -- per listener -----------------------------------------------------------------------
-    def _assess(self, lis: Listener, accepts_forward: bool) -> Exposure:
+    def _assess(self, lis: Listener, accepts_forward: tuple[str, int] | None) -> Exposure:
         if self.unknown_reason:
             return Exposure(UNKNOWN, self.unknown_reason)
         if lis.transport not in ("tcp", "udp"):
@@ -205,12 +205,17 @@ class Assessor:
         if not d or not away:
             return out
         for iface in ifaces:
-            if any(f == fam for f, _t, _p in iface.addresses):
-                out.append((fam, iface.name, (away, ports, d)))
+            if not any(f == fam for f, _t, _p in iface.addresses):
+                continue
+            # only sources this machine has a route back to through that interface: a TCP
+            # handshake (or any answer) cannot complete otherwise
+            space = addr.intersect(away, m.routed_from(fam, iface.name))
+            if space:
+                out.append((fam, iface.name, (space, ports, d)))
         return out
 
     def _parts(self, outcomes: list[Outcome], box, family: str, iif: str | None, lis: Listener,
-               accepts_forward: bool) -> list[dict[str, Any]]:
+               accepts_forward: tuple[str, int] | None) -> list[dict[str, Any]]:
         """The probe's box cut into parts with one answer each (daddr folded: accepted through
         any destination address counts)."""
         judged = [(o, self._judge(o, family, lis, accepts_forward)) for o in outcomes]
@@ -221,7 +226,8 @@ class Assessor:
                 return [_part(j, family, iif, box[SADDR], box[SPORT])]
         return _atoms(judged, box, family, iif)
 
-    def _judge(self, o: Outcome, family: str, lis: Listener, accepts_forward: bool) -> dict[str, Any]:
+    def _judge(self, o: Outcome, family: str, lis: Listener,
+               accepts_forward: tuple[str, int] | None) -> dict[str, Any]:
         """What an outcome means for this listener."""
         out: dict[str, Any] = {"verdict": o.verdict, "rule": o.decider(), "reason": o.reason,
                                "assumptions": list(o.assumptions)}
@@ -235,8 +241,10 @@ class Assessor:
                 to["container"] = behind
             out["to"] = to
             out["forwarded"] = True
-            out["verdict"] = "accepted" if accepts_forward else "diverted"
-            if not accepts_forward:
+            same = accepts_forward is not None and accepts_forward[1] == dport and \
+                addr.to_int(accepts_forward[0]) == daddr
+            out["verdict"] = "accepted" if same else "diverted"
+            if not same:
                 out["reason"] = (f"DNAT sends it on to {_hostport(to['address'], dport)}: it "
                                  "does not reach this socket")
             return out

@@ -39,8 +39,9 @@ class Machine:
     def __init__(self, interfaces: list[Interface], *, routes: list[tuple[str, str, str]] | None = None,
                  forwarding: dict[str, bool] | None = None, route_localnet: bool = False) -> None:
         self.interfaces = interfaces
-        # (family, destination prefix text or "default", device)
-        self.routes = routes or []
+        # (family, destination prefix text or "default", device); None: not known, every
+        # interface is taken to lead everywhere
+        self.routes = routes
         self.forwarding = forwarding if forwarding is not None else {"ipv4": False, "ipv6": False}
         self.route_localnet = route_localnet
         self._local: dict[str, addr.IntervalSet] = {}
@@ -83,7 +84,7 @@ class Machine:
         """The device a packet to this address leaves by: the longest matching route, then the
         connected subnets; None when there is no route."""
         best: tuple[int, str] | None = None
-        for fam, dst, dev in self.routes:
+        for fam, dst, dev in self.routes or ():
             if fam != family:
                 continue
             if dst == "default":
@@ -99,6 +100,20 @@ class Machine:
             if addr.contains(iface.subnets(family), value):
                 return iface.name
         return None
+
+    def routed_from(self, family: str, device: str) -> "addr.IntervalSet":
+        """Sources this machine can answer through device: the destinations of its routes
+        there (everything for a default route)."""
+        if self.routes is None:
+            return addr.full(family)
+        pairs = []
+        for fam, dst, dev in self.routes:
+            if fam != family or dev != device:
+                continue
+            if dst == "default":
+                return addr.full(family)
+            pairs.extend(addr.parse_net(dst)[1])
+        return addr.normalise(pairs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"interfaces": [{"name": i.name, "up": i.up, "loopback": i.loopback,
