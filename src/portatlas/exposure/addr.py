@@ -117,15 +117,19 @@ def size(a: IntervalSet) -> int:
     return sum(hi - lo + 1 for lo, hi in a)
 
 
+@lru_cache(maxsize=4096)
 def describe(a: IntervalSet, family: str | None, limit: int = 6) -> list[str]:
-    """An interval set as text: CIDR prefixes and ranges for addresses, 'lo-hi' for ports."""
+    """An interval set as text: CIDR prefixes and ranges for addresses, 'lo-hi' for ports
+    (cached: the same source sets come back for every listener; do not modify the result)."""
+    from itertools import islice
+
     out: list[str] = []
     for lo, hi in a:
         if family is None:
             out.append(str(lo) if lo == hi else f"{lo}-{hi}")
         else:
             cls = ipaddress.IPv4Address if family == "ipv4" else ipaddress.IPv6Address
-            nets = list(ipaddress.summarize_address_range(cls(lo), cls(hi)))
+            nets = list(islice(ipaddress.summarize_address_range(cls(lo), cls(hi)), 3))
             if len(nets) <= 2:
                 out.extend(str(n) if n.num_addresses > 1 else str(n.network_address) for n in nets)
             else:

@@ -93,11 +93,18 @@ class Assessor:
         # (family, daddr int, dport) -> who is behind a forwarded destination (containers)
         self.forward_targets = forward_targets or {}
         self._cache: dict[tuple, Exposure] = {}
+        self._probe_cache: dict[tuple, list] = {}
+        self._parts_cache: dict[tuple, list] = {}
+        # ports NAT rules send packets to: a listener there is not one of its port class
+        self._nat_ports = {r.action.port for c in ruleset.chains.values() for r in c.rules
+                           if r.action.kind in ("dnat", "redirect") and r.action.port}
 
     def assess(self, listener: Listener, *, accepts_forward: tuple[str, int] | None = None) -> Exposure:
         """accepts_forward: (address, port) the listener is a proxy for (docker-proxy for its
         container): traffic DNATed there instead still reaches the same service."""
-        key = listener.key() + (accepts_forward,)
+        key = (listener.transport, listener.family, listener.address, listener.v6only,
+               listener.interface, self.walker.port_class(listener.port), accepts_forward,
+               listener.port if listener.port in self._nat_ports else None)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._assess(listener, accepts_forward)
@@ -151,15 +158,25 @@ class Assessor:
                 continue
             probes = []
             for f in families:
-                probes.extend(self._probes(klass, f, address if f == fam else "0.0.0.0",
-                                           wildcard, lis))
+                pkey = (klass, f, address if f == fam else "0.0.0.0", wildcard, lis.interface)
+                found = self._probe_cache.get(pkey)
+                if found is None:
+                    found = self._probe_cache[pkey] = self._probes(klass, f, pkey[2], wildcard, lis)
+                probes.extend(found)
             if not probes:
                 classes.append(_na(klass, "no interface with an address of that kind"))
                 continue
             parts = []
             for family, iif, box in probes:
                 outcomes = self.walker.walk(family, lis.transport, lis.port, box, iif=iif)
-                parts.extend(self._parts(outcomes, box, family, iif, lis, accepts_forward))
+                ckey = (id(outcomes), family, iif, lis.transport, lis.family, lis.address,
+                        lis.v6only, accepts_forward,
+                        lis.port if lis.port in self._nat_ports else None)
+                found = self._parts_cache.get(ckey)
+                if found is None:
+                    found = self._parts_cache[ckey] = self._parts(outcomes, box, family, iif,
+                                                                  lis, accepts_forward)
+                parts.extend(found)
             classes.append(_summarise(klass, parts))
         exp = _verdict(classes, lis, bound_lo)
         if dual_unknown and exp.verdict != UNKNOWN:
@@ -234,6 +251,8 @@ class Assessor:
         if o.verdict != "accepted":
             return out
         daddr, dport = o.to
+        if dport is None:
+            dport = lis.port
         if o.reach == "forward":
             to = {"address": addr.to_text(daddr, family), "port": dport, "interface": o.oif}
             behind = self.forward_targets.get((family, daddr, dport))

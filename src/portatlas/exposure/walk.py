@@ -123,12 +123,39 @@ class Walker:
         self.ruleset = ruleset
         self.machine = machine
         self._hooks: dict[tuple[str, str], list[Chain]] = {}
-        self._index: dict[int, tuple[list[int], list[tuple[int, ...]]]] = {}
+        self._walks: dict[tuple, list[Outcome]] = {}
+        self._port_bounds, self._port_exact = _port_tests(ruleset)
+        self._port_classes: dict[frozenset, int] = {}
+        self._class_of: list[int] = []
+
+    def port_class(self, port: int) -> int:
+        """Ports with the same class meet every destination-port test of the ruleset alike,
+        so every answer for one holds for the others (-1: the port itself matters)."""
+        if self._port_exact:
+            return -1 - port
+        if not self._class_of:
+            self._class_of = self._classes()
+        return self._class_of[bisect_right(self._port_bounds[0], port) - 1]
+
+    def _classes(self) -> list[int]:
+        bounds, members = self._port_bounds
+        out = []
+        for active in members:
+            out.append(self._port_classes.setdefault(active, len(self._port_classes)))
+        return out
 
     # -- public ---------------------------------------------------------------------------
     def walk(self, family: str, l4proto: str, dport: int, box, *, iif: str | None) -> list[Outcome]:
         """All outcomes for packets to dport with sources and destinations in box, arriving on
         iif (None: sent by this machine to itself, over lo)."""
+        key = (family, l4proto, self.port_class(dport), iif, box)
+        found = self._walks.get(key)
+        if found is not None:
+            return found
+        out = self._walks[key] = self._walk(family, l4proto, dport, box, iif)
+        return out
+
+    def _walk(self, family: str, l4proto: str, dport: int, box, iif: str | None) -> list[Outcome]:
         pkt = Packet(family, l4proto, dport, iif, local_origin=iif is None)
         if iif is None:
             pkt.oif = "lo"  # routed before the output hook: to a local address, over lo
@@ -151,7 +178,7 @@ class Walker:
 
     # -- stages -----------------------------------------------------------------------------
     def _hook_chains(self, hook: str, family: str) -> list[Chain]:
-        key = (hook, family)
+        key = (hook, family, "base")
         found = self._hooks.get(key)
         if found is None:
             found = self._hooks[key] = self.ruleset.base_chains(hook, family)
@@ -161,16 +188,19 @@ class Walker:
         """Set up the chains of st.stage (or finish)."""
         pkt = st.pkt
         stage = st.stage
-        if stage == "ingress":
-            chains = sorted((c for c in self.ruleset.chains.values() if c.hook == "ingress"
-                             and c.family in ("netdev", "inet") and c.device in (None, pkt.iif)),
-                            key=lambda c: c.prio)
-        elif stage == "lo-prerouting":
-            chains = [c for c in self._hook_chains("prerouting", pkt.family) if c.type != "nat"]
-        elif stage == "lo-input":
-            chains = [c for c in self._hook_chains("input", pkt.family) if c.type != "nat"]
-        else:
-            chains = self._hook_chains(stage, pkt.family)
+        key = (stage, pkt.family, pkt.iif if stage == "ingress" else None)
+        chains = self._hooks.get(key)
+        if chains is None:
+            if stage == "ingress":
+                chains = sorted((c for c in self.ruleset.chains.values() if c.hook == "ingress"
+                                 and c.family in ("netdev", "inet")
+                                 and c.device in (None, pkt.iif)), key=lambda c: c.prio)
+            elif stage in ("lo-prerouting", "lo-input"):
+                # nat chains see only a connection's first packet, before it is confirmed
+                chains = [c for c in self._hook_chains(stage[3:], pkt.family) if c.type != "nat"]
+            else:
+                chains = self._hook_chains(stage, pkt.family)
+            self._hooks[key] = chains
         st.chains = chains
         st.ci = 0
         st.frames = ()
@@ -224,8 +254,7 @@ class Walker:
             st.stage = "postrouting"
         elif stage == "postrouting":
             if pkt.oif != "lo" or not pkt.local_origin:
-                to = (pkt.daddr, pkt.dport)
-                out.append(self._end(st, "accepted", reach="forward", to=to))
+                out.append(self._end(st, "accepted", reach="forward", to=_to(pkt)))
                 return
             pkt = st.pkt = pkt.copy()
             pkt.iif, pkt.oif = "lo", None
@@ -233,7 +262,7 @@ class Walker:
         elif stage == "lo-prerouting":
             st.stage = "lo-input"
         elif stage in ("input", "lo-input"):
-            out.append(self._end(st, "accepted", reach="local", to=(pkt.daddr, pkt.dport)))
+            out.append(self._end(st, "accepted", reach="local", to=_to(pkt)))
             return
         todo.append(self._enter(st))
 
@@ -541,6 +570,12 @@ class _Pending:
         self.action = action if action is not None else rule.action
 
 
+def _to(pkt: Packet) -> tuple[int | None, int | None]:
+    """Where an accepted packet goes: (address, port), None for what NAT left as it was (so
+    that one walk serves every port of its class)."""
+    return (pkt.daddr, pkt.dport if pkt.dnat is not None else None)
+
+
 def _split(res, box, asm):
     """(matching parts, non-matching parts) of box for one test result."""
     if res is True:
@@ -610,3 +645,40 @@ def _build_index(chain: Chain):
             active[i] = active.get(i, 0) + 1
         lists.append(sorted(always + list(active)) if active else always)
     return bounds, lists
+
+
+def _port_tests(ruleset: Ruleset):
+    """((bounds, active test sets per segment), exact): every destination-port test of the
+    ruleset (matches and verdict-map keys), as elementary segments of 0-65535 with the set of
+    tests whose values contain them. exact: a NAT rule keeps the original port, so answers
+    name the port itself and cannot be shared between ports."""
+    tests: list = []
+    exact = False
+    for chain in ruleset.chains.values():
+        for rule in chain.rules:
+            for m in rule.matches:
+                if m.field == "dport":
+                    tests.append(m.values)
+            a = rule.action
+            if a.kind == "vmap" and a.key is not None and a.key.field == "dport":
+                tests.extend(e.values for e, _v in a.entries)
+            if a.kind in ("dnat", "redirect") and a.port is None:
+                exact = True
+    starts: dict[int, list[int]] = {}
+    ends: dict[int, list[int]] = {}
+    for i, values in enumerate(tests):
+        for lo, hi in values:
+            starts.setdefault(lo, []).append(i)
+            ends.setdefault(hi + 1, []).append(i)
+    bounds = sorted({0, *starts, *(e for e in ends if e <= 65535)})
+    active: dict[int, int] = {}
+    members = []
+    for b in bounds:
+        for i in ends.get(b, ()):
+            active[i] -= 1
+            if not active[i]:
+                del active[i]
+        for i in starts.get(b, ()):
+            active[i] = active.get(i, 0) + 1
+        members.append(frozenset(active))
+    return (bounds, members), exact
