@@ -506,13 +506,12 @@ def _limited(sub: dict[str, Any], anyw: dict[str, Any]) -> str:
         extra = f" (source ports {', '.join(ports[0])})" if ports else ""
         ifs = sorted({i for p in ok for i in p["interfaces"]})
         return f"only from some sources: {srcs}{extra} via {', '.join(ifs)}"
-    if sub["verdict"] == "partly":
-        ok = [p for p in sub["parts"] if p["verdict"] == "accepted"]
-        srcs = ", ".join(s for p in ok for s in p["sources"])[:120]
-        return f"only from part of this machine's subnets: {srcs}"
     ok = [p for p in sub["parts"] if p["verdict"] == "accepted"]
-    nets = ", ".join(s for p in ok for s in p["sources"])[:120]
-    return f"only from this machine's own subnets ({nets}); elsewhere {_word(anyw)}: {anyw['reason']}"
+    ifs = ", ".join(sorted({i for p in ok for i in p["interfaces"]}))
+    part = "part of " if any(p["verdict"] != "accepted" and set(p["interfaces"]) & {
+        i for q in ok for i in q["interfaces"]} for p in sub["parts"]) else ""
+    return (f"only from {part}this machine's own subnets (on {ifs}); from elsewhere "
+            f"{_word(anyw)}: {anyw['reason']}")
 
 
 def _hostport(host: str, port: int) -> str:
