@@ -43,6 +43,7 @@ PLACES = {
     "portatlas.ranking": "domain",
     "portatlas.sections": "domain",
     "portatlas.howto": "domain",
+    "portatlas.exposure": "domain",
     "portatlas.model": "core",
     "portatlas.errors": "core",
     "portatlas.parsing": "core",

@@ -19,7 +19,7 @@ from typing import Any
 from portatlas.exposure.assess import (BLOCKED, EXPOSED, LIMITED, LOCAL_ONLY, UNKNOWN, VERDICTS,
                                        Assessor, Exposure, Listener)
 
-__all__ = ["look", "for_snapshot", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
+__all__ = ["look", "for_snapshot", "annotate", "reachable", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
            "EXPOSED", "LIMITED", "LOCAL_ONLY", "BLOCKED", "UNKNOWN"]
 
 
@@ -97,3 +97,29 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
         exp = assessor.assess(lis, accepts_forward=target)
         out[id(sock)] = advice.complete(exp, sock, snapshot, look_, proxy)
     return out
+
+
+def annotate(snapshot, look_: Look | None = None) -> Look:
+    """Add "reachability" (Exposure.to_dict(), or None for sockets that do not listen) to every
+    socket of a local.Snapshot and "packet_filter" (Look.summary()) to its report, as
+    `portatlas local` shows them. Returns the Look used."""
+    look_ = look_ or look()
+    found = for_snapshot(snapshot, look_)
+    dicts: dict[int, dict[str, Any]] = {}
+    for sock in snapshot.sockets:
+        exp = found.get(id(sock))
+        if exp is None:
+            value = None
+        else:
+            value = dicts.get(id(exp))
+            if value is None:
+                value = dicts[id(exp)] = exp.to_dict()
+        snapshot.extras.setdefault(id(sock), {})["reachability"] = value
+    snapshot.head_extras["packet_filter"] = look_.summary()
+    return look_
+
+
+def reachable(sock, snapshot) -> bool:
+    """Whether an annotated socket can be reached from other machines (exposed or limited)."""
+    reach = (snapshot.extras.get(id(sock)) or {}).get("reachability")
+    return bool(reach) and reach["verdict"] in (EXPOSED, LIMITED)
