@@ -9,6 +9,7 @@ source at once; these helpers are the set algebra it needs. An interval set is a
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_right
 from functools import lru_cache
 
 IntervalSet = tuple  # tuple[tuple[int, int], ...]
@@ -65,12 +66,31 @@ def normalise(pairs) -> IntervalSet:
     return tuple(out)
 
 
+def _window(a: IntervalSet, lo: int, hi: int) -> tuple[int, int]:
+    """Indexes [i, j) of the intervals of a that overlap lo-hi (a is sorted and disjoint)."""
+    i = bisect_right(a, (lo, V6_MAX + 1)) - 1
+    if i < 0 or a[i][1] < lo:
+        i += 1
+    j = bisect_right(a, (hi, V6_MAX + 1))
+    return i, j
+
+
 def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     if not a or not b:
         return ()
     if len(b) == 1 and len(a) == 1:
         lo, hi = max(a[0][0], b[0][0]), min(a[0][1], b[0][1])
         return ((lo, hi),) if lo <= hi else ()
+    if len(b) == 1 and len(a) > 8:
+        # a big set (a box cut by many rules) against one range: only the overlap is looked at
+        lo, hi = b[0]
+        i, j = _window(a, lo, hi)
+        if i >= j:
+            return ()
+        mid = list(a[i:j])
+        mid[0] = (max(mid[0][0], lo), mid[0][1])
+        mid[-1] = (mid[-1][0], min(mid[-1][1], hi))
+        return tuple(mid)
     out = []
     i = j = 0
     while i < len(a) and j < len(b):
@@ -88,6 +108,17 @@ def intersect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
 def subtract(a: IntervalSet, b: IntervalSet) -> IntervalSet:
     if not a or not b:
         return a
+    if len(b) == 1 and len(a) > 8:
+        lo, hi = b[0]
+        i, j = _window(a, lo, hi)
+        if i >= j:
+            return a
+        keep = []
+        if a[i][0] < lo:
+            keep.append((a[i][0], lo - 1))
+        if a[j - 1][1] > hi:
+            keep.append((hi + 1, a[j - 1][1]))
+        return a[:i] + tuple(keep) + a[j:]
     out = []
     for lo, hi in a:
         cur = lo

@@ -174,8 +174,8 @@ class Assessor:
                         lis.port if lis.port in self._nat_ports else None)
                 found = self._parts_cache.get(ckey)
                 if found is None:
-                    found = self._parts_cache[ckey] = self._parts(outcomes, box, family, iif,
-                                                                  lis, accepts_forward)
+                    found = self._parts_cache[ckey] = self._probe_parts(
+                        outcomes, box, family, iif, lis, accepts_forward, ckey[1:])
                 parts.extend(found)
             classes.append(_summarise(klass, parts))
         exp = _verdict(classes, lis, bound_lo)
@@ -231,16 +231,63 @@ class Assessor:
                 out.append((fam, iface.name, (space, ports, d)))
         return out
 
+    def _probe_parts(self, outcomes, box, family, iif, lis, accepts_forward, shape) -> list:
+        """_parts, reusing the parts of the port-independent prefix of the walk (the same for
+        every port class) when the outcomes are plain disjoint boxes."""
+        split = self.walker.split(outcomes)
+        if split is None or any(o.assumptions or o.box[DADDR] != box[DADDR] for o in outcomes):
+            return self._parts(outcomes, box, family, iif, lis, accepts_forward)
+        done, rest = split
+        key = (id(done),) + shape
+        head = self._parts_cache.get(key)
+        if head is None:
+            head = self._parts_cache[key] = self._parts(done, box, family, iif, lis,
+                                                        accepts_forward, whole=False)
+        return head + self._parts(rest, box, family, iif, lis, accepts_forward, whole=False)
+
     def _parts(self, outcomes: list[Outcome], box, family: str, iif: str | None, lis: Listener,
-               accepts_forward: tuple[str, int] | None) -> list[dict[str, Any]]:
+               accepts_forward: tuple[str, int] | None, whole: bool = True) -> list[dict[str, Any]]:
         """The probe's box cut into parts with one answer each (daddr folded: accepted through
         any destination address counts)."""
         judged = [(o, self._judge(o, family, lis, accepts_forward)) for o in outcomes]
+        if not outcomes:
+            return []
         if all(not o.assumptions for o in outcomes):
             kinds = {j["verdict"] for _o, j in judged}
-            if len(kinds) == 1 and (len(judged) == 1 or not _needs_split(judged)):
+            if whole and len(kinds) == 1 and (len(judged) == 1 or not _needs_split(judged)):
                 o, j = judged[0]
                 return [_part(j, family, iif, box[SADDR], box[SPORT])]
+            if all(o.box[DADDR] == box[DADDR] for o in outcomes):
+                # disjoint outcomes, none depending on the destination address: each is a
+                # part already (no cutting into cells needed); same answers are merged
+                groups: dict[tuple, list] = {}
+                for o, j in judged:
+                    key = (j["verdict"], _rule_key(j), j.get("reason"), str(j.get("to")),
+                           o.box[SPORT])
+                    found = groups.get(key)
+                    if found is None:
+                        groups[key] = [j, list(o.box[SADDR]), o.box[SPORT]]
+                    else:
+                        found[1].extend(o.box[SADDR])
+                items = list(groups.values())
+                if len(items) > MAX_PARTS:
+                    # a long block list: the first answers as they are, the rest one per verdict
+                    tails: dict[str, list] = {}
+                    for j, srcs, sports in items[MAX_PARTS - 1:]:
+                        t = tails.get(j["verdict"])
+                        if t is None:
+                            tails[j["verdict"]] = [dict(j), list(srcs), sports, 1]
+                        else:
+                            t[1].extend(srcs)
+                            t[2] = addr.normalise(list(t[2]) + list(sports))
+                            t[3] += 1
+                    items = items[:MAX_PARTS - 1]
+                    for j, srcs, sports, count in tails.values():
+                        if count > 1:
+                            j["reason"] = f"{count} rules like the one shown decide these sources"
+                        items.append([j, srcs, sports])
+                return [_part(j, family, iif, addr.normalise(srcs), sports)
+                        for j, srcs, sports in items]
         return _atoms(judged, box, family, iif)
 
     def _judge(self, o: Outcome, family: str, lis: Listener,
@@ -386,20 +433,39 @@ def _na(klass: str, reason: str) -> dict[str, Any]:
             "parts": []}
 
 
+MAX_PARTS = 12
+
+
 def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     # parts of different interfaces with the same answer are merged for reading
-    merged: list[dict[str, Any]] = []
+    by_key: dict[tuple, dict[str, Any]] = {}
     for p in parts:
-        for q in merged:
-            if (q["verdict"], q["family"], q["sources"], q["source_ports"], q["rule"],
-                    q["reason"], q.get("to")) == (p["verdict"], p["family"], p["sources"],
-                                                  p["source_ports"], p["rule"], p["reason"],
-                                                  p.get("to")):
-                q["interfaces"] = q["interfaces"] + [i for i in p["interfaces"]
-                                                     if i not in q["interfaces"]]
-                break
+        key = (p["verdict"], p["family"], tuple(p["sources"]), tuple(p["source_ports"] or ()),
+               str(p["rule"]), p["reason"], str(p.get("to")))
+        q = by_key.get(key)
+        if q is None:
+            by_key[key] = dict(p)
         else:
-            merged.append(dict(p))
+            q["interfaces"] = q["interfaces"] + [i for i in p["interfaces"]
+                                                 if i not in q["interfaces"]]
+    merged = list(by_key.values())
+    if len(merged) > MAX_PARTS:
+        # a long block list: the first parts as they are, the rest one per answer
+        head, rest = merged[:MAX_PARTS - 1], merged[MAX_PARTS - 1:]
+        tails: dict[tuple, dict[str, Any]] = {}
+        for p in rest:
+            t = tails.get((p["verdict"], p["family"]))
+            if t is None:
+                t = tails[(p["verdict"], p["family"])] = dict(p, sources=list(p["sources"]),
+                                                              count=0)
+            else:
+                t["sources"] = (t["sources"] + p["sources"])[:8]
+            t["count"] += 1
+        for t in tails.values():
+            if t["count"] > 1:
+                t["reason"] = f"{t['count']} rules like the one shown decide these sources"
+            del t["count"]
+        merged = head + list(tails.values())
     kinds = {p["verdict"] for p in merged}
     if len(kinds) == 1:
         verdict = kinds.pop()

@@ -90,7 +90,7 @@ TERMINAL = ("accept", "drop", "reject")
 
 
 class Rule:
-    __slots__ = ("chain", "handle", "text", "matches", "action", "index")
+    __slots__ = ("chain", "handle", "text", "matches", "action", "index", "_ref")
 
     def __init__(self, matches: list[Match], action: Action, *, handle: int | None = None,
                  text: str = "") -> None:
@@ -100,13 +100,16 @@ class Rule:
         self.matches = matches
         self.action = action
         self.index = 0
+        self._ref: dict[str, Any] | None = None
 
     def ref(self) -> dict[str, Any]:
-        """Where the rule is, as JSON (the `rule` of a decision)."""
-        chain = self.chain
-        return {"origin": chain.origin, "family": chain.family, "table": chain.table,
-                "chain": chain.name, "handle": self.handle, "position": self.index + 1,
-                "text": self.text}
+        """Where the rule is, as JSON (the `rule` of a decision; shared, do not modify)."""
+        if self._ref is None:
+            chain = self.chain
+            self._ref = {"origin": chain.origin, "family": chain.family, "table": chain.table,
+                         "chain": chain.name, "handle": self.handle, "position": self.index + 1,
+                         "text": self.text}
+        return self._ref
 
     def __repr__(self) -> str:
         return f"Rule({self.text!r})"

@@ -124,6 +124,10 @@ class Walker:
         self.machine = machine
         self._hooks: dict[tuple[str, str], list[Chain]] = {}
         self._walks: dict[tuple, list[Outcome]] = {}
+        self._prefixes: dict[tuple, tuple[list[Outcome], list]] = {}
+        self._frontier: list | None = None   # set while walking the port-independent prefix
+        self._depends: dict[int, bool] = {}
+        self._split: dict[int, tuple[list[Outcome], list[Outcome]]] = {}
         self._port_bounds, self._port_exact = _port_tests(ruleset)
         self._port_classes: dict[frozenset, int] = {}
         self._class_of: list[int] = []
@@ -152,16 +156,46 @@ class Walker:
         found = self._walks.get(key)
         if found is not None:
             return found
-        out = self._walks[key] = self._walk(family, l4proto, dport, box, iif)
+        # the part of the path before the first rule that looks at the destination port is
+        # the same for every port: walked once, then resumed per port class
+        pkey = (family, l4proto, iif, box)
+        prefix = self._prefixes.get(pkey)
+        if prefix is None:
+            frontier: list = []
+            self._frontier = frontier
+            try:
+                done = self._walk(family, l4proto, None, box, iif)
+            finally:
+                self._frontier = None
+            prefix = self._prefixes[pkey] = (done, frontier)
+        done, frontier = prefix
+        out = list(done)
+        for st in frontier:
+            resumed = st.fork()
+            if resumed.pkt.dport is None:
+                resumed.pkt = resumed.pkt.copy()
+                resumed.pkt.dport = dport
+            out.extend(self._run_all([resumed], family))
+        self._walks[key] = out
+        self._split[id(out)] = (done, out[len(done):])
         return out
 
-    def _walk(self, family: str, l4proto: str, dport: int, box, iif: str | None) -> list[Outcome]:
+    def split(self, outcomes: list[Outcome]) -> tuple[list[Outcome], list[Outcome]] | None:
+        """(outcomes of the port-independent prefix, shared by every port; the rest) of a list
+        walk() returned."""
+        return self._split.get(id(outcomes))
+
+    def _walk(self, family: str, l4proto: str, dport: int | None, box,
+              iif: str | None) -> list[Outcome]:
         pkt = Packet(family, l4proto, dport, iif, local_origin=iif is None)
         if iif is None:
             pkt.oif = "lo"  # routed before the output hook: to a local address, over lo
-        out: list[Outcome] = []
         first = "output" if iif is None else "ingress"
-        todo = [self._enter(_State(box, pkt, first, None, 0, (), (), False, ()))]
+        return self._run_all([self._enter(_State(box, pkt, first, None, 0, (), (), False, ()))],
+                             family)
+
+    def _run_all(self, todo: list, family: str) -> list[Outcome]:
+        out: list[Outcome] = []
         states = 0
         while todo:
             st = todo.pop()
@@ -314,11 +348,32 @@ class Walker:
                 continue
             i = candidates[pos]
             rule = rules[i]
+            if self._frontier is not None and st.pkt.dport is None and self._port_rule(rule):
+                st.frames = st.frames[:-1] + ((chain, i),)
+                self._frontier.append(st)
+                return
             result = self._match(rule, st)
             if result is None:      # no part matched
                 st.frames = st.frames[:-1] + ((chain, i + 1),)
                 continue
             matched, unmatched = result
+            kind = rule.action.kind
+            if kind in ("drop", "reject") and unmatched:
+                # the common block-list case: the matched part ends here, the rest goes on in
+                # this same state (no fork)
+                verdict = "dropped" if kind == "drop" else "rejected"
+                for box, asm in matched:
+                    out.append(Outcome(box, verdict, rule=rule, family=st.pkt.family,
+                                       assumptions=st.assumptions + asm, path=st.path))
+                for box, asm in unmatched[1:]:
+                    todo.append(st.fork(box=box, assumptions=st.assumptions + asm,
+                                        frames=st.frames[:-1] + ((chain, i + 1),)))
+                box, asm = unmatched[0]
+                st.box = box
+                if asm:
+                    st.assumptions = st.assumptions + asm
+                st.frames = st.frames[:-1] + ((chain, i + 1),)
+                continue
             for box, asm in unmatched:
                 todo.append(st.fork(box=box, assumptions=st.assumptions + asm,
                                     frames=st.frames[:-1] + ((chain, i + 1),)))
@@ -456,13 +511,24 @@ class Walker:
             return None
         return self.ruleset.get(caller.origin, caller.family, caller.table, name)
 
-    def _candidates(self, chain: Chain, dport: int) -> list[int]:
+    def _port_rule(self, rule: Rule) -> bool:
+        found = self._depends.get(id(rule))
+        if found is None:
+            a = rule.action
+            found = any(m.field == "dport" for m in rule.matches) or (
+                a.kind == "vmap" and a.key is not None and a.key.field == "dport")
+            self._depends[id(rule)] = found
+        return found
+
+    def _candidates(self, chain: Chain, dport: int | None) -> list[int]:
         """Indexes of the rules of chain that can match a packet to dport (rules that require
         another destination port are skipped without being looked at)."""
         index = chain._index
         if index is None:
             index = chain._index = _build_index(chain)
-        bounds, lists = index
+        bounds, lists, every = index
+        if dport is None:
+            return every
         return lists[bisect_right(bounds, dport) - 1]
 
     # -- matching ---------------------------------------------------------------------------
@@ -644,7 +710,7 @@ def _build_index(chain: Chain):
         for i in starts.get(b, ()):
             active[i] = active.get(i, 0) + 1
         lists.append(sorted(always + list(active)) if active else always)
-    return bounds, lists
+    return bounds, lists, list(range(len(chain.rules)))
 
 
 def _port_tests(ruleset: Ruleset):
