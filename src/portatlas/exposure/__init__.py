@@ -50,14 +50,18 @@ def look(*, containers: bool = True) -> Look:
     from portatlas.exposure.machine import Machine
     from portatlas.exposure.ruleset import Ruleset
 
+    read.start_all()
     try:
-        machine = read.read_machine()
-    except read.Unreadable as exc:
-        return Look(Assessor(Ruleset(), Machine([]), unknown_reason=str(exc)))
-    try:
-        ruleset = read.read_ruleset()
-    except read.Unreadable as exc:
-        return Look(Assessor(Ruleset(), machine, unknown_reason=str(exc)))
+        try:
+            machine = read.read_machine()
+        except read.Unreadable as exc:
+            return Look(Assessor(Ruleset(), Machine([]), unknown_reason=str(exc)))
+        try:
+            ruleset = read.read_ruleset()
+        except read.Unreadable as exc:
+            return Look(Assessor(Ruleset(), machine, unknown_reason=str(exc)))
+    finally:
+        read.stop_all()
     found: list[dict[str, Any]] = []
     problems = list(ruleset.problems)
     if containers:

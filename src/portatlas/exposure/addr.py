@@ -8,6 +8,7 @@ source at once; these helpers are the set algebra it needs. An interval set is a
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 from bisect import bisect_right
 from functools import lru_cache
@@ -41,6 +42,21 @@ def parse_net(text: str) -> tuple[str, IntervalSet]:
     """'198.18.0.0/15', '2001:db8::1', '198.18.0.1-198.18.0.9', '10.0.0.0/255.0.0.0'
     -> (family, interval set). Raises ValueError for anything else."""
     text = text.strip()
+    head, sep, plen = text.partition("/")
+    if plen.isdigit() and "-" not in text:
+        # the common case, without ipaddress's objects (rulesets hold thousands of prefixes)
+        fam = "ipv6" if ":" in head else "ipv4"
+        bits = 128 if fam == "ipv6" else 32
+        n = int(plen)
+        if n <= bits:
+            try:
+                value = int.from_bytes(_socket.inet_pton(
+                    _socket.AF_INET6 if fam == "ipv6" else _socket.AF_INET, head), "big")
+            except OSError:
+                raise ValueError(f"bad address {text!r}") from None
+            span = (1 << (bits - n)) - 1
+            lo = value & ~span
+            return fam, ((lo, lo | span),)
     if "-" in text and "/" not in text:
         lo, hi = (part.strip() for part in text.split("-", 1))
         fam = family_of(lo)

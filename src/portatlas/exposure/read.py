@@ -25,17 +25,46 @@ class Unreadable(Exception):
     """The packet filter could not be read at all (the reason is the message)."""
 
 
-def _run(argv: list[str]) -> tuple[int | None, str, str]:
-    """(exit code or None when the program is missing, stdout, stderr)."""
+# every command a look runs: started together (start_all), so that their run times overlap
+COMMANDS = (("iptables-nft-save",), ("iptables-legacy-save",), ("ip6tables-nft-save",),
+            ("ip6tables-legacy-save",), ("nft", "-j", "list", "ruleset"), ("ip", "-j", "addr", "show"),
+            ("ip", "-j", "-4", "route", "show"), ("ip", "-j", "-6", "route", "show"))
+_started: dict[tuple[str, ...], object] = {}
+
+
+def start_all() -> None:
+    """Start every command of a look at once; _run then collects their output."""
+    for argv in COMMANDS:
+        if argv not in _started:
+            _started[argv] = _start(list(argv))
+
+
+def stop_all() -> None:
+    """End what start_all started and nobody collected."""
+    while _started:
+        _argv, proc = _started.popitem()
+        if isinstance(proc, subprocess.Popen):
+            proc.kill()
+            proc.communicate()
+
+
+def _start(argv: list[str]):
     path = shutil.which(argv[0]) or next(
         (p for p in (f"/usr/sbin/{argv[0]}", f"/sbin/{argv[0]}") if os.access(p, os.X_OK)), None)
     if path is None:
         return None, "", f"{argv[0]} is not installed"
     try:
-        proc = subprocess.Popen([path, *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        return subprocess.Popen([path, *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
     except OSError as exc:
         return None, "", f"{argv[0]}: {exc.strerror or exc}"
+
+
+def _run(argv: list[str]) -> tuple[int | None, str, str]:
+    """(exit code or None when the program is missing, stdout, stderr)."""
+    proc = _started.pop(tuple(argv), None) or _start(argv)
+    if isinstance(proc, tuple):
+        return proc
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
