@@ -480,8 +480,14 @@ def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
         first = next(p for p in merged if p["verdict"] == "accepted")
     elif verdict == "unknown":
         first = next(p for p in merged if p["verdict"] == "unknown")
-    return {"class": klass, "verdict": verdict, "reason": _part_reason(first, verdict),
-            "rule": first.get("rule"), "parts": merged}
+    out = {"class": klass, "verdict": verdict, "reason": _part_reason(first, verdict),
+           "rule": first.get("rule"), "interfaces": sorted({i for p in merged for i in p["interfaces"]}),
+           "parts": merged}
+    if len(merged) == 1 and not merged[0].get("to"):
+        # one answer for the whole class: the class says it all (and the JSON of 10,000
+        # listeners stays small)
+        out["parts"] = []
+    return out
 
 
 def _part_reason(p: dict[str, Any], verdict: str) -> str:
@@ -554,7 +560,7 @@ def _names(cs) -> str:
 
 
 def _how(c: dict[str, Any]) -> str:
-    p = c["parts"][0] if c["parts"] else {}
+    p = c["parts"][0] if c["parts"] else {"rule": c.get("rule")}
     if p.get("forwarded"):
         to = p["to"]
         return f"forwarded to {_hostport(to['address'], to['port'])}" + (
@@ -566,18 +572,26 @@ def _how(c: dict[str, Any]) -> str:
 
 def _limited(sub: dict[str, Any], anyw: dict[str, Any]) -> str:
     if anyw["verdict"] == "partly":
-        ok = [p for p in anyw["parts"] if p["verdict"] == "accepted"]
+        ok = [p for p in _parts_of(anyw) if p["verdict"] == "accepted"]
         srcs = ", ".join(s for p in ok for s in p["sources"])[:120]
         ports = [p["source_ports"] for p in ok if p["source_ports"]]
         extra = f" (source ports {', '.join(ports[0])})" if ports else ""
         ifs = sorted({i for p in ok for i in p["interfaces"]})
         return f"only from some sources: {srcs}{extra} via {', '.join(ifs)}"
-    ok = [p for p in sub["parts"] if p["verdict"] == "accepted"]
+    ok = [p for p in _parts_of(sub) if p["verdict"] == "accepted"]
     ifs = ", ".join(sorted({i for p in ok for i in p["interfaces"]}))
     part = "part of " if any(p["verdict"] != "accepted" and set(p["interfaces"]) & {
-        i for q in ok for i in q["interfaces"]} for p in sub["parts"]) else ""
+        i for q in ok for i in q["interfaces"]} for p in _parts_of(sub)) else ""
     return (f"only from {part}this machine's own subnets (on {ifs}); from elsewhere "
             f"{_word(anyw)}: {anyw['reason']}")
+
+
+def _parts_of(c: dict[str, Any]) -> list[dict[str, Any]]:
+    """A class's parts; a class with one answer has none listed, so it stands for its part."""
+    if c["parts"]:
+        return c["parts"]
+    return [{"verdict": c["verdict"], "interfaces": c.get("interfaces", []), "sources": [],
+             "source_ports": None, "rule": c["rule"], "reason": c["reason"]}]
 
 
 def _hostport(host: str, port: int) -> str:
