@@ -51,6 +51,7 @@ PLACES = {
     "portatlas.paths": "core",
     "portatlas.textsafe": "core",
     "portatlas.vocab": "core",
+    "portatlas.io_limits": "core",
     "portatlas": "facade",
 }
 
