@@ -449,23 +449,25 @@ def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
             q["interfaces"] = q["interfaces"] + [i for i in p["interfaces"]
                                                  if i not in q["interfaces"]]
     merged = list(by_key.values())
-    if len(merged) > MAX_PARTS:
-        # a long block list: the first parts as they are, the rest one per answer
-        head, rest = merged[:MAX_PARTS - 1], merged[MAX_PARTS - 1:]
+    kinds = {p["verdict"] for p in merged}
+    if "accepted" in kinds and len(kinds) > 1 and len(merged) > MAX_PARTS // 2:
+        # who gets in, part by part; who does not, one part per verdict (a long block list
+        # would otherwise repeat itself in every listener's answer)
+        keep = [p for p in merged if p["verdict"] == "accepted"][:MAX_PARTS]
         tails: dict[tuple, dict[str, Any]] = {}
-        for p in rest:
+        for p in merged:
+            if p["verdict"] == "accepted":
+                continue
             t = tails.get((p["verdict"], p["family"]))
             if t is None:
-                t = tails[(p["verdict"], p["family"])] = dict(p, sources=list(p["sources"]),
-                                                              count=0)
+                tails[(p["verdict"], p["family"])] = dict(p, sources=list(p["sources"]), n=1)
             else:
-                t["sources"] = (t["sources"] + p["sources"])[:8]
-            t["count"] += 1
+                t["sources"] = (t["sources"] + p["sources"])[:6]
+                t["n"] += 1
         for t in tails.values():
-            if t["count"] > 1:
-                t["reason"] = f"{t['count']} rules like the one shown decide these sources"
-            del t["count"]
-        merged = head + list(tails.values())
+            if t.pop("n") > 1:
+                t["reason"] = "several rules decide these sources; the first is shown"
+        merged = keep + list(tails.values())
     kinds = {p["verdict"] for p in merged}
     if len(kinds) == 1:
         verdict = kinds.pop()
@@ -483,9 +485,13 @@ def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     out = {"class": klass, "verdict": verdict, "reason": _part_reason(first, verdict),
            "rule": first.get("rule"), "interfaces": sorted({i for p in merged for i in p["interfaces"]}),
            "parts": merged}
-    if len(merged) == 1 and not merged[0].get("to"):
+    if len({p["verdict"] for p in merged}) == 1 and not any(p.get("to") for p in merged):
         # one answer for the whole class: the class says it all (and the JSON of 10,000
-        # listeners stays small)
+        # listeners stays small); several rules giving it are counted
+        rules = {str(p["rule"]) for p in merged}
+        if len(rules) > 1:
+            out["reason"] += f" (and {len(rules) - 1} more rule{'s' if len(rules) > 2 else ''} " \
+                             "for other sources)"
         out["parts"] = []
     return out
 
