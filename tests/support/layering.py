@@ -44,6 +44,7 @@ PLACES = {
     "portatlas.ranking": "domain",
     "portatlas.sections": "domain",
     "portatlas.howto": "domain",
+    "portatlas.exposure": "domain",
     "portatlas.model": "core",
     "portatlas.errors": "core",
     "portatlas.parsing": "core",
@@ -51,6 +52,7 @@ PLACES = {
     "portatlas.textsafe": "core",
     "portatlas.io_limits": "core",
     "portatlas.vocab": "core",
+    "portatlas.io_limits": "core",
     "portatlas": "facade",
 }
 
