@@ -51,9 +51,7 @@ PLACES = {
     "portatlas.parsing": "core",
     "portatlas.paths": "core",
     "portatlas.textsafe": "core",
-    "portatlas.io_limits": "core",
     "portatlas.vocab": "core",
-    "portatlas.io_limits": "core",
     "portatlas": "facade",
 }
 
