@@ -49,23 +49,28 @@ def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
 
 
 # --- registry hints ---------------------------------------------------------------------
-_atlases: dict[int, Any] = {}  # per thread: an SQLite connection stays in its thread
+_local: Any = None  # threading.local(): an SQLite connection stays in its thread, and goes with it
 
 
 def _atlas(opts: Options) -> Any:
-    import threading
-
+    """The registry for hints: the caller's, else one per thread (a dict keyed by thread id
+    would outlive its threads and hand a dead thread's connection to a new one with the same
+    id, where SQLite refuses it)."""
+    global _local
     if opts.atlas is not None:
         return opts.atlas
-    key = threading.get_ident()
-    if key not in _atlases:
+    if _local is None:
+        import threading
+
+        _local = threading.local()
+    if not hasattr(_local, "atlas"):
         try:
             from portatlas.atlas import Atlas
 
-            _atlases[key] = Atlas(autobuild=False)
+            _local.atlas = Atlas(autobuild=False)
         except Exception:  # no database yet: identify without registry hints
-            _atlases[key] = None
-    return _atlases[key]
+            _local.atlas = None
+    return _local.atlas
 
 
 def registered_names(port: int, transport: str, opts: Options) -> tuple[str, ...]:

@@ -87,7 +87,7 @@ class Scanner:
             try:
                 from portatlas.scan.wildcard import detect_all
 
-                detect_all(self.reports, self.timing)
+                detect_all(self.reports)
             except KeyboardInterrupt:
                 report.interrupted = True
         if self.identify is not None and not report.interrupted:
