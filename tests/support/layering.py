@@ -6,9 +6,9 @@ above (docs/architecture.md):
     front     portatlas.cli, portatlas.web, portatlas.__main__
     render    portatlas.render
     facade    portatlas (the package's __init__: lookup(), search(), ... over Atlas)
-    domain    portatlas.kb, .history, .local, .scan, .identify, .atlas, .ranking, .sections,
-              .howto
-    core      portatlas.model, .errors, .parsing, .paths, .textsafe, .vocab
+    domain    portatlas.kb, .history, .local, .scan, .identify, .changes, .atlas, .ranking,
+              .sections, .howto
+    core      portatlas.model, .errors, .parsing, .paths, .textsafe, .vocab, .io_limits
 
 and besides: portatlas.web never imports portatlas.cli, and there is no import cycle among the
 modules of src/ (function-level imports included; imports under `if TYPE_CHECKING:` are left out
@@ -39,16 +39,19 @@ PLACES = {
     "portatlas.local": "domain",
     "portatlas.scan": "domain",
     "portatlas.identify": "domain",
+    "portatlas.changes": "domain",
     "portatlas.atlas": "domain",
     "portatlas.ranking": "domain",
     "portatlas.sections": "domain",
     "portatlas.howto": "domain",
+    "portatlas.changes": "domain",
     "portatlas.model": "core",
     "portatlas.errors": "core",
     "portatlas.parsing": "core",
     "portatlas.paths": "core",
     "portatlas.textsafe": "core",
     "portatlas.vocab": "core",
+    "portatlas.io_limits": "core",
     "portatlas": "facade",
 }
 
