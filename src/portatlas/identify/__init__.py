@@ -12,6 +12,7 @@ async code. docs/identify.md documents the order of probes, the timeouts and the
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
@@ -49,20 +50,15 @@ def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
 
 
 # --- registry hints ---------------------------------------------------------------------
-_local: Any = None  # threading.local(): an SQLite connection stays in its thread, and goes with it
+_local = threading.local()  # an SQLite connection stays in its thread, and goes with it
 
 
 def _atlas(opts: Options) -> Any:
     """The registry for hints: the caller's, else one per thread (a dict keyed by thread id
     would outlive its threads and hand a dead thread's connection to a new one with the same
     id, where SQLite refuses it)."""
-    global _local
     if opts.atlas is not None:
         return opts.atlas
-    if _local is None:
-        import threading
-
-        _local = threading.local()
     if not hasattr(_local, "atlas"):
         try:
             from portatlas.atlas import Atlas

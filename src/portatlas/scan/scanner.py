@@ -19,7 +19,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from portatlas.scan import results as R
-from portatlas.scan.engine import run_async
+from portatlas.scan.engine import Answer, BulkKey, run_async
 from portatlas.scan.results import HostReport, PortResult, ScanReport
 from portatlas.scan.timing import TimingOptions
 
@@ -98,13 +98,13 @@ class Scanner:
         report.finished = time.time()
         return report
 
-    def _emitter(self, transport: str) -> Callable[[list[tuple], dict], None]:
+    def _emitter(self, transport: str) -> Callable[[list[Answer], dict], None]:
         reports = self.reports
         states, reasons = R.STATES, R.REASONS
         on_result = self.on_result
 
-        def emit(batch: list[tuple], bulk: dict) -> None:
-            for index, port, state, reason, rtt, tries in batch:
+        def emit(batch: list[Answer], bulk: dict[BulkKey, list[int]]) -> None:
+            for index, port, state, reason, rtt, tries in batch:  # an Answer's fields
                 result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
                 hr = reports[index]
                 hr.ports[(port, transport)] = result

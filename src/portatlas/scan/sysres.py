@@ -6,6 +6,7 @@ import select
 import socket
 import struct
 import sys
+from typing import NamedTuple
 
 # Linux constants Python 3.11 does not export
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
@@ -54,8 +55,17 @@ def enable_recverr(sock: socket.socket, family: int) -> bool:
         return False
 
 
-def read_icmp_error(sock: socket.socket) -> tuple[int, int, int, tuple | None] | None:
-    """(origin, ICMP type, ICMP code, original destination) of one queued error, or None."""
+class IcmpError(NamedTuple):
+    """One ICMP error the kernel queued for a socket (IP_RECVERR)."""
+
+    origin: int                 # SO_EE_ORIGIN_ICMP / ICMP6 / LOCAL
+    type: int                   # ICMP type (3 unreachable, 11 time exceeded; v6: 1, 3)
+    code: int
+    dest: tuple | None          # the destination of the datagram that caused it
+
+
+def read_icmp_error(sock: socket.socket) -> IcmpError | None:
+    """One queued ICMP error of the socket, or None."""
     try:
         _, ancdata, _, addr = sock.recvmsg(0, 512, _ERRQUEUE_FLAGS)
     except OSError:  # BlockingIOError: nothing queued (the usual case)
@@ -64,7 +74,7 @@ def read_icmp_error(sock: socket.socket) -> tuple[int, int, int, tuple | None] |
         if (level, kind) in _RECVERR_LEVELS \
                 and len(data) >= _EXTENDED_ERR.size:
             _errno, origin, icmp_type, code, _pad, _info, _data = _EXTENDED_ERR.unpack_from(data)
-            return origin, icmp_type, code, addr
+            return IcmpError(origin, icmp_type, code, addr)
     return None
 
 

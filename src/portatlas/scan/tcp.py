@@ -29,7 +29,8 @@ from typing import Callable
 
 from portatlas.scan import results as R
 from portatlas.scan.engine import Engine, ProbeState
-from portatlas.scan.sysres import LINGER_RESET, Poller, enable_recverr, read_icmp_error
+from portatlas.scan.sysres import (LINGER_RESET, IcmpError, Poller, enable_recverr,
+                                   read_icmp_error)
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 EINPROGRESS = errno.EINPROGRESS
@@ -309,14 +310,14 @@ class TcpConnectEngine(Engine):
             icmp = read_icmp_error(sock)
             if icmp is None:
                 break
-            dest = icmp[3]
+            dest = icmp.dest
             if dest is not None and dest[1] == current and own is None:
                 own = icmp
                 continue
             if dest is None or dest[1] not in fresh or dest[1] in moved:
                 continue
             moved.add(dest[1])
-            state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+            state, reason = icmp_reason(icmp.origin, icmp.type, icmp.code, hs.v6)
             self.out.append((hs.index, dest[1], state, reason, None, 1))
         if moved:
             closed[start:] = [p for p in closed[start:] if p not in moved]
@@ -329,7 +330,7 @@ class TcpConnectEngine(Engine):
             icmp = read_icmp_error(sock)
             if icmp is None:
                 return None
-            if icmp[3] is None or icmp[3][1] == port:
+            if icmp.dest is None or icmp.dest[1] == port:
                 return icmp
         return None
 
@@ -479,12 +480,12 @@ class TcpConnectEngine(Engine):
             if icmp is None:
                 state, reason = R.S_CLOSED, R.R_REFUSED
             else:
-                state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+                state, reason = icmp_reason(icmp.origin, icmp.type, icmp.code, hs.v6)
             self.pool[hs.family].append(sock)
         elif r in _UNREACH or r in (errno.EACCES, errno.EPERM):
             icmp = self._icmp_for(sock, probe.port)
             if icmp is not None:
-                state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+                state, reason = icmp_reason(icmp.origin, icmp.type, icmp.code, hs.v6)
             elif r in (errno.EACCES, errno.EPERM):
                 state, reason = R.S_FILTERED, R.R_LOCAL_FIREWALL
             elif rtt < 0.0005 and r == errno.ENETUNREACH:
@@ -513,12 +514,12 @@ class TcpConnectEngine(Engine):
         hs.timing.answered(probe.tries, now)
         self.out.append((hs.index, probe.port, state, reason, rtt, probe.tries))
 
-    def _finish_icmp(self, probe: _Probe, sock: socket.socket, icmp: tuple, now: float) -> None:
+    def _finish_icmp(self, probe: _Probe, sock: socket.socket, icmp: IcmpError, now: float) -> None:
         """An ICMP error answered a connect that is still pending: record it, drop the socket
         (it is mid-handshake and cannot be reused)."""
         hs = probe.hs
         self._discard(sock)
-        state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+        state, reason = icmp_reason(icmp.origin, icmp.type, icmp.code, hs.v6)
         rtt = now - probe.sent
         hs.timing.sample(rtt)
         hs.timing.answered(probe.tries, now)
