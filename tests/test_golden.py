@@ -38,11 +38,16 @@ VOLATILE = {
     "rtt_ms", "srtt_ms", "rttvar_ms", "timeout_ms", "samples", "tries", "loss_evidence",
     # processes and sockets of this run
     "pid", "ppid", "inode", "cgroup", "exe", "cmdline",
+    # a veth pair's MAC address is random per run (scan host discovery)
+    "mac",
     # per-run certificates and keys
     "sha256", "serial", "not_before", "not_after", "fingerprint",
     # what depends on the installed Debian daemon or this machine's kernel, not on portatlas
     "version", "software", "comments", "server", "redis_version", "os", "kex", "ciphers",
     "macs", "compression", "evidence",
+    # reachability names this machine's interfaces and subnets (veth names carry the pid);
+    # tests/test_exposure_*.py check it against real connections
+    "reachability", "packet_filter",
 }
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
 

@@ -222,12 +222,13 @@ class UdpEngine(Engine):
             err = read_icmp_error(sock)
             if err is None:
                 break
-            if err.dest is None:
+            origin, icmp_type, code, dest = err[:4]
+            if dest is None:
                 continue
-            probe = self.by_key.get((err.dest[0], err.dest[1]))
+            probe = self.by_key.get((dest[0], dest[1]))
             if probe is None or probe.done:
                 continue
-            state, reason = udp_icmp_reason(err.type, err.code, probe.hs.host.family == socket.AF_INET6)
+            state, reason = udp_icmp_reason(icmp_type, code, probe.hs.host.family == socket.AF_INET6)
             self._answered(probe, state, reason, now)
 
     def _answered(self, probe: _Probe, state: int, reason: int, now: float) -> None:
