@@ -2,8 +2,8 @@
 docs/identify-binary.md alike): start/feed/finish/tls_ready never raise, always answer a
 Step quickly, and every verdict is JSON-ready with bounded, printable evidence.
 
-Conversations are driven like the driver does: bytes accumulate while a probe Waits, reset
-after it Sends. Real greetings are used as prefixes so the later states get fuzzed too.
+Conversations go through the drivers' own Session (identify/session.py): bytes accumulate
+while a probe Waits, reset after it Sends. Real greetings are used as prefixes so the later states get fuzzed too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from portatlas.identify import registry
 from portatlas.identify.base import (IdentifyInside, NoMatch, ProbeContext, Send, StartTLS,
                                      Verdict, Wait, escape_evidence)
-from portatlas.identify.driver import Observations
+from portatlas.identify.observations import Observations
+from portatlas.identify.session import Session
 
 STEPS = (Send, Wait, NoMatch, StartTLS, IdentifyInside, Verdict)
 PROBES = registry.load()
@@ -51,22 +52,38 @@ def timed(fn, *args):
 
 
 def drive(cls, chunks: list[bytes]):
+    """A random conversation through the drivers' Session (identify/session.py): bytes
+    accumulate while a TCP probe waits, restart after it sends; UDP datagrams one by one."""
     probe = cls(ProbeContext("198.18.0.2", 4242, cls.transport, server_name="fuzz.example"))
-    step = timed(probe.start)
-    buf = b""
+    session = timed_session(probe)
     for chunk in chunks:
-        if isinstance(step, (Verdict, NoMatch, IdentifyInside)):
+        if session.done:
             return
-        if isinstance(step, StartTLS):
-            step = timed(probe.tls_ready, {"version": "TLSv1.3", "alpn": None,
-                                           "certificate": None})
-            buf = b""
+        if isinstance(session.action, StartTLS):
+            timed_event(session, session.tls_ready, {"version": "TLSv1.3", "alpn": None,
+                                                     "certificate": None})
             continue
-        buf = chunk if isinstance(step, Send) or cls.transport == "udp" else buf + chunk
-        step = timed(probe.feed, buf)
-    if not isinstance(step, (Verdict, NoMatch, IdentifyInside)):
-        timed(probe.finish, buf)
+        if isinstance(session.action, Send):
+            session.sent()
+        timed_event(session, session.received, chunk)
+    if not session.done:
+        timed_event(session, session.quiet)
         timed(probe.tls_failed, "fuzz")
+
+
+def timed_session(probe):
+    start = time.monotonic()
+    session = Session(probe, probe.ctx.transport)
+    assert time.monotonic() - start < CALL_LIMIT, probe.start
+    check(session.result if session.done else session.action)
+    return session
+
+
+def timed_event(session, fn, *args):
+    start = time.monotonic()
+    fn(*args)
+    assert time.monotonic() - start < CALL_LIMIT, fn
+    check(session.result if session.done else session.action)
 
 
 @pytest.mark.parametrize("key", sorted(PROBES))

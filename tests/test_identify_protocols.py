@@ -18,6 +18,7 @@ from portatlas.identify.base import (IdentifyInside, NoMatch, ProbeContext, Send
 from portatlas.identify.protocols import (ftp, http, imap, irc, memcached, mtp, pop3, redis,
                                           rsync, rtsp, sip, smtp, ssh, telnet, tls, xmpp)
 from portatlas.identify.protocols._text import numeric_reply, split_product
+from portatlas.identify.session import Session
 
 
 def ctx(port: int, transport: str = "tcp", **kw) -> ProbeContext:
@@ -25,22 +26,25 @@ def ctx(port: int, transport: str = "tcp", **kw) -> ProbeContext:
 
 
 def play(probe, replies: list[bytes], tls_info: dict | None = None):
-    """Drive a probe like the driver does: start(); then for every server message, feed it.
-    StartTLS is answered with tls_ready(tls_info). Returns (last step, what was sent)."""
+    """Drive a probe through the drivers' Session (identify/session.py): start(); then every
+    server message as bytes received. StartTLS is answered with tls_ready(tls_info). Returns
+    (last step, what was sent)."""
+    session = Session(probe, probe.ctx.transport)
     sent: list[bytes] = []
-    step = probe.start()
     replies = list(replies)
     while True:
+        if session.done:
+            return session.result, sent
+        step = session.action
+        if isinstance(step, StartTLS):
+            session.tls_ready(tls_info or {"version": "TLSv1.3"})
+            continue
         if isinstance(step, Send):
             sent.append(step.data)
-        elif isinstance(step, StartTLS):
-            step = probe.tls_ready(tls_info or {"version": "TLSv1.3"})
-            continue
-        elif not isinstance(step, Wait):
-            return step, sent
+            session.sent()
         if not replies:
             return step, sent
-        step = probe.feed(replies.pop(0))
+        session.received(replies.pop(0))
 
 
 # --- SSH ----------------------------------------------------------------------------------

@@ -43,6 +43,11 @@ def test_function_level_imports_are_seen():
     assert any(i.function_level for i in found), "the walker must read imports inside functions"
 
 
+def test_lazy_imports_say_why_in_the_modules_held_to_it():
+    bad = layering.unexplained_lazy_imports(SRC)
+    assert not bad, "function-level imports without a reason:\n  " + "\n  ".join(bad)
+
+
 # -- the checker itself, on synthetic packages ----------------------------------------------------
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "portatlas"
@@ -118,3 +123,12 @@ def test_importing_the_version_is_not_importing_the_facade(tmp_path):
                                "kb/store.py": "from portatlas import lookup\n"})
     assert layering.violations(layering.imports(root)) == [
         "portatlas.kb.store:1 -> portatlas (domain imports facade)"]
+
+
+def test_an_unexplained_lazy_import_is_reported(tmp_path):
+    root = _package(tmp_path, {"render/x.py": (
+        "def a():\n    import json\n"
+        "def b():\n    import re  # only for styled text\n"
+        "def c():\n    # only with --identify\n    from portatlas import vocab\n    import ssl\n")})
+    assert layering.unexplained_lazy_imports(root, ("portatlas.render",)) == [
+        "portatlas.render.x:2: import json"]

@@ -237,3 +237,16 @@ def test_concurrent_processes_lose_no_rows(feedback_db):
     conn = sqlite3.connect(feedback_db)
     assert conn.execute("SELECT count(*) FROM feedback").fetchone()[0] == 8 * 4 * 25
     assert conn.execute("SELECT count(DISTINCT comment) FROM feedback").fetchone()[0] == 800
+
+
+def test_comment_length_is_checked_as_sent():
+    """The OpenAPI schema says maxLength 500 for the comment as sent; removing control and
+    private-use characters first let 501 through (found by schemathesis)."""
+    import pytest
+
+    from portatlas.errors import UsageError
+    from portatlas.web.feedback import clean_comment
+
+    with pytest.raises(UsageError, match="too long"):
+        clean_comment("\x12\U000eafb1" + "I" * 499, 500)
+    assert clean_comment("\x12" + "I" * 499, 500) == "I" * 499

@@ -6,8 +6,8 @@ above (docs/architecture.md):
     front     portatlas.cli, portatlas.web, portatlas.__main__
     render    portatlas.render
     facade    portatlas (the package's __init__: lookup(), search(), ... over Atlas)
-    domain    portatlas.kb, .history, .local, .scan, .identify, .atlas, .ranking, .sections,
-              .howto
+    domain    portatlas.kb, .history, .local, .scan, .identify, .changes, .exposure, .atlas,
+              .ranking, .sections, .howto
     core      portatlas.model, .errors, .parsing, .paths, .textsafe, .vocab, .io_limits
 
 and besides: portatlas.web never imports portatlas.cli, and there is no import cycle among the
@@ -229,6 +229,51 @@ def cycle_edges(found: list[Import], group: list[str]) -> list[str]:
     members = set(group)
     return sorted({f"{i.importer}:{i.line} -> {i.target}" for i in found
                    if i.importer in members and i.target in members and not i.type_checking})
+
+
+# Modules held to the rule for function-level imports: only where they pay (the cold start of
+# `portatlas PORT`, a dependency or a part of portatlas a build may lack, a platform module,
+# one option's heavy machinery), each with a comment saying so - on the line, or on the line
+# above the group of imports it covers. Other modules are to follow (docs/architecture.md).
+LAZY_STRICT = ("portatlas.local.selection", "portatlas.local.reports",
+               "portatlas.identify.session", "portatlas.identify.schedule",
+               "portatlas.identify.claim", "portatlas.identify.listeners",
+               "portatlas.identify.observations", "portatlas.web.responses",
+               "portatlas.textsafe", "portatlas.vocab")
+
+
+def unexplained_lazy_imports(root: Path, strict: tuple[str, ...] = LAZY_STRICT) -> list[str]:
+    """Function-level imports without a comment, in the modules under `strict`."""
+    bad = []
+    for mod, (path, _) in modules(root).items():
+        if not any(_under(mod, prefix) for prefix in strict):
+            continue
+        lines = path.read_text(encoding="utf-8").split("\n")
+        tree = ast.parse("\n".join(lines))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and not _explained(lines, node.lineno):
+                    bad.append(f"{mod}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return sorted(set(bad))
+
+
+def _explained(lines: list[str], lineno: int) -> bool:
+    """A comment on the import's line, or above it (over a run of import lines)."""
+    if "#" in lines[lineno - 1]:
+        return True
+    i = lineno - 2
+    while i >= 0:
+        text = lines[i].strip()
+        if text.startswith("#"):
+            return True
+        if not (text.startswith(("import ", "from ")) or text.endswith(",") or text.endswith(")")):
+            return False
+        if "#" in text:
+            return True
+        i -= 1
+    return False
 
 
 def main(argv: list[str]) -> int:

@@ -1,13 +1,14 @@
 """Play a protocol module's conversation from canned bytes (no sockets): the test side of the
-sans-I/O design. This is not a driver: it only hands each scripted reply to the probe and
-records what the probe asked to send.
+sans-I/O design. The conversation rules are the drivers' own (portatlas.identify.session);
+this only hands each scripted reply to the session and records what the probe asked to send.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from portatlas.identify.base import NoMatch, Probe, ProbeContext, Send, Step, Verdict, Wait
+from portatlas.identify.base import Probe, ProbeContext, Send, Step, Wait
+from portatlas.identify.session import Session
 
 
 @dataclass
@@ -25,22 +26,30 @@ def make(cls: type[Probe], port: int = 0, transport: str | None = None, **ctx) -
 
 
 def converse(probe: Probe, replies: list[bytes], *, finish: bool = False) -> Talk:
-    """start(), then feed each reply in turn (each one is 'all bytes since the last Send').
-    With finish=True, finish(b"") is called when the replies run out undecided."""
+    """start(), then each reply in turn as bytes received, through the same Session as the
+    drivers (identify/session.py): over TCP, replies that arrive while the probe waits are
+    concatenated, a Send starts afresh; over UDP each reply is one datagram. With
+    finish=True, the server goes quiet when the replies run out undecided (finish(), with the
+    Session's rules: over UDP it may send its fallback once)."""
     talk = Talk()
-    step = probe.start()
-    talk.steps.append(step)
-    for reply in replies:
-        if isinstance(step, Send):
-            talk.sent.append(step.data)
-        elif not isinstance(step, Wait):
-            break
-        step = probe.feed(reply)
+    session = Session(probe, probe.ctx.transport)
+
+    def note() -> None:
+        step = session.result if session.done else session.action
         talk.steps.append(step)
-    if isinstance(step, Send):
-        talk.sent.append(step.data)
-    if finish and not isinstance(step, (Verdict, NoMatch)):
-        talk.steps.append(probe.finish(b""))
+        if isinstance(step, Send) and not session.done:
+            talk.sent.append(step.data)
+            session.sent()
+
+    note()
+    for reply in replies:
+        if session.done or not isinstance(session.action, Wait):
+            break
+        session.received(reply)
+        note()
+    if finish and not session.done:
+        session.quiet()
+        note()
     return talk
 
 

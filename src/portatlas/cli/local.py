@@ -15,6 +15,7 @@ local.jsonout) that knows only the fields of Snapshot.socket_dict().
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from typing import Any
@@ -23,9 +24,11 @@ from portatlas.cli.common import Parser, parser
 from portatlas.errors import EXIT_NOT_FOUND, EXIT_SYSTEM, NotFound, PortatlasError, UsageError
 from portatlas.local.reports import (DEFAULT_SORT, SORT_KEYS, _dumps, _iso, classified,
                                      parse_sort, report, write_json, write_report_json)
+from portatlas.local import kill
 from portatlas.local.selection import Selection
+from portatlas.local.watch import diff
 from portatlas.render import local as render
-from portatlas.render.terminal import Style
+from portatlas.render.terminal import Style, print_json
 
 FREE_SCHEMA = "portatlas.free/1"
 WATCH_SCHEMA = "portatlas.local.watch/1"
@@ -129,8 +132,6 @@ def main(argv: list[str]) -> int:
         return watch_saving(args, selection, sort)
     if args.watch and not args.identify:
         return watch(args, selection, sort)
-    import gc
-
     gc.disable()  # a one-shot run allocating an object or two per socket: collections only cost
     if args.exposed and args.no_exposure:
         raise UsageError("--exposed needs the packet filter: drop --no-exposure")
@@ -175,6 +176,7 @@ def with_reachability(snap, only_reachable: bool):
 
 def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int:
     """`local --identify`: the report, each listener with what answers on it."""
+    # only with --identify: the probes, asyncio and ssl are not loaded for a plain look
     from portatlas.identify.listeners import identify_listeners as identify_all
     from portatlas.render.identify import local_lines
 
@@ -188,8 +190,6 @@ def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int
             return print_saved_changes(saved, args.json)
         print(saved_line(saved), file=sys.stderr)
     if args.json:
-        from portatlas.render.terminal import print_json
-
         print_json(data)
     else:
         style = Style()
@@ -200,15 +200,13 @@ def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int
 
 
 def _identify_options():
-    from portatlas.identify.options import Options
+    from portatlas.identify.options import Options  # only with --identify (as above)
 
     return Options(timeout=4.0, probe_timeout=1.0)
 
 
 def watch(args, selection: Selection, sort: list[str]) -> int:
     """Print the current listeners, then every change until interrupted (or --count looks)."""
-    from portatlas.local.watch import diff
-
     style = Style()
     snap = selection.take()
     classifier = classified(snap, args.db)
@@ -246,6 +244,7 @@ def watch(args, selection: Selection, sort: list[str]) -> int:
 # -- snapshots (portatlas changes) ---------------------------------------------------------------
 def save_snapshot(args, data: dict[str, Any]):
     """Store a report() as this host's listener snapshot; returns the changes package's Saved."""
+    # only with --save: the snapshot store is not loaded for a plain look
     from portatlas.changes import SnapshotStore, local_items, snapshot_path
 
     with SnapshotStore(args.snapshots or snapshot_path(args.db)) as store:
@@ -264,6 +263,7 @@ def saved_line(saved) -> str:
 
 def print_saved_changes(saved, as_json: bool) -> int:
     """--save --changes: only the changes since the previous snapshot (silent when none)."""
+    # only with --save --changes (as above)
     from portatlas.cli.changes import SCHEMA
     from portatlas.render.changes import change_line
 
@@ -282,6 +282,7 @@ def print_saved_changes(saved, as_json: bool) -> int:
 
 def watch_saving(args, selection: Selection, sort: list[str]) -> int:
     """--watch --save: save every look and print what changed, as `portatlas changes` words it."""
+    # only with --watch --save (as above)
     from portatlas.cli.changes import SCHEMA
     from portatlas.render.changes import change_line
 
@@ -339,8 +340,6 @@ def free_main(argv: list[str]) -> int:
 
 
 def free_port(args, selection: Selection, prog: str) -> int:
-    from portatlas.local import kill
-
     if selection.ports is None or selection.ports[0] != selection.ports[1]:
         raise UsageError(f"{prog} needs one PORT (e.g. 8080 or 53/udp)")
     if not 0 <= args.grace <= 3600:  # also refuses nan and inf
@@ -404,8 +403,6 @@ def confirm(chosen, grace: float) -> bool:
 
 
 def _free_json(port: int, selection: Selection, before, chosen, outcomes, after, *, confirmed: bool) -> None:
-    from portatlas.render.terminal import print_json
-
     print_json({
         "schema": FREE_SCHEMA,
         "port": port,

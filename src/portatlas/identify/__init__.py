@@ -12,9 +12,10 @@ async code. docs/identify.md documents the order of probes, the timeouts and the
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable
 
 from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE,
                                      UNIDENTIFIED, Verdict)
@@ -49,23 +50,23 @@ def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
 
 
 # --- registry hints ---------------------------------------------------------------------
-_atlases: dict[int, Any] = {}  # per thread: an SQLite connection stays in its thread
+_local = threading.local()  # an SQLite connection stays in its thread, and goes with it
 
 
 def _atlas(opts: Options) -> Any:
-    import threading
-
+    """The registry for hints: the caller's, else one per thread (a dict keyed by thread id
+    would outlive its threads and hand a dead thread's connection to a new one with the same
+    id, where SQLite refuses it)."""
     if opts.atlas is not None:
         return opts.atlas
-    key = threading.get_ident()
-    if key not in _atlases:
+    if not hasattr(_local, "atlas"):
         try:
             from portatlas.atlas import Atlas
 
-            _atlases[key] = Atlas(autobuild=False)
+            _local.atlas = Atlas(autobuild=False)
         except Exception:  # no database yet: identify without registry hints
-            _atlases[key] = None
-    return _atlases[key]
+            _local.atlas = None
+    return _local.atlas
 
 
 def registered_names(port: int, transport: str, opts: Options) -> tuple[str, ...]:
@@ -121,9 +122,10 @@ class _Job:
                                              max(self.deadline - time.monotonic(), 0.001) + 0.5)
         except (asyncio.TimeoutError, TimeoutError):
             verdict = self.run_obj.partial()
-            if verdict.outcome == INCOMPLETE:
-                verdict.outcome = UNIDENTIFIED
-            verdict.reason = f"port time limit of {self.opts.timeout:g}s reached; " + verdict.reason
+            verdict = replace(verdict, outcome=UNIDENTIFIED if verdict.outcome == INCOMPLETE
+                              else verdict.outcome,
+                              reason=f"port time limit of {self.opts.timeout:g}s reached; "
+                                     + verdict.reason)
         except OSError as exc:
             from portatlas.identify.driver import _connect_error
 
@@ -133,8 +135,8 @@ class _Job:
                 and time.monotonic() >= self.batch_deadline - 0.05
                 and verdict.outcome in (UNIDENTIFIED, INCOMPLETE)):
             self.cut_short = True
-            verdict.outcome = INCOMPLETE
-            verdict.reason = "deadline reached; so far: " + verdict.reason
+            verdict = replace(verdict, outcome=INCOMPLETE,
+                              reason="deadline reached; so far: " + verdict.reason)
         return self._finish(verdict)
 
     def partial(self) -> Verdict:
@@ -148,11 +150,14 @@ class _Job:
         return self._finish(verdict)
 
     def _finish(self, verdict: Verdict) -> Verdict:
-        verdict.host, verdict.port, verdict.transport = self.host, self.port, self.transport
-        verdict.registered = list(self.registered)
-        verdict.elapsed = time.monotonic() - self.started
-        if verdict.outcome == IDENTIFIED and not verdict.reason:
-            verdict.reason = "recognised by the " + (verdict.protocol or "?") + " probe"
+        """The per-port report: the probe's verdict is copied, not changed, and completed with
+        where, what the registry says and how long it took."""
+        reason = verdict.reason
+        if verdict.outcome == IDENTIFIED and not reason:
+            reason = "recognised by the " + (verdict.protocol or "?") + " probe"
+        verdict = replace(verdict, host=self.host, port=self.port, transport=self.transport,
+                          registered=list(self.registered), reason=reason,
+                          elapsed=time.monotonic() - self.started)
         if self.opts.nmap_probes and verdict.outcome in (IDENTIFIED, UNIDENTIFIED):
             from portatlas.identify import nmap_probes
 
@@ -293,7 +298,3 @@ def describe(verdict: Verdict) -> str:
 
     return claim_vs_truth(f"{verdict.port}/{verdict.transport}", list(verdict.registered or ()),
                           None, verdict.to_dict())
-
-
-def sequence_targets(host: str, ports: Sequence[int], transport: str = "tcp") -> list[Target]:
-    return [(host, p, transport) for p in ports]

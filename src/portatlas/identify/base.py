@@ -20,12 +20,18 @@ The conversation, for one connection:
           NoMatch()     -> done: not this protocol
     on timeout/close/read budget:  step = probe.finish(all_bytes_so_far)  # last chance
 
-Rules the driver follows (docs/identify.md has the full story):
+The rules of one conversation - buffering, read budget, send limit, what finish() may return
+(over TCP only an answer; over UDP also one fallback Send, which snmp relies on), the TLS
+hand-off - are written once, in portatlas.identify.session.Session, which the TCP driver, the
+UDP driver and the test helpers all use. Which probe runs when, on which connection, is
+portatlas.identify.schedule.Schedule (docs/identify.md has the full story):
  - a server-first probe (server_first=True, start() -> Wait) is only run when bytes were seen:
    the driver first feeds the passive banner to every server-first probe in memory; those
    answering NoMatch are dropped without a connection. `claims_banner` only orders them.
  - client-first probes each get a fresh connection (the silent banner connection is reused
    by the first one); for UDP every datagram is fed on its own (not concatenated).
+A probe's Verdict is never changed by the drivers: what identify() returns is a copy, completed
+with the port, the registry's names, the TLS facts and the time taken.
 """
 
 from __future__ import annotations

@@ -27,17 +27,20 @@ import asyncio
 import errno
 import socket
 import time
+from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 from portatlas.identify import registry
-from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE, TENTATIVE,
-                                     UNIDENTIFIED, IdentifyInside, NoMatch, Probe, ProbeContext,
-                                     Send, StartTLS, Step, Verdict, Wait, escape_evidence)
-from portatlas.identify.observations import MAX_SENDS, SAMPLE_LIMIT, Observations
+from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE,
+                                     UNIDENTIFIED, IdentifyInside, Probe, ProbeContext, Send,
+                                     StartTLS, Step, Verdict, escape_evidence)
+from portatlas.identify.observations import SAMPLE_LIMIT, Observations
 from portatlas.identify.options import Options
+from portatlas.identify.schedule import FirstState, Schedule
+from portatlas.identify.session import Session
+from portatlas.identify.tls import TLSConnection, TLSHandshakeError
 from portatlas.parsing import is_ip_literal
 from portatlas.vocab import Behaviour
-from portatlas.identify.tls import TLSConnection, TLSHandshakeError
 
 BANNER_BUDGET = 16384      # bytes kept from a passive banner
 DRAIN_LIMIT = 1 << 20      # bytes read (and dropped) to tell a huge banner from a stream
@@ -77,9 +80,100 @@ class TCPConnection:
 Connector = Callable[[float], Awaitable[Any]]
 
 
+# --- the first connection ------------------------------------------------------------------
+class FirstConnection:
+    """The first connection of a port: listened to for a greeting before anything is sent,
+    then handed on once (to the probe the Schedule names) or closed."""
+
+    def __init__(self, conn: Any, obs: Observations, opts: Options,
+                 left: Callable[[], float]) -> None:
+        self.conn = conn
+        self.obs = obs
+        self.opts = opts
+        self.left = left
+        self.banner = b""
+
+    def state(self, clean: bool) -> FirstState:
+        return FirstState(self.conn is not None, bool(self.banner), clean)
+
+    def take(self) -> Any:
+        conn, self.conn = self.conn, None
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    async def read_banner(self) -> bytes:
+        """What the server says unasked within banner_wait (the rest of a first chunk comes
+        within BANNER_SETTLE), at most BANNER_BUDGET bytes; beyond that, drain() tells a huge
+        banner from an endless stream."""
+        conn, obs = self.conn, self.obs
+        try:
+            chunk = await conn.recv(4096, min(self.opts.banner_wait, max(self.left(), 0)))
+        except (asyncio.TimeoutError, TimeoutError):
+            obs.silent += 1
+            return b""
+        except OSError:
+            obs.resets += 1
+            self.close()
+            return b""
+        if not chunk:
+            obs.closed_empty += 1
+            obs.banner_closed = True
+            self.close()
+            return b""
+        buf = bytearray(chunk)
+        obs.received(chunk)
+        while len(buf) < BANNER_BUDGET:
+            try:
+                more = await conn.recv(BANNER_BUDGET - len(buf), BANNER_SETTLE)
+            except (asyncio.TimeoutError, TimeoutError):
+                break
+            except OSError:
+                self.close()
+                break
+            if not more:
+                self.close()
+                break
+            obs.received(more)
+            buf += more
+        if len(buf) >= BANNER_BUDGET:
+            obs.oversize += 1
+            await self.drain()
+        return bytes(buf)
+
+    async def drain(self) -> None:
+        """After a banner filled the budget: does it stop (huge banner) or not (stream)?"""
+        conn, count, start = self.conn, BANNER_BUDGET, time.monotonic()
+        kind = Behaviour.STREAM
+        while conn is not None and count < DRAIN_LIMIT:
+            left = min(DRAIN_TIME - (time.monotonic() - start), self.left())
+            if left <= 0:
+                break
+            try:
+                chunk = await conn.recv(65536, min(left, 0.15))
+            except (asyncio.TimeoutError, TimeoutError):
+                kind = Behaviour.HUGE_BANNER  # 150 ms of quiet: it stopped
+                break
+            except OSError:
+                kind = Behaviour.HUGE_BANNER
+                break
+            if not chunk:
+                kind = Behaviour.HUGE_BANNER
+                break
+            count += len(chunk)
+            self.obs.received(chunk)
+        self.obs.stream = (kind, count, time.monotonic() - start)
+        self.close()
+
+
 # --- one port over TCP ---------------------------------------------------------------------
 class PortRun:
-    """Identification of one TCP port (or of what speaks inside one TLS layer)."""
+    """Identification of one TCP port (or of what speaks inside one TLS layer): connections
+    and tasks. Which probe runs next is the Schedule's decision (identify/schedule.py), the
+    rules of each conversation the Session's (identify/session.py)."""
 
     def __init__(self, host: str, port: int, opts: Options, registered: tuple[str, ...],
                  deadline: float, *, tls_info: dict | None = None,
@@ -93,19 +187,8 @@ class PortRun:
         self.obs = obs or Observations()
         order = [c for c in registry.ordered("tcp", port, registered, opts.only)
                  if c.name not in exclude and (opts.tls or c.name != "tls")]
-        self.order = order
-        self.rank = {c: i for i, c in enumerate(order)}
-        self.server_first = [c for c in order if c.server_first]
-        self.client_first = [c for c in order if not c.server_first]
-        self.queue_sf: list[type[Probe]] = []
-        self.queue_cf: list[type[Probe]] = list(self.client_first)
-        self.started: set[type[Probe]] = set()
-        self.screened: set[bytes] = set()
-        self.best: Verdict | None = None
-        self.instant: Verdict | None = None
-        self.c0: Any = None
-        self.c0_banner = b""
-        self.running_sf = 0
+        self.sched = Schedule(order, port, registered, self.context, self.obs.note)
+        self.first: FirstConnection | None = None
         self.sni = opts.server_name or (None if is_ip_literal(host) else host)
 
     # -- context for probes
@@ -139,13 +222,13 @@ class PortRun:
                 self.obs.resets += 1
                 return self._unidentified()
         self.obs.connects += 1
-        self.c0 = first_conn
+        self.first = first = FirstConnection(first_conn, self.obs, self.opts, self.left)
         running: dict[asyncio.Task, type[Probe]] = {}
         try:
-            speculative = self._speculative()
+            speculative = self.sched.speculative()
             if speculative:
                 self._start(speculative, None, b"", running)
-            banner_task = asyncio.ensure_future(self._read_banner())
+            banner_task = asyncio.ensure_future(first.read_banner())
             try:
                 while running and not banner_task.done():
                     # a hinted probe may answer before the banner time is over
@@ -160,161 +243,47 @@ class PortRun:
                     banner_task.cancel()
                     await asyncio.gather(banner_task, return_exceptions=True)
             if banner:
-                self.c0_banner = banner
+                first.banner = banner
                 self.obs.sample("banner", banner)
                 self._screen(banner)
-                if self.instant and self.instant.confidence >= TENTATIVE:
-                    return self.instant
-                if self.obs.stream and not self.queue_sf:
+                instant = self.sched.instant_answer()
+                if instant:
+                    return instant
+                if self.obs.stream and not self.sched.queue_sf:
                     return self._unidentified()  # a flood nobody claims: probing is pointless
             verdict = await self._loop(running)
             if verdict:
                 return verdict
-            return self.best or self.instant or self._unidentified()
+            return self.sched.answer() or self._unidentified()
         finally:
             for task in running:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-            if self.c0 is not None:
-                self.c0.close()
+            first.close()
 
-    def _speculative(self) -> type[Probe] | None:
-        if not self.order:
-            return None
-        top = self.order[0]
-        if top.server_first or registry.hint_tier(top, self.port, self.registered) > 1:
-            return None
-        self.queue_cf.remove(top)
-        return top
-
-    async def _read_banner(self) -> bytes:
-        conn = self.c0
-        try:
-            chunk = await conn.recv(4096, min(self.opts.banner_wait, max(self.left(), 0)))
-        except (asyncio.TimeoutError, TimeoutError):
-            self.obs.silent += 1
-            return b""
-        except OSError:
-            self.obs.resets += 1
-            self._drop_c0()
-            return b""
-        if not chunk:
-            self.obs.closed_empty += 1
-            self.obs.banner_closed = True
-            self._drop_c0()
-            return b""
-        buf = bytearray(chunk)
-        self.obs.received(chunk)
-        while len(buf) < BANNER_BUDGET:
-            try:
-                more = await conn.recv(BANNER_BUDGET - len(buf), BANNER_SETTLE)
-            except (asyncio.TimeoutError, TimeoutError):
-                break
-            except OSError:
-                self._drop_c0()
-                break
-            if not more:
-                self._drop_c0()
-                break
-            self.obs.received(more)
-            buf += more
-        if len(buf) >= BANNER_BUDGET:
-            self.obs.oversize += 1
-            await self._drain()
-        return bytes(buf)
-
-    async def _drain(self) -> None:
-        """After a banner filled the budget: does it stop (huge banner) or not (stream)?"""
-        conn, count, start = self.c0, BANNER_BUDGET, time.monotonic()
-        kind = Behaviour.STREAM
-        while conn is not None and count < DRAIN_LIMIT:
-            left = min(DRAIN_TIME - (time.monotonic() - start), self.left())
-            if left <= 0:
-                break
-            try:
-                chunk = await conn.recv(65536, min(left, 0.15))
-            except (asyncio.TimeoutError, TimeoutError):
-                kind = Behaviour.HUGE_BANNER  # 150 ms of quiet: it stopped
-                break
-            except OSError:
-                kind = Behaviour.HUGE_BANNER
-                break
-            if not chunk:
-                kind = Behaviour.HUGE_BANNER
-                break
-            count += len(chunk)
-            self.obs.received(chunk)
-        self.obs.stream = (kind, count, time.monotonic() - start)
-        self._drop_c0()
-
-    def _drop_c0(self) -> None:
-        if self.c0 is not None:
-            self.c0.close()
-            self.c0 = None
-
-    # -- what the first bytes say
     def _screen(self, data: bytes) -> None:
-        """Feed first bytes to every server-first probe not started yet, in memory."""
-        key = bytes(data[:512])
-        if key in self.screened:
-            return
-        self.screened.add(key)
-        candidates = []
-        for cls in self.server_first:
-            if cls in self.started or cls in self.queue_sf:
-                continue
-            try:
-                probe = cls(self.context())
-                step = probe.start()
-                if isinstance(step, Wait):
-                    step = probe.feed(bytes(data))
-            except Exception as exc:  # a probe bug must not end the identification
-                self.obs.note(f"{cls.name}: probe error {exc!r}")
-                continue
-            if isinstance(step, NoMatch):
-                continue
-            if isinstance(step, Verdict):
-                if self.instant is None or step.confidence > self.instant.confidence:
-                    self.instant = step
-                    self.started.add(cls)
-                continue
-            candidates.append(cls)
-        claims = {c: _claims(c, data) for c in candidates}
-        candidates.sort(key=lambda c: (not claims[c], self.rank[c]))
-        self.queue_sf.extend(candidates)
-        # client-first probes whose protocol also greets first (IRC's NOTICE AUTH) move up
-        for cls in [c for c in self.queue_cf if _claims(c, data)]:
-            self.queue_cf.remove(cls)
-            self.queue_sf.append(cls)
+        self.sched.screen(data)
 
-    # -- scheduling
+    # -- scheduling (the decisions are the Schedule's)
     def _start(self, cls: type[Probe], conn: Any, pending: bytes,
                running: dict[asyncio.Task, type[Probe]]) -> None:
-        self.started.add(cls)
-        if cls.server_first:
-            self.running_sf += 1
         task = asyncio.ensure_future(self._attempt(cls, conn, pending))
         running[task] = cls
 
     async def _loop(self, running: dict[asyncio.Task, type[Probe]]) -> Verdict | None:
+        first = self.first
         while True:
-            while len(running) < max(1, self.opts.parallel):
-                if self.queue_sf:
-                    cls = self.queue_sf.pop(0)
-                    if self.c0 is not None and self.c0_banner:
-                        conn, pending, self.c0 = self.c0, self.c0_banner, None
-                    else:
-                        conn, pending = None, b""
-                    self._start(cls, conn, pending, running)
-                elif self.queue_cf and not self.running_sf:
-                    cls = self.queue_cf.pop(0)
-                    conn = None
-                    if self.c0 is not None and not self.c0_banner and self._c0_clean():
-                        conn, self.c0 = self.c0, None
-                    self._start(cls, conn, b"", running)
-                else:
+            while True:
+                start = self.sched.next(self.opts.parallel, len(running),
+                                        first.state(self._c0_clean()))
+                if start is None:
                     break
+                if start.reuse_first:
+                    pending = first.banner
+                    self._start(start.cls, first.take(), pending, running)
+                else:
+                    self._start(start.cls, None, b"", running)
             if not running:
                 return None
             left = self.left()
@@ -332,18 +301,12 @@ class PortRun:
 
     def _collect(self, done: Any, running: dict[asyncio.Task, type[Probe]]) -> Verdict | None:
         """Take finished probes out of `running`; a confident verdict is returned, tentative
-        ones are kept in self.best."""
+        ones are kept by the Schedule."""
         for task in done:
             cls = running.pop(task)
-            if cls.server_first:
-                self.running_sf -= 1
-            verdict = task.result()
-            if verdict is None:
-                continue
-            if verdict.confidence >= TENTATIVE:
+            verdict = self.sched.finished(cls, task.result())
+            if verdict:
                 return verdict
-            if self.best is None or verdict.confidence > self.best.confidence:
-                self.best = verdict
         return None
 
     def _c0_clean(self) -> bool:
@@ -380,7 +343,7 @@ class PortRun:
                 return verdict
             if isinstance(step, Verdict):
                 if talk.tls_info and step.tls is None:
-                    step.tls = talk.tls_info
+                    return replace(step, tls=talk.tls_info)  # the probe's verdict stays as it was
                 return step
             self.obs.tried[cls.name] = step.reason or "no match"
             return None
@@ -416,13 +379,12 @@ class PortRun:
         for label, data in inner_obs.samples:
             self.obs.sample("tls:" + label, data)
         if verdict.outcome == IDENTIFIED and verdict.protocol:
-            verdict.tls = verdict.tls or info
-            return verdict
+            return replace(verdict, tls=verdict.tls or info)
         kind, reason = inner_obs.behaviour()
-        fallback.tls = info
-        fallback.extra.setdefault("inside", {"behaviour": kind, "reason": reason,
-                                             "evidence": escape_evidence(inner_obs.first_bytes)})
-        return fallback
+        extra = dict(fallback.extra)
+        extra.setdefault("inside", {"behaviour": kind, "reason": reason,
+                                    "evidence": escape_evidence(inner_obs.first_bytes)})
+        return replace(fallback, tls=info, extra=extra)
 
     # -- answers without a protocol
     def _unidentified(self) -> Verdict:
@@ -439,11 +401,10 @@ class PortRun:
 
     def partial(self) -> Verdict:
         """The answer so far, when the run was cut short (deadline or Ctrl-C)."""
-        if self.best is not None or self.instant is not None:
-            verdict = self.best or self.instant
-            verdict.reason = (verdict.reason + "; " if verdict.reason else "") + \
-                "interrupted before a surer answer"
-            return verdict
+        verdict = self.sched.answer()
+        if verdict is not None:
+            return replace(verdict, reason=(verdict.reason + "; " if verdict.reason else "")
+                           + "interrupted before a surer answer")
         if self.obs.connects == 0:
             return Verdict(None, outcome=INCOMPLETE, confidence=0.0,
                            reason="interrupted before the connection was answered")
@@ -469,69 +430,65 @@ class Conversation:
         return self.end - time.monotonic()
 
     async def run(self, pending: bytes) -> Step:
+        """The probe's conversation: the rules are the Session's (identify/session.py); this
+        loop only moves bytes, keeps time and records what it saw."""
         probe, obs = self.probe, self.run_.obs
-        budget = max(64, int(getattr(probe, "read_budget", 16384)))
-        buf = bytearray()
-        sends = 0
-        step = probe.start()
-        if isinstance(step, Wait) and pending:
-            self.first_seen = True
-            buf += pending
-            step = probe.feed(bytes(buf))
+        s = Session(probe, "tcp", pending)
+        self.first_seen = s.fed_pending
         try:
-            while True:
-                if isinstance(step, (Verdict, NoMatch, IdentifyInside)):
-                    return step
-                if isinstance(step, Send):
-                    sends += 1
-                    if sends > MAX_SENDS:
-                        return NoMatch("too many exchanges")
+            while not s.done:
+                act = s.action
+                if isinstance(act, Send):
                     if self._left() <= 0:
-                        return _final(probe.finish(bytes(buf)))
-                    await asyncio.wait_for(self.conn.send(step.data), self._left())
-                    buf = bytearray()
-                    step = Wait()
+                        s.quiet()
+                        break
+                    await asyncio.wait_for(self.conn.send(act.data), self._left())
+                    s.sent()
                     continue
-                if isinstance(step, StartTLS):
-                    step = await self._start_tls(step, implicit=sends == 0 and not pending)
-                    buf = bytearray()
+                if isinstance(act, StartTLS):
+                    await self._start_tls(s, act)
                     continue
                 # Wait: read more
                 if self._left() <= 0:
-                    if not buf:
+                    if not s.buf:
                         obs.silent += 1
-                    return _final(probe.finish(bytes(buf)))
+                    s.quiet()
+                    break
                 try:
-                    chunk = await self.conn.recv(min(16384, budget - len(buf) + 1), self._left())
+                    chunk = await self.conn.recv(s.read_size(), self._left())
                 except (asyncio.TimeoutError, TimeoutError):
-                    if not buf:
+                    if not s.buf:
                         obs.silent += 1
-                    return _final(probe.finish(bytes(buf)))
+                    s.quiet()
+                    break
                 except OSError:
                     obs.resets += 1
-                    return _final(probe.finish(bytes(buf)))
+                    s.quiet()
+                    break
                 if not chunk:
-                    if not buf and not self.first_seen:
+                    if not s.buf and not self.first_seen:
                         obs.closed_empty += 1
-                    return _final(probe.finish(bytes(buf)))
+                    s.quiet()
+                    break
                 obs.received(chunk)
                 if len(self.sample) < SAMPLE_LIMIT:
                     self.sample += chunk[:SAMPLE_LIMIT - len(self.sample)]
                 if not self.first_seen:
                     self.first_seen = True
                     self.run_._screen(chunk)
-                buf += chunk
-                if len(buf) > budget:
+                s.received(chunk)
+                if s.over_budget:
                     obs.oversize += 1
-                    return _final(probe.finish(bytes(buf[:budget])))
-                step = probe.feed(bytes(buf))
+            return s.result
         finally:
             obs.sample(probe.name, bytes(self.sample))
 
-    async def _start_tls(self, step: StartTLS, implicit: bool) -> Step:
+    async def _start_tls(self, s: Session, step: StartTLS) -> None:
         run = self.run_
         if not run.opts.tls:
-            return self.probe.tls_failed("TLS disabled by option")
+            s.tls_refused("TLS disabled by option")
+            return
+        implicit = s.implicit_tls
         try:
             try:
                 conn, info = await TLSConnection.wrap(
@@ -564,27 +521,13 @@ class Conversation:
             elif exc.kind == "alert":
                 run.obs.tls_refused = exc.detail
             run.obs.note(f"TLS handshake failed ({exc.kind}): {exc.detail}")
-            return _final(self.probe.tls_failed(f"TLS handshake failed ({exc.kind}): "
-                                                f"{exc.detail}"))
+            s.tls_failed(f"TLS handshake failed ({exc.kind}): {exc.detail}")
+            return
         info["starttls"] = not implicit
         self.conn = conn
         self.tls_info = info
         self.first_seen = True
-        return self.probe.tls_ready(info)
-
-
-def _claims(cls: type[Probe], data: bytes) -> bool:
-    try:
-        return bool(cls.claims_banner(bytes(data)))
-    except Exception:  # a probe bug is not a claim
-        return False
-
-
-def _final(step: Step) -> Step:
-    """After finish(), only an answer counts."""
-    if isinstance(step, (Verdict, NoMatch, IdentifyInside)):
-        return step
-    return NoMatch("no decision")
+        s.tls_ready(info)
 
 
 def _oserror_text(exc: BaseException) -> str:

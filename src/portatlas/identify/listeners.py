@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from portatlas.identify import identify_many
+
 
 def local_target(address: str) -> str | None:
     """Where to connect to reach a listener of this host: its own address, or the loopback of
@@ -24,8 +26,6 @@ def identify_listeners(sockets: list[dict[str, Any]], opts: Any, deadline: float
     """Identify this host's own listening sockets (socket dicts of `portatlas local`), in
     place: each gets an 'identified' verdict dict. Only listeners of the namespace/host we
     run in are contacted (their own address, or loopback for wildcard ones)."""
-    from portatlas.identify import identify_many
-
     targets, owners = [], []
     for sock in sockets:
         listening = sock.get("state") in ("LISTEN", "listen") or sock.get("transport") == "udp"

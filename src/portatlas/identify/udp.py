@@ -16,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 from portatlas.identify import registry
 from portatlas.identify.base import (CLOSED, FILTERED, TENTATIVE, UNIDENTIFIED, NoMatch, Probe,
                                      ProbeContext, Send, Verdict, escape_evidence)
-from portatlas.identify.observations import MAX_SENDS, Observations
+from portatlas.identify.observations import Observations
 from portatlas.identify.options import Options
+from portatlas.identify.session import Session
 from portatlas.vocab import Behaviour
 
 DATAGRAM_MAX = 65535
-MAX_DATAGRAMS = 32  # replies read per probe (a flood of datagrams is cut here)
 
 
 class UDPRun:
@@ -76,8 +77,7 @@ class UDPRun:
 
     def partial(self) -> Verdict:
         verdict = self.best or self._no_answer(0)
-        verdict.reason = "interrupted; so far: " + verdict.reason
-        return verdict
+        return replace(verdict, reason="interrupted; so far: " + verdict.reason)
 
     def _no_answer(self, count: int) -> Verdict:
         if self.obs.bytes_total:
@@ -103,37 +103,37 @@ class UDPRun:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:
-            step = probe.start()
-            if not isinstance(step, Send):
+            # the conversation rules are the Session's (identify/session.py); this loop keeps
+            # time: the probe timeout, one retransmission at half of it, the fallback's time
+            s = Session(probe, "udp")
+            if s.done or not isinstance(s.action, Send):
                 return None
             sock.connect(address)
-            first = step.data
+            first = s.action.data
             await loop.sock_sendall(sock, first)
+            s.sent()
             end = min(time.monotonic() + self.opts.probe_timeout, self.deadline)
             resend_at = time.monotonic() + self.opts.probe_timeout / 2
-            sends, replies = 1, 0
-            fallback_sent = False
-            while True:
+            while not s.done:
                 now = time.monotonic()
                 if now >= end:
-                    step = probe.finish(b"")
-                    if isinstance(step, Send) and not fallback_sent and now < self.deadline:
+                    if s.quiet() and now < self.deadline:
                         # the probe's fallback request after silence (e.g. SNMP v2c after
-                        # an unanswered v3 discovery); allowed once, with its own time
-                        fallback_sent = True
-                        first = step.data
+                        # an unanswered v3 discovery), with its own time
+                        first = s.action.data
                         await loop.sock_sendall(sock, first)
+                        s.sent()
                         end = min(now + self.opts.probe_timeout, self.deadline)
                         resend_at = now + self.opts.probe_timeout / 2
                         continue
                     break
                 wait = end - now
-                if replies == 0 and resend_at:
+                if s.replies == 0 and resend_at:
                     wait = min(wait, max(resend_at - now, 0.001))
                 try:
                     data = await asyncio.wait_for(loop.sock_recv(sock, DATAGRAM_MAX), wait)
                 except (asyncio.TimeoutError, TimeoutError):
-                    if replies == 0 and resend_at and time.monotonic() >= resend_at:
+                    if s.replies == 0 and resend_at and time.monotonic() >= resend_at:
                         resend_at = 0.0  # one retransmission: datagrams get lost
                         await loop.sock_sendall(sock, first)
                     continue
@@ -141,23 +141,17 @@ class UDPRun:
                     self.refused += 1
                     self.obs.tried[cls.name] = "ICMP port unreachable"
                     return None
-                replies += 1
                 self.obs.received(data)
                 self.obs.sample(cls.name, data)
-                step = probe.feed(data)
-                if isinstance(step, Send):
-                    sends += 1
-                    if sends > MAX_SENDS:
-                        step = NoMatch("too many exchanges")
-                        break
-                    await loop.sock_sendall(sock, step.data)
-                    continue
-                if isinstance(step, (Verdict, NoMatch)) or replies >= MAX_DATAGRAMS:
-                    break
+                s.received(data)
+                if not s.done and isinstance(s.action, Send):
+                    await loop.sock_sendall(sock, s.action.data)
+                    s.sent()
+            step = s.result if s.done else s.action
             if isinstance(step, Verdict):
                 return step
             reason = step.reason if isinstance(step, NoMatch) else "no decision"
-            self.obs.tried[cls.name] = reason or ("no reply" if not replies else "no match")
+            self.obs.tried[cls.name] = reason or ("no reply" if not s.replies else "no match")
             return None
         except asyncio.CancelledError:
             raise

@@ -9,6 +9,7 @@ and its fast --json writer, and the registry classification that flags sockets.
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
 import sys
@@ -16,6 +17,11 @@ import time
 from typing import Any
 
 from portatlas.errors import UsageError
+from portatlas.local import jsonout
+from portatlas.local.classify import open_classifier
+from portatlas.local.model import Notice, exposure_of
+from portatlas.local.model import user_name as name
+from portatlas.local.selection import Selection
 
 SCHEMA = "portatlas.local/1"
 
@@ -28,8 +34,6 @@ _EXPOSURE_ORDER = {"wildcard": 0, "specific": 1, "loopback": 2}
 
 def sort_sockets(snap, keys: list[str], reverse: bool = False) -> list:
     """The snapshot's sockets in the order --sort asks for (ties keep the kernel's order)."""
-    from portatlas.local.model import exposure_of
-
     addresses: dict[str, bytes] = {}
 
     def address(sock) -> tuple[str, bytes]:
@@ -68,15 +72,11 @@ def sort_sockets(snap, keys: list[str], reverse: bool = False) -> list:
 
 
 def user_name(uid):
-    from portatlas.local.model import user_name as name
-
     return name(uid)
 
 
 def _address_key(address: str) -> bytes:
     """Addresses in numeric order (10.0.0.2 before 10.0.0.10)."""
-    import _socket
-
     try:
         if ":" in address:
             return _socket.inet_pton(_socket.AF_INET6, address)
@@ -124,8 +124,6 @@ def report(snap, sort: list[str] | None = None, reverse: bool = False) -> dict[s
 
 def write_json(snap, sort: list[str] | None = None, reverse: bool = False, stream=None) -> None:
     """Write report(snap, sort, reverse) as --json does, without building the dicts."""
-    from portatlas.local import jsonout
-
     sort = list(sort or DEFAULT_SORT)
     ordered = sort_sockets(snap, sort, reverse)
     jsonout.write_document(report_head(snap, sort, ordered),
@@ -136,8 +134,6 @@ def write_json(snap, sort: list[str] | None = None, reverse: bool = False, strea
 
 def write_report_json(data: dict[str, Any], stream=None) -> None:
     """Write a report() dict (possibly with added fields) in the --json layout."""
-    from portatlas.local import jsonout
-
     head = {k: v for k, v in data.items() if k not in ("sockets", "warnings")}
     jsonout.write_document(head, (jsonout.dumps(s) for s in data["sockets"]),
                            {"warnings": data["warnings"]}, stream or sys.stdout)
@@ -146,8 +142,6 @@ def write_report_json(data: dict[str, Any], stream=None) -> None:
 def _selection_of(snap):
     selection = getattr(snap, "selection", None)
     if selection is None:
-        from portatlas.local.selection import Selection
-
         selection = Selection()
     return selection
 
@@ -168,13 +162,9 @@ def _dumps(obj: Any) -> str:
 
 def classified(snap, db: str | None, classifier=None):
     """Classify a snapshot, opening the registry once (returns the classifier for reuse)."""
-    from portatlas.local.classify import open_classifier
-
     if classifier is None:
         classifier = open_classifier(db, snap.warnings)
     elif classifier.atlas is None:
-        from portatlas.local.model import Notice
-
         snap.warnings.append(Notice("no-registry", "the port registry is not available; "
                                                    "listeners are shown without registry flags"))
     classifier.classify(snap)

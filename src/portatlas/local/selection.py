@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from portatlas.errors import UsageError
+from portatlas.local import listeners
+from portatlas.parsing import parse_query
 
 TRANSPORTS = ("tcp", "udp")
 FAMILIES = ("ipv4", "ipv6")
@@ -107,8 +109,6 @@ class Selection(NamedTuple):
 def query(selection: Selection, processes: bool = True):
     """One look at this machine: a Snapshot of the sockets the selection asks for (the
     snapshot remembers the selection, for report())."""
-    from portatlas.local import listeners
-
     snap = listeners(selection.everything, port=selection.ports, transports=selection.transports,
                      families=selection.families, processes=processes, backend=selection.backend)
     if selection.uid is not None or selection.pids or selection.names:
@@ -119,8 +119,6 @@ def query(selection: Selection, processes: bool = True):
 
 def parse_ports(text: str) -> tuple[tuple[int, int], str | None]:
     """'8080', '53/udp', '6000-6010', '6000-6010/tcp' -> ((lo, hi), transport or None)."""
-    from portatlas.parsing import parse_query
-
     q = parse_query(text)
     if q.kind == "service":
         raise UsageError(f"{text!r} is not a port or port range (try 'portatlas {text}' to find its port)")
@@ -133,7 +131,7 @@ def resolve_user(text: str) -> int:
     if text.isdigit():
         return int(text)
     try:
-        import pwd
+        import pwd  # not on Windows
 
         return pwd.getpwnam(text).pw_uid
     except (KeyError, ImportError):

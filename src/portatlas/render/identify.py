@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from portatlas.identify.tls import summary
+
 
 def lines(service: dict[str, Any] | None, indent: str = "  ") -> list[str]:
     """Extra lines under 'identified:' for a verdict dict: TLS, facts, why unidentified."""
     if not service:
         return []
-    from portatlas.identify.tls import summary
-
     out = []
     if service.get("tls"):
         out.append(f"{indent}tls:        {summary(service['tls'])}")

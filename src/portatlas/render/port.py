@@ -18,7 +18,7 @@ SECTION_RENDERERS = {
 
 def section_lines(key: str, data: dict, style: Style) -> list[str]:
     """Terminal lines for one section's data; a section without a renderer shows nothing."""
-    import importlib
+    import importlib  # (already loaded by the interpreter: free)
 
     where = SECTION_RENDERERS.get(key)
     if where is None:
@@ -93,7 +93,7 @@ def port_lines(answer, style: Style, modules: dict) -> list[str]:
             out.append(f"  {t}: {name}, open on {freq * 100:.4f}% of scanned hosts")
     trojans = answer.trojans
     if trojans:
-        from portatlas.kb.trojans import CAVEAT
+        from portatlas.kb.trojans import CAVEAT  # cold start of `portatlas PORT`: rare section
 
         out.append("")
         out.append(style("Historic trojan associations", "bold"))

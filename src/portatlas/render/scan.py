@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from portatlas.identify.claim import claim_vs_truth as sentence
+from portatlas.render.identify import lines as identify_lines
 from portatlas.render.terminal import table, wrap
 from portatlas.scan.output import only_open, partition, shown_hosts
 from portatlas.scan.results import HostReport, PortResult, ScanReport, reason_words
@@ -175,8 +177,6 @@ def _service(svc: dict[str, Any] | None) -> str:
 def claim_vs_truth(r: PortResult) -> str | None:
     """The registry's claim beside what answered (identify.claim), when something was
     identified."""
-    from portatlas.identify.claim import claim_vs_truth as sentence
-
     svc = r.service or {}
     if svc.get("outcome") != "identified" or not svc.get("protocol"):
         return None
@@ -187,8 +187,6 @@ def claim_vs_truth(r: PortResult) -> str | None:
 
 def check_lines(report: ScanReport, style) -> list[str]:
     """The text of `portatlas check`: each port, what is registered and what answers."""
-    from portatlas.render.identify import lines as identify_lines
-
     out: list[str] = []
     for hr in report.hosts:
         host = hr.host

@@ -93,7 +93,7 @@ def _plain(text: str) -> str:
 
 
 def print_json(obj: Any, stream: TextIO | None = None) -> None:
-    import json
+    import json  # cold start of `portatlas PORT`: only with --json
 
     stream = stream or sys.stdout
     stream.write(json.dumps(obj, indent=2, ensure_ascii=False, default=_default))

@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
+
+
+class Answer(NamedTuple):
+    """One port's answer as an engine emits it (the batches of emit(batch, bulk)).
+
+    The engines build plain tuples in this field order rather than Answer objects: creating a
+    NamedTuple costs about six times a tuple (measured: 1.9 us against 0.3 us), and a sweep
+    emits hundreds of thousands. Consumers unpack them by these names (Scanner._emitter)."""
+
+    index: int            # the host's position in the scan
+    port: int
+    state: int            # an index into scan.results.STATES
+    reason: int           # an index into scan.results.REASONS
+    rtt: float | None     # seconds, when the answer was timed
+    tries: int
+
+
+class BulkKey(NamedTuple):
+    """The key of emit()'s `bulk` dict: ports that share one answer at the first try."""
+
+    index: int
+    state: int
+    reason: int
 
 
 class ProbeState:

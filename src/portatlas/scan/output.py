@@ -138,19 +138,16 @@ def summary(report: ScanReport) -> dict[str, Any]:
 
 
 # NDJSON -----------------------------------------------------------------------------------
-_PREFIXES: dict[int, str] = {}
-
-
 def ndjson_port(hr: HostReport, result: PortResult) -> str:
     """One line per port. Plain answers (the thousands of closed ports of a sweep) are
     written from a template: same keys and order as PortResult.to_dict()."""
     if result.service is None and result.registered is None and not result.wildcard:
-        prefix = _PREFIXES.get(id(hr))
+        prefix = hr.ndjson_prefix  # kept on the report: a cache by id() would outlive it
         if prefix is None:
-            prefix = (f'{{"type":"port","schema":"{PORT_SCHEMA}","target":'
-                      f'{json.dumps(hr.host.target, ensure_ascii=False)},"address":'
-                      f'{json.dumps(hr.host.address)},')
-            _PREFIXES[id(hr)] = prefix
+            prefix = hr.ndjson_prefix = (
+                f'{{"type":"port","schema":"{PORT_SCHEMA}","target":'
+                f'{json.dumps(hr.host.target, ensure_ascii=False)},"address":'
+                f'{json.dumps(hr.host.address)},')
         rtt = "null" if result.rtt is None else repr(round(result.rtt * 1000, 3))
         return (f'{prefix}"port":{result.port},"transport":"{result.transport}","state":'
                 f'"{result.state}","reason":"{result.reason}","rtt_ms":{rtt},"tries":'

@@ -93,6 +93,7 @@ class HostReport:
         self.bulk: dict[tuple[str, str, str], list[int]] = {}
         self.timing: dict[str, dict[str, float | None]] = {}   # transport -> srtt/rttvar/timeout
         self.accept_all: dict[str, Any] | None = None          # see portatlas.scan.wildcard
+        self.ndjson_prefix: str | None = None  # scan.output's template for this host's lines
         self.discovery = None   # portatlas.scan.discovery.HostStatus when discovery ran (or -Pn)
 
     def add(self, result: PortResult) -> None:

@@ -29,7 +29,6 @@ _FRAME = struct.Struct("!I")
 class RunOutcome:
     def __init__(self) -> None:
         self.timings: dict[int, dict] = {}   # host index -> HostTiming.to_dict()
-        self.interrupted = False
         self.notes: list[str] = []
 
 
@@ -106,7 +105,6 @@ def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts
     engine.run()
     outcome = RunOutcome()
     outcome.timings = {i: t.to_dict() for i, t in engine.timings().items()}
-    outcome.interrupted = engine.interrupted
     outcome.notes = list(engine.notes)
     if engine.interrupted:
         raise KeyboardInterrupt  # the caller reports what arrived so far
@@ -150,10 +148,11 @@ def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptio
     samples: dict[int, int] = {}
     buffers: dict[int, bytearray] = {fd: bytearray() for _, fd in children}
     finished = [0]
+    interrupted = False
     try:
         _collect(children, emit, outcome, samples, buffers, finished, on_host=on_host)
     except KeyboardInterrupt:
-        outcome.interrupted = True
+        interrupted = True
         for pid, _ in children:
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -171,7 +170,7 @@ def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptio
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-    if outcome.interrupted:
+    if interrupted:
         raise KeyboardInterrupt
     if finished[0] < len(children):
         outcome.notes.append(f"{len(children) - finished[0]} of {len(children)} scan workers "

@@ -28,7 +28,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from portatlas.scan import results as R
-from portatlas.scan.engine import run_async
+from portatlas.scan.engine import Answer, BulkKey, run_async
 from portatlas.scan.results import HostReport, PortResult, ScanReport
 from portatlas.scan.timing import TimingOptions
 
@@ -130,7 +130,7 @@ class Scanner:
             try:
                 from portatlas.scan.wildcard import detect_all
 
-                detect_all(self.reports, self.timing)
+                detect_all(self.reports)
             except KeyboardInterrupt:
                 report.interrupted = True
         if self.identify is not None and not report.interrupted:
@@ -169,13 +169,13 @@ class Scanner:
         if self.host_hook is not None:
             self.host_hook(hr)
 
-    def _emitter(self, transport: str) -> Callable[[list[tuple], dict], None]:
+    def _emitter(self, transport: str) -> Callable[[list[Answer], dict], None]:
         reports = self.reports
         states, reasons = R.STATES, R.REASONS
         on_result = self.on_result
 
-        def emit(batch: list[tuple], bulk: dict) -> None:
-            for index, port, state, reason, rtt, tries in batch:
+        def emit(batch: list[Answer], bulk: dict[BulkKey, list[int]]) -> None:
+            for index, port, state, reason, rtt, tries in batch:  # an Answer's fields
                 hr = reports[index]
                 if hr.discovery is not None and hr.discovery.state == "down":
                     continue  # settled down: its stray answers are moot

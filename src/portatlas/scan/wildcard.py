@@ -50,7 +50,7 @@ DESCRIPTIONS = {
 KIND_NAMES = {Behaviour.CLOSES: "closed"}
 
 
-def detect_all(reports: list[HostReport], timing_opts) -> None:
+def detect_all(reports: list[HostReport]) -> None:
     for hr in reports:
         info = detect(hr)
         if info is not None:

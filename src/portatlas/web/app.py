@@ -224,12 +224,6 @@ def create_app(config: WebConfig | None = None) -> Any:
                             Exception: server_error},
     )
     app.state.web = web
-    # The preloaded registry is hundreds of thousands of long-lived objects; moving them out
-    # of the collector's view keeps full collections (and their pauses) short.
-    import gc
-
-    gc.collect()
-    gc.freeze()
     guarded = GuardMiddleware(app, config.allowed_hosts)
     guarded.web = web  # type: ignore[attr-defined]  # for tests and the server
     return guarded

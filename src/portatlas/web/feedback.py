@@ -53,6 +53,8 @@ def clean_comment(text: str | None, limit: int) -> str | None:
     """The comment as stored: trimmed, control characters removed, at most `limit` characters."""
     if text is None:
         return None
+    if len(text) > limit:  # as sent: the API's schema bounds the request, not what is kept
+        raise UsageError(f"comment too long ({len(text)} characters; the most is {limit})")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     text = text.strip()

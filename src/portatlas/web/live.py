@@ -8,9 +8,15 @@ is reused for at most live_ttl seconds.
 
 from __future__ import annotations
 
+import importlib.util
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from portatlas.errors import UsageError
+from portatlas.web.responses import NotAvailable
+from portatlas.web.state import ByteLRU
+from portatlas.web.state import nbytes as measure
 
 if TYPE_CHECKING:
     from portatlas.web.app import Web
@@ -22,8 +28,6 @@ HERE_CACHE_BYTES = 16 << 20  # the 'on this machine' parts of port pages kept (d
 
 
 def available() -> bool:
-    import importlib.util
-
     try:
         return importlib.util.find_spec("portatlas.local") is not None
     except ModuleNotFoundError:
@@ -34,6 +38,7 @@ def selection_from(params: Any, strict: bool = False) -> tuple[Any, list[str]]:
     """/local?port=8080&transport=tcp&all=1 -> (the Selection, the sort keys).
 
     strict (the API): an empty value is an error; the page's form sends empty fields."""
+    # (portatlas.local is imported when used: a build may lack it, see available())
     from portatlas.local.reports import DEFAULT_SORT, parse_sort
     from portatlas.local.selection import Selection
 
@@ -72,7 +77,7 @@ def selection_from(params: Any, strict: bool = False) -> tuple[Any, list[str]]:
 
 def look(web: "Web", selection: Any, sort: list[str]) -> dict[str, Any]:
     """One classified look at this machine, as `portatlas local --json` would print it."""
-    from portatlas.local.classify import Classifier
+    from portatlas.local.classify import Classifier  # (when used: see available())
     from portatlas.local.reports import report
     from portatlas.local.selection import query
 
@@ -87,8 +92,6 @@ def look(web: "Web", selection: Any, sort: list[str]) -> dict[str, Any]:
 def local_data(web: "Web", params: Any, strict: bool = False) -> dict[str, Any]:
     """Context for the page and body for the API (under 'json')."""
     if not available():
-        from portatlas.web.responses import NotAvailable
-
         raise NotAvailable("this installation cannot look at this machine's sockets "
                            "(portatlas.local is missing)")
     selection, sort = selection_from(params, strict)
@@ -105,8 +108,6 @@ def local_data(web: "Web", params: Any, strict: bool = False) -> dict[str, Any]:
 
 
 def nbytes(value: Any) -> int | None:
-    from portatlas.web.state import nbytes as measure
-
     return measure(value)
 
 
@@ -120,14 +121,10 @@ class HereCache:
     """
 
     def __init__(self, ttl: float) -> None:
-        import threading
-
         self.ttl = ttl
         self.checked = -1e9
         self.listening: frozenset | None = None
         self.epoch = 0
-        from portatlas.web.state import ByteLRU
-
         self.values = ByteLRU(HERE_CACHE_BYTES, 256 << 10)
         self._lock = threading.Lock()
 
@@ -145,7 +142,7 @@ class HereCache:
     @staticmethod
     def _look() -> frozenset | None:
         try:
-            from portatlas.local import listeners
+            from portatlas.local import listeners  # (when used: see available())
 
             snap = listeners(processes=False)
         except Exception:  # cannot look: fall back to asking per port after ttl
@@ -154,8 +151,6 @@ class HereCache:
 
     def get(self, key: Any, port: int) -> Any:
         """The kept value for key, or None when it must be made again."""
-        import time
-
         now = time.monotonic()
         epoch = self._epoch(now)
         hit = self.values.get(key)
@@ -168,8 +163,6 @@ class HereCache:
         return hit
 
     def put(self, key: Any, value: Any) -> None:
-        import time
-
         # bounded by bytes like the page cache: one entry per port and transport could
         # otherwise grow to hundreds of megabytes under a stream of distinct port requests
         self.values.put(key, (self.epoch, time.monotonic(), value),

@@ -6,13 +6,21 @@ about) or per request for the rest; none of them holds knowledge of its own abou
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
 from portatlas.atlas import trojan_caveat
-from portatlas.errors import UsageError
+from portatlas.errors import NotFound, PortatlasError, UsageError
 from portatlas.model import DYNAMIC, SYSTEM, USER, Entry, distinct_entries, range_class
+from portatlas.parsing import parse_query
+from portatlas.render.history import describe, merge_transports, when
+from portatlas.render.port import section_lines
+from portatlas.render.terminal import Style
 from portatlas.sections import SECTIONS, collect
+from portatlas.web import live
+from portatlas.web.openapi import endpoints
 from portatlas.web.portspace import BLOCK, STATUSES, block_shade
 
 if TYPE_CHECKING:
@@ -66,9 +74,6 @@ def port_context(web: "Web", port: int, transport: str | None) -> dict[str, Any]
 
 def section_view(key: str, module: Any, data: dict) -> dict[str, Any]:
     """A section from another part of portatlas, shown the way the CLI renders it."""
-    from portatlas.render.port import section_lines
-    from portatlas.render.terminal import Style
-
     try:
         lines = section_lines(key, data, Style(enabled=False))
     except Exception:  # a section that cannot render must not take the page down
@@ -83,8 +88,6 @@ def section_view(key: str, module: Any, data: dict) -> dict[str, Any]:
 def _timeline(data: dict) -> list[dict[str, Any]] | None:
     """Registry events in the order and words of `portatlas history` (its own helpers)."""
     try:
-        from portatlas.render.history import describe, merge_transports, when
-
         return [{"transports": transports, "when": when(event), "what": describe(event),
                  "kind": event.get("kind")}
                 for transports, event in merge_transports(data.get("registry_timeline") or {})]
@@ -110,8 +113,6 @@ def here_available() -> bool:
     """Whether this installation has the 'here' section (portatlas.local); asked once."""
     global _HERE_AVAILABLE
     if _HERE_AVAILABLE is None:
-        import importlib.util
-
         try:
             _HERE_AVAILABLE = importlib.util.find_spec(SECTIONS["here"]) is not None
         except ModuleNotFoundError:
@@ -127,7 +128,7 @@ def here_html(web: "Web", port: int, transport: str | None) -> str:
 
 def local_text() -> Any:
     """The text helpers of `portatlas local` (endpoint, process name, ...), for the templates."""
-    from portatlas.render import local as text
+    from portatlas.render import local as text  # it needs portatlas.local, which a build may lack
 
     return text
 
@@ -151,8 +152,6 @@ _SEARCHABLE = re.compile(r"[A-Za-z0-9_+]")
 
 def search_results(web: "Web", q: str, limit: int) -> dict[str, Any]:
     """The CLI's search JSON plus a link per result and a direct 'go to' for a port query."""
-    from portatlas.errors import UsageError
-
     if not _SEARCHABLE.search(q):
         # The registry is ASCII; a query without an ASCII letter or digit cannot match, and a
         # rule this simple can be stated exactly in the OpenAPI schema.
@@ -170,9 +169,6 @@ def search_results(web: "Web", q: str, limit: int) -> dict[str, Any]:
 
 def goto(q: str) -> str | None:
     """Where a query that names a port, range or service leads directly."""
-    from portatlas.errors import UsageError
-    from portatlas.parsing import parse_query
-
     try:
         query = parse_query(q)
     except UsageError:
@@ -185,8 +181,6 @@ def goto(q: str) -> str | None:
 
 
 def search_context(web: "Web", q: str) -> dict[str, Any]:
-    from portatlas.errors import PortatlasError
-
     context: dict[str, Any] = {"title": "Search", "q": q, "results": [], "goto": None,
                                "error": None, "nav": "search"}
     if not q.strip():
@@ -278,8 +272,6 @@ def range_context(web: "Web", lo: int, hi: int, transport: str | None,
 
 # about ------------------------------------------------------------------------------------
 def about_context(web: "Web") -> dict[str, Any]:
-    from portatlas.web.openapi import endpoints
-
     state = web.state
     store = state.atlas.store
     counts = dict(store.conn.execute(
@@ -293,8 +285,6 @@ def about_context(web: "Web") -> dict[str, Any]:
 
 # this machine -----------------------------------------------------------------------------
 def local_context(web: "Web", params: Any) -> dict[str, Any]:
-    from portatlas.web import live
-
     data = live.local_data(web, params)
     return {"title": "This machine", "nav": "local", "lt": local_text(),
             "latest_changes": latest_changes(web), **data}
@@ -307,10 +297,7 @@ def latest_changes(web: "Web", kind: str = "local", name: str | None = None,
                    limit: int = LATEST_INTERVALS) -> dict[str, Any]:
     """The changes between the last `limit` + 1 saved snapshots (portatlas.changes/1), newest
     interval first; an empty list when nothing was saved yet (`portatlas local --save`)."""
-    import os
-
-    from portatlas.changes import SnapshotStore, snapshot_path
-    from portatlas.errors import NotFound
+    from portatlas.changes import SnapshotStore, snapshot_path  # only for the changes page
 
     if name is None and kind == "local":
         name = os.uname().nodename if hasattr(os, "uname") else ""

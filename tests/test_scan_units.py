@@ -1,0 +1,224 @@
+"""The pure parts of the scan engines, without root or packets: ICMP reasons, the per-host
+timing (RTT estimate, retries, window), the rate limiter, and the UDP verification rounds
+that tell open|filtered from closed-but-rate-limited. (The namespace tests check the same
+logic end to end against real hosts and firewalls.)"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from portatlas.scan import results as R
+from portatlas.scan.tcp import icmp_reason
+from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
+from portatlas.scan.targets import Host
+from portatlas.scan.udp import CONFIRMATIONS, REFILL_WAIT, UdpEngine, udp_icmp_reason
+from portatlas.vocab import PortState, Reason
+
+
+def named(pair):
+    state, reason = pair
+    return R.STATES[state], R.REASONS[reason][0]
+
+
+# -- ICMP ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("icmp_type, code, want", [
+    (3, 3, ("filtered", "port-unreach")),      # a TCP probe answered "port unreachable"
+    (3, 1, ("filtered", "host-unreach")),
+    (3, 0, ("filtered", "net-unreach")),
+    (3, 6, ("filtered", "net-unreach")),
+    (3, 11, ("filtered", "net-unreach")),
+    (3, 2, ("filtered", "proto-unreach")),
+    (3, 9, ("filtered", "admin-prohibited")),
+    (3, 10, ("filtered", "admin-prohibited")),
+    (3, 13, ("filtered", "admin-prohibited")),
+    (11, 0, ("filtered", "time-exceeded")),
+    (5, 1, ("filtered", "host-unreach")),      # anything else: the host is not reachable
+])
+def test_icmp_reason_ipv4(icmp_type, code, want):
+    assert named(icmp_reason(0, icmp_type, code, False)) == want
+
+
+@pytest.mark.parametrize("icmp_type, code, want", [
+    (1, 0, ("filtered", "net-unreach")),       # no route
+    (1, 1, ("filtered", "admin-prohibited")),
+    (1, 3, ("filtered", "host-unreach")),      # address unreachable
+    (1, 4, ("filtered", "port-unreach")),
+    (1, 5, ("filtered", "admin-prohibited")),  # source address failed policy
+    (1, 6, ("filtered", "admin-prohibited")),  # reject route
+    (1, 7, ("filtered", "host-unreach")),
+    (3, 0, ("filtered", "time-exceeded")),
+    (2, 0, ("filtered", "host-unreach")),
+])
+def test_icmp_reason_ipv6(icmp_type, code, want):
+    assert named(icmp_reason(0, icmp_type, code, True)) == want
+
+
+def test_udp_port_unreachable_means_closed_and_the_rest_as_tcp():
+    assert named(udp_icmp_reason(3, 3, False)) == ("closed", "port-unreach")
+    assert named(udp_icmp_reason(1, 4, True)) == ("closed", "port-unreach")
+    assert named(udp_icmp_reason(3, 13, False)) == ("filtered", "admin-prohibited")
+    assert named(udp_icmp_reason(1, 1, True)) == ("filtered", "admin-prohibited")
+
+
+def test_the_integer_codes_name_the_shared_vocabulary():
+    assert R.STATES[R.S_OPEN_FILTERED] is PortState.OPEN_FILTERED
+    assert R.REASONS[R.R_RESET][0] == Reason.RESET and R.REASONS[R.R_REFUSED][0] == "conn-refused"
+    assert [name for name, _ in R.REASONS] == [r.value for r in Reason]
+    assert R.reason_words("port-unreach") == Reason.PORT_UNREACH.words == "ICMP port unreachable"
+
+
+# -- timing -------------------------------------------------------------------------------------
+def opts(**kw) -> TimingOptions:
+    return TimingOptions(**kw)
+
+
+def test_first_sample_and_smoothing():
+    t = HostTiming(opts())
+    assert t.timeout == 1.0 and t.srtt is None
+    t.sample(0.020)
+    assert t.srtt == pytest.approx(0.020) and t.rttvar == pytest.approx(0.010)
+    assert t.timeout == pytest.approx(0.1)  # srtt + 4 rttvar = 60 ms, under the 100 ms floor
+    t.sample(0.100)
+    assert t.srtt == pytest.approx(0.020 + 0.080 / 8)
+    assert t.rttvar == pytest.approx(0.010 + (0.080 - 0.010) / 4)
+    assert t.timeout == pytest.approx(t.srtt + 4 * t.rttvar)
+    t.sample(-1.0)  # a clock oddity is ignored
+    assert t.samples == 2
+
+
+def test_timeout_bounds_and_rttvar_floor():
+    t = HostTiming(opts(min_timeout=0.001, max_timeout=1.5))
+    for _ in range(50):
+        t.sample(0.002)
+    assert t.timeout == pytest.approx(t.srtt + 4 * 0.005)  # the 5 ms floor of rttvar
+    slow = HostTiming(opts())
+    slow.sample(5.0)
+    assert slow.timeout == 1.5
+
+
+def test_seeded_from_another_host():
+    first = HostTiming(opts())
+    first.sample(0.010)
+    second = HostTiming(opts(), seed_from=first)
+    assert second.timeout == pytest.approx(0.2)  # twice the other's (floored) timeout
+    assert HostTiming(opts(), seed_from=HostTiming(opts())).timeout == 1.0  # no answer yet
+
+
+def test_loss_evidence_raises_tries_and_cuts_the_window_once_per_timeout():
+    t = HostTiming(opts(initial_window=64))
+    t.sample(0.010)
+    assert t.allowed_tries == 3
+    t.answered(3, now=10.0)
+    assert t.allowed_tries == 4 and t.window == 32 and t.drops == 1
+    t.answered(2, now=10.05)          # within one timeout: the same burst of loss
+    assert t.window == 32 and t.drops == 2
+    t.answered(2, now=11.0)
+    assert t.window == 16
+    for _ in range(10):
+        t.answered(4, now=20.0)
+    assert t.allowed_tries == 5 and t.window >= 8
+    t.answered(9, now=30.0)
+    assert t.allowed_tries == 7       # max_retries + 1
+
+
+def test_window_grows_on_first_try_answers_and_silence():
+    t = HostTiming(opts(initial_window=10, max_concurrency=12))
+    t.answered(1, now=0.0)
+    assert t.window == 11
+    t.bulk_answered(100)
+    assert t.window == 12
+    t.gave_up()
+    assert t.window == 12
+    assert t.to_dict() == {"srtt_ms": None, "rttvar_ms": None, "timeout_ms": 1000.0,
+                           "samples": 0, "tries_allowed": 3, "loss_evidence": 0}
+
+
+def test_rate_limiter():
+    r = RateLimiter(100.0, now=0.0)
+    assert r.burst == 2.0
+    assert r.take(0.0) and r.take(0.0) and not r.take(0.0)
+    assert r.wait_time() == pytest.approx(0.01)
+    assert r.take(0.011)
+
+
+# -- UDP verification rounds ----------------------------------------------------------------------
+@pytest.fixture()
+def engine():
+    """A UDP engine that never runs its loop: its sockets are opened (no root needed) but no
+    datagram is sent; the rounds are driven by hand."""
+    host = Host("198.18.0.2", "198.18.0.2", socket.AF_INET)
+    eng = UdpEngine([host], [[7, 9, 53]], opts(), lambda batch, extra: None)
+    yield eng
+    eng._close()
+
+
+def silence(eng, ports):
+    """The ports ran out of tries without an answer."""
+    from portatlas.scan.udp import _Probe
+
+    hs = eng.hosts[0]
+    hs.queue.clear()
+    hs.silent = [_Probe(hs, p) for p in ports]
+    return hs
+
+
+def finals(eng):
+    return {(port, R.STATES[state], R.REASONS[reason][0]) for _, port, state, reason, _, _
+            in eng.out}
+
+
+def end_round(hs, canary_answered: bool):
+    """What a round's sends came to: the silent ports silent again, the canary answered or not."""
+    queued = [p for p in hs.queue if not p.canary]
+    assert hs.queue[-1].canary and hs.queue[-1].port == hs.canary_port  # the canary goes last
+    hs.queue.clear()
+    hs.silent = queued
+    hs.canary_answered = canary_answered
+
+
+def test_a_host_without_icmp_settles_silence_at_once(engine):
+    hs = silence(engine, [7, 53])
+    engine._advance_rounds(now=0.0)
+    assert finals(engine) == {(7, "open|filtered", "no-response"), (53, "open|filtered", "no-response")}
+    assert not hs.verifying and hs.rounds == 0
+
+
+def test_two_canary_answered_rounds_make_open_filtered(engine):
+    hs = silence(engine, [7, 53])
+    hs.canary_port = 9
+    engine._advance_rounds(now=0.0)
+    assert hs.verifying and hs.rounds == 1 and hs.max_rounds == 4 + 2 * 2
+    assert [p.port for p in hs.queue] == [7, 53, 9] and hs.next_send == 0.0
+    for round_ in range(1, CONFIRMATIONS):
+        end_round(hs, canary_answered=True)
+        engine._advance_rounds(now=float(round_))
+        assert not engine.out and hs.rounds == round_ + 1
+    end_round(hs, canary_answered=True)
+    engine._advance_rounds(now=5.0)
+    assert finals(engine) == {(7, "open|filtered", "no-response"), (53, "open|filtered", "no-response")}
+    assert not hs.silent and not hs.queue
+
+
+def test_an_unanswered_canary_proves_nothing_and_waits_for_tokens(engine):
+    hs = silence(engine, [7])
+    hs.canary_port = 9
+    engine._advance_rounds(now=0.0)
+    end_round(hs, canary_answered=False)
+    engine._advance_rounds(now=3.0)
+    assert hs.confirmed.get(7, 0) == 0 and hs.next_send == 3.0 + REFILL_WAIT
+    assert not engine.out
+
+
+def test_rounds_stop_at_their_limit_with_a_note(engine):
+    hs = silence(engine, [7])
+    hs.canary_port = 9
+    engine._advance_rounds(now=0.0)
+    while not engine.out:
+        end_round(hs, canary_answered=False)
+        engine._advance_rounds(now=float(hs.rounds))
+    assert hs.rounds == hs.max_rounds == 6
+    assert finals(engine) == {(7, "open|filtered", "no-response")}
+    assert engine.notes == ["198.18.0.2: UDP verification stopped after 6 rounds; silent ports "
+                            "are open|filtered"]
