@@ -21,6 +21,7 @@ from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMP
 from portatlas.identify.options import Options
 
 __all__ = ["identify", "identify_async", "identify_many", "identify_many_async", "describe",
+           "scan_hook",
            "Options", "Verdict", "Batch", "IDENTIFIED", "UNIDENTIFIED", "CLOSED", "FILTERED",
            "ERROR", "INCOMPLETE"]
 
@@ -336,6 +337,20 @@ def identify_many(targets: Iterable[Target], *, options: Options | None = None,
                                          **overrides)
 
     return asyncio.run(main())
+
+
+# --- the hook the scanner calls -------------------------------------------------------------
+def scan_hook(options: Options | None = None) -> Callable[..., Any]:
+    """THE one way check, scan --identify and the web /check identify an open port: an async
+    callable (host, PortResult) -> Verdict for portatlas.scan.Scanner(identify=...). Every
+    caller gets the same engine (portatlas modules + nmap's probes, merge.py)."""
+
+    async def hook(host: Any, result: Any) -> Verdict:
+        # return_partial: on Ctrl-C every port keeps what was learnt so far
+        return await identify_async(host.address, result.port, result.transport,
+                                    options=options, return_partial=True)
+
+    return hook
 
 
 # --- words ---------------------------------------------------------------------------------

@@ -39,13 +39,13 @@ _CACHE: dict[tuple[str, float, int], ServiceProbes] = {}
 
 def find_db(explicit: str | None = None) -> str | None:
     """Where the database is: the explicit path (returned even when missing, so that load()
-    can say so), else $PORTATLAS_NMAP_DB, else Debian's path; None when none exists."""
+    says so: a path the user typed must work), else $PORTATLAS_NMAP_DB, else Debian's path;
+    None when that file does not exist (then identification runs without nmap, with a note:
+    an environment setting is ambient, like the default path)."""
     if explicit:
         return str(explicit)
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return env
-    return DEFAULT_PATH if Path(DEFAULT_PATH).is_file() else None
+    where = os.environ.get(ENV_VAR) or DEFAULT_PATH
+    return where if Path(where).is_file() else None
 
 
 def missing_note(explicit: str | None = None) -> str:

@@ -78,9 +78,25 @@ class EngineSettings:
     connect_timeout: float = 2.0
     tls: bool = True
     server_name: str | None = None
+    head_start: float = 0.25   # the portatlas modules' head start before nmap's active probes
 
 
 Connector = Callable[[float], Awaitable[Any]]
+
+
+_MATCHER: Any = None
+
+
+def _matcher() -> Any:
+    """One worker thread for matching: a long regex search then never stalls the event loop
+    (TLS handshakes and reads of other ports go on meanwhile; `re` keeps the GIL, but the
+    interpreter switches threads every few milliseconds)."""
+    global _MATCHER
+    if _MATCHER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _MATCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portatlas-nmap-match")
+    return _MATCHER
 
 
 class _Search:
@@ -91,10 +107,13 @@ class _Search:
         self.result = result
         self.done = asyncio.Event()
 
-    def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None) -> Hit | None:
+    async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None) -> Hit | None:
         start = time.perf_counter()
         stats: dict[str, int] = {}
-        hit = match_reply(self.db, probe, data[:REPLY_LIMIT], tunnel=tunnel, stats=stats)
+        loop = asyncio.get_running_loop()
+        hit = await loop.run_in_executor(
+            _matcher(), lambda: match_reply(self.db, probe, data[:REPLY_LIMIT], tunnel=tunnel,
+                                            stats=stats))
         self.result.match_seconds += time.perf_counter() - start
         self.result.lines_tried += stats.get("lines", 0)
         if hit is None:
@@ -153,7 +172,7 @@ class TCPEngine:
         null = self.db.probe("tcp", "NULL")
         if banner and null is not None:
             self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
-            hit = self.search.judge(null, bytes(banner), self.tunnel)
+            hit = await self.search.judge(null, bytes(banner), self.tunnel)
             if hit is not None and not hit.soft:
                 return await self._maybe_tls()
         if excluded(self.db, "tcp", self.port):
@@ -161,6 +180,10 @@ class TCPEngine:
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list: "
                                      "no nmap probes sent")
             return self.result
+        if self.tunnel is None and self.s.head_start > 0:
+            # a module that knows the protocol answers within this (then we are cancelled
+            # before sending anything); otherwise nmap's probes follow
+            await asyncio.sleep(min(self.s.head_start, max(self._left(), 0)))
         await self._probe_all()
         return await self._maybe_tls()
 
@@ -230,7 +253,7 @@ class TCPEngine:
                 if not chunk:
                     break
                 buf += chunk
-                hit = self.search.judge(probe, bytes(buf), self.tunnel)
+                hit = await self.search.judge(probe, bytes(buf), self.tunnel)
                 if hit is not None and not hit.soft:
                     break
                 end = min(end, time.monotonic() + max(SETTLE, 2 * (self.rtt or 0.0))) \
@@ -310,6 +333,8 @@ class UDPEngine:
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list")
             return self.result
         queue = plan(self.db, "udp", self.port, intensity=self.s.intensity)
+        if self.s.head_start > 0:
+            await asyncio.sleep(min(self.s.head_start, max(self._left(), 0)))
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
         family, _, _, _, address = infos[0]
@@ -372,7 +397,7 @@ class UDPEngine:
                     return
                 replies += 1
                 self.result.replies.append((probe.name, bytes(data[:4096])))
-                hit = self.search.judge(probe, data, None)
+                hit = await self.search.judge(probe, data, None)
                 if hit is not None:
                     break
         except asyncio.CancelledError:
