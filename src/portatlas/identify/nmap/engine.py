@@ -107,13 +107,17 @@ class _Search:
         self.result = result
         self.done = asyncio.Event()
 
-    async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None) -> Hit | None:
+    async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None,
+                    greeting: bytes | None = None) -> Hit | None:
         start = time.perf_counter()
         stats: dict[str, int] = {}
+        # the server greets on every connection: that part of a reply is NULL's evidence
+        glen = len(greeting) if greeting and probe.name != "NULL" \
+            and data.startswith(greeting[:16]) else 0
         loop = asyncio.get_running_loop()
         hit = await loop.run_in_executor(
             _matcher(), lambda: match_reply(self.db, probe, data[:REPLY_LIMIT], tunnel=tunnel,
-                                            stats=stats))
+                                            stats=stats, greeting_len=glen))
         self.result.match_seconds += time.perf_counter() - start
         self.result.lines_tried += stats.get("lines", 0)
         if hit is None:
@@ -142,6 +146,7 @@ class TCPEngine:
         self.result = EngineResult()
         self.search = _Search(db, self.result)
         self.rtt: float | None = None
+        self.greeting: bytes | None = None
 
     async def _plain_connect(self, timeout: float) -> Any:
         from portatlas.identify.driver import TCPConnection
@@ -170,6 +175,7 @@ class TCPEngine:
             banner = future.result() if future.done() and not future.cancelled() \
                 and future.exception() is None else None
         null = self.db.probe("tcp", "NULL")
+        self.greeting = bytes(banner) if banner else None
         if banner and null is not None:
             self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
             hit = await self.search.judge(null, bytes(banner), self.tunnel)
@@ -253,7 +259,7 @@ class TCPEngine:
                 if not chunk:
                     break
                 buf += chunk
-                hit = await self.search.judge(probe, bytes(buf), self.tunnel)
+                hit = await self.search.judge(probe, bytes(buf), self.tunnel, self.greeting)
                 if hit is not None and not hit.soft:
                     break
                 end = min(end, time.monotonic() + max(SETTLE, 2 * (self.rtt or 0.0))) \
