@@ -131,7 +131,7 @@ def applicable(db: ServiceProbes, probe: NmapProbe) -> Iterator[NmapProbe]:
 def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
                 tunnel: str | None = None, stats: dict[str, int] | None = None,
                 greeting_len: int = 0) -> Hit | None:
-    """The verdict of the applicable match lines on the reply `data` to `probe`: the first
+    r"""The verdict of the applicable match lines on the reply `data` to `probe`: the first
     hard match, else the first soft match, else None. `stats` (optional) counts lines tried.
 
     `greeting_len`: how many leading bytes of `data` are the server's greeting (sent before
