@@ -62,6 +62,17 @@ async def _settle(task: asyncio.Task, seconds: float) -> None:
         await asyncio.wait([task], timeout=seconds)
 
 
+def _inside_tls_wanted(job: Any, module: Verdict) -> bool:
+    result = job.engine.result
+    return (job.transport == "tcp" and module.protocol == "tls" and bool(module.tls)
+            and job.opts.tls and (result.hard is None or result.hard.service == "ssl")
+            and getattr(job.engine, "tunnel", None) is None and left_of(job) > 0.1)
+
+
+def left_of(job: Any) -> float:
+    return job.deadline - time.monotonic()
+
+
 async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                banner: asyncio.Future) -> Verdict:
     left = lambda: job.deadline - time.monotonic()  # noqa: E731
@@ -83,6 +94,19 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                 grace = CARRIER_GRACE if module.protocol in CARRIERS else \
                     GRACE if not module.product else 0.0
                 await _settle(eng_task, min(grace, left()))
+                if _inside_tls_wanted(job, module):
+                    # the TLS module got through the handshake and nothing inside was
+                    # recognised: nmap's probes, inside TLS
+                    if not eng_task.done():
+                        eng_task.cancel()
+                        await asyncio.gather(eng_task, return_exceptions=True)
+                    inner = asyncio.ensure_future(job.engine.inside_tls())
+                    try:
+                        await _settle(inner, left())
+                    finally:
+                        if not inner.done():
+                            inner.cancel()
+                            await asyncio.gather(inner, return_exceptions=True)
                 return combine(job, module)
             await _settle(eng_task, left())
             return combine(job, module)

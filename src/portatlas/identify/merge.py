@@ -129,7 +129,8 @@ def merge(module: Verdict | None, engine: Any, path: str | None) -> Verdict | No
                 module.extra["carrier"] = carrier
                 module.protocol = our_name(hard.service)
                 if hard.product:  # the carrier's product is the server, not the service
-                    module.extra.setdefault("carrier_product", module.product)
+                    if module.product:
+                        module.extra.setdefault("carrier_product", module.product)
                     module.product, module.version = hard.product, hard.version
                 _fill(module, hard)
                 module.extra["nmap"] = hard.to_dict()

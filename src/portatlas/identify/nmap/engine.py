@@ -274,15 +274,47 @@ class TCPEngine:
             if conn is not None:
                 conn.close()
 
+    async def passive_greeting(self) -> bytes | None:
+        """NULL inside a tunnel: connect, send nothing, read what the server says first."""
+        conn = None
+        try:
+            conn = await self.connector(min(self.s.connect_timeout, max(self._left(), 0.01)))
+            wait = min(max(MIN_WAIT, RTT_FACTOR * (self.rtt or 0.0)), self.s.probe_timeout)
+            buf = bytearray()
+            end = time.monotonic() + wait
+            while len(buf) < REPLY_LIMIT and time.monotonic() < end:
+                chunk = await conn.recv(REPLY_LIMIT - len(buf),
+                                        max(min(end - time.monotonic(), 0.05 if buf else wait),
+                                            0.001))
+                if not chunk:
+                    break
+                buf += chunk
+            return bytes(buf) or None
+        except (OSError, asyncio.TimeoutError, TimeoutError):
+            return bytes(buf) if conn is not None and buf else None
+        except Exception as exc:
+            self.result.notes.append(f"NULL inside TLS: {exc}"[:160])
+            return None
+        finally:
+            if conn is not None:
+                conn.close()
+
     async def _maybe_tls(self) -> EngineResult:
         hard = self.result.hard
         if hard is None or hard.service != "ssl" or self.tunnel or not self.s.tls \
                 or self._left() <= 0.05:
             return self.result
+        return await self.inside_tls()
+
+    async def inside_tls(self) -> EngineResult:
+        """nmap's probes again, inside TLS (sslports as the hint): after nmap's own `ssl`
+        match, or when the portatlas TLS module completed a handshake and recognised
+        nothing inside."""
+        hard = self.result.hard
         inner = TCPEngine(self.db, self.host, self.port, self.s, self.deadline,
                           connector=self._tls_connect, tunnel="ssl")
         inner.rtt = self.rtt
-        found = await inner.run(None)
+        found = await inner.run(inner.passive_greeting())
         self.result.sent += ["ssl:" + n for n in found.sent]
         self.result.replies += [("ssl:" + n, d) for n, d in found.replies]
         self.result.notes += found.notes
@@ -293,9 +325,9 @@ class TCPEngine:
             self.result.hard = found.hard
         elif found.soft is not None:
             self.result.soft = found.soft
-            self.result.notes.append("inside TLS: a soft match only; "
-                                     f"nmap's ssl line {hard.line} kept as the hard match")
-            self.result.hard = hard
+            if hard is not None:
+                self.result.notes.append("inside TLS: a soft match only; "
+                                         f"nmap's ssl line {hard.line} kept as the hard match")
         return self.result
 
     _tls_info: dict[str, Any] | None = None
