@@ -147,6 +147,7 @@ class TCPEngine:
         self.search = _Search(db, self.result)
         self.rtt: float | None = None
         self.greeting: bytes | None = None
+        self.greeting_judged = asyncio.Event()  # NULL's lines have judged the banner
 
     async def _plain_connect(self, timeout: float) -> Any:
         from portatlas.identify.driver import TCPConnection
@@ -176,11 +177,15 @@ class TCPEngine:
                 and future.exception() is None else None
         null = self.db.probe("tcp", "NULL")
         self.greeting = bytes(banner) if banner else None
-        if banner and null is not None:
-            self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
-            hit = await self.search.judge(null, bytes(banner), self.tunnel)
-            if hit is not None and not hit.soft:
-                return await self._maybe_tls()
+        try:
+            if banner and null is not None:
+                self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
+                hit = await self.search.judge(null, bytes(banner), self.tunnel)
+                if hit is not None and not hit.soft:
+                    self.greeting_judged.set()
+                    return await self._maybe_tls()
+        finally:
+            self.greeting_judged.set()
         if excluded(self.db, "tcp", self.port):
             self.result.excluded = True
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list: "
