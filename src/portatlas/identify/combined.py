@@ -58,12 +58,24 @@ def _module_names(transport: str) -> set[str]:
     return {cls.name for cls in registry.probes(transport)}
 
 
+async def _wait_event(event: asyncio.Event, seconds: float) -> None:
+    if event.is_set() or seconds <= 0:
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([waiter], timeout=seconds)
+    finally:
+        waiter.cancel()
+
+
 async def _settle(task: asyncio.Task, seconds: float) -> None:
     if not task.done() and seconds > 0:
         await asyncio.wait([task], timeout=seconds)
 
 
 def _inside_tls_wanted(job: Any, module: Verdict) -> bool:
+    if job.engine is None:
+        return False
     result = job.engine.result
     return (job.transport == "tcp" and module.protocol == "tls" and bool(module.tls)
             and job.opts.tls and (result.hard is None or result.hard.service == "ssl")
@@ -94,11 +106,10 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
             if module.outcome == IDENTIFIED and module.confidence >= TENTATIVE:
                 # deterministic answers: the greeting's judgement (CPU only, milliseconds)
                 # is always awaited; over a carrier the engine's own search is awaited too
+                await _wait_event(job.engine_ready, min(3.0, left()))
                 judged = getattr(job.engine, "greeting_judged", None)
                 if judged is not None and banner.done() and banner.result():
-                    waiter = asyncio.ensure_future(judged.wait())
-                    await _settle(waiter, min(1.0, left()))
-                    waiter.cancel()
+                    await _wait_event(judged, min(1.0, left()))
                 if module.protocol in CARRIERS:
                     await _settle(eng_task, left())
                 elif not module.product:
@@ -120,7 +131,7 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
             await _settle(eng_task, left())
             return combine(job, module)
         if eng_task in done:
-            hard = job.engine.result.hard
+            hard = job.engine.result.hard if job.engine is not None else None
             if hard is not None and not module_could_name(hard.service,
                                                            _module_names(job.transport)):
                 return combine(job, None)
