@@ -45,10 +45,19 @@ VOLATILE = {
     # what depends on the installed Debian daemon or this machine's kernel, not on portatlas
     "version", "software", "comments", "server", "redis_version", "os", "kex", "ciphers",
     "macs", "compression", "evidence",
+    # the nmap engine's work record: which probes went out before the first hard match, and
+    # how long matching took, depend on timing (what it decided is compared: basis, nmap)
+    "nmap_engine",
+    # nmap's match-line numbers and CPEs follow the installed nmap-common and daemon versions
+    "line", "cpe",
+    # what nmap adds to a module's complete verdict (CPE, info) arrives only if its database
+    # was loaded in time: by design not awaited (docs/identify.md, "Fast by design")
+    "nmap", "filled_by", "info",
     # reachability names this machine's interfaces and subnets (veth names carry the pid);
     # tests/test_exposure_*.py check it against real connections
     "reachability", "packet_filter",
 }
+_NMAP_LINE = re.compile(r"((?:soft)?match line )\d+")
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
 
 
@@ -62,7 +71,7 @@ def normalise(obj, replace: dict[str, str], key: str | None = None):
     if isinstance(obj, str):
         for old, new in replace.items():
             obj = obj.replace(old, new)
-        return _ISO.sub("<time>", obj)
+        return _NMAP_LINE.sub(r"\1<line>", _ISO.sub("<time>", obj))
     return obj
 
 

@@ -190,6 +190,9 @@ class PortRun:
         self.sched = Schedule(order, port, registered, self.context, self.obs.note)
         self.first: FirstConnection | None = None
         self.sni = opts.server_name or (None if is_ip_literal(host) else host)
+        self.on_banner: Callable[[bytes], None] | None = None
+        self.banner_done = False
+        self.leads: set[type[Probe]] = set()  # running probes the port, registry or bytes chose
 
     # -- context for probes
     def context(self) -> ProbeContext:
@@ -242,6 +245,9 @@ class PortRun:
                 if not banner_task.done():
                     banner_task.cancel()
                     await asyncio.gather(banner_task, return_exceptions=True)
+            self.banner_done = True
+            if self.on_banner is not None:
+                self.on_banner(banner)  # the nmap engine's NULL probe reads the same bytes
             if banner:
                 first.banner = banner
                 self.obs.sample("banner", banner)
@@ -262,6 +268,13 @@ class PortRun:
                 await asyncio.gather(*running, return_exceptions=True)
             first.close()
 
+    def has_lead(self) -> bool:
+        """Is a module working on what the port, the registry or the first bytes suggested?
+        (The nmap engine holds its active probes meanwhile: a lead usually ends in a verdict.)"""
+        sched = self.sched
+        return (not self.banner_done or bool(sched.queue_sf) or bool(self.leads)
+                or sched.instant is not None or sched.best is not None)
+
     def _screen(self, data: bytes) -> None:
         self.sched.screen(data)
 
@@ -270,6 +283,9 @@ class PortRun:
                running: dict[asyncio.Task, type[Probe]]) -> None:
         task = asyncio.ensure_future(self._attempt(cls, conn, pending))
         running[task] = cls
+        if cls.server_first or registry.hint_tier(cls, self.port, self.registered) <= 1 \
+                or claims(cls, self.first.banner if self.first else b""):
+            self.leads.add(cls)
 
     async def _loop(self, running: dict[asyncio.Task, type[Probe]]) -> Verdict | None:
         first = self.first
@@ -304,6 +320,7 @@ class PortRun:
         ones are kept by the Schedule."""
         for task in done:
             cls = running.pop(task)
+            self.leads.discard(cls)
             verdict = self.sched.finished(cls, task.result())
             if verdict:
                 return verdict

@@ -80,5 +80,34 @@ class Observations:
         data = b"".join(s for _, s in self.samples)
         printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
         if data and printable / len(data) >= 0.85:
-            return Behaviour.TEXT, "sends text no probe recognised"
+            seen = seen_summary(self.samples)
+            return Behaviour.TEXT, "sends text no probe recognised" + (f" ({seen})" if seen
+                                                                        else "")
         return Behaviour.BINARY, "sends binary data no probe recognised"
+
+
+def seen_summary(samples: list[tuple[str, bytes]]) -> str:
+    """What a text service did, in words: 'greets with a 220 line, rejects unknown commands
+    (500)'. Empty when there is nothing to say."""
+    import re
+
+    from portatlas.identify.base import escape_evidence
+
+    parts = []
+    banner = next((d for label, d in samples if label == "banner"), b"")
+    if banner:
+        first = banner.split(b"\n", 1)[0].rstrip(b"\r")
+        code = re.match(rb"(\d{3})[ -]", first)
+        parts.append(f"greets with a {code.group(1).decode()} line" if code else
+                     f"greets with '{escape_evidence(first, 40)}'")
+    codes = set()
+    for label, data in samples:
+        if label == "banner" or label.startswith("tls:"):
+            continue
+        for line in data.split(b"\n"):
+            code = re.match(rb"(5\d\d)[ -]", line)
+            if code:
+                codes.add(code.group(1).decode())
+    if codes:
+        parts.append("rejects unknown commands (" + ", ".join(sorted(codes)) + ")")
+    return ", ".join(parts)

@@ -13,6 +13,9 @@ def lines(service: dict[str, Any] | None, indent: str = "  ") -> list[str]:
     if not service:
         return []
     out = []
+    basis = service.get("basis") or {}
+    if basis.get("text") and service.get("outcome") == "identified":
+        out.append(f"{indent}how:        {basis['text']}")
     if service.get("tls"):
         out.append(f"{indent}tls:        {summary(service['tls'])}")
     facts = _facts(service.get("extra") or {})
@@ -25,7 +28,7 @@ def lines(service: dict[str, Any] | None, indent: str = "  ") -> list[str]:
 
 def _facts(extra: dict[str, Any]) -> str:
     shown = []
-    for key in ("hostname", "title", "server", "host_key_types", "extensions", "features",
+    for key in ("info", "cpe", "carrier", "hostname", "title", "server", "host_key_types", "extensions", "features",
                 "capabilities", "http2", "starttls", "stls", "auth_tls", "modules",
                 "preferred_scheme", "behaviour"):
         value = extra.get(key)
