@@ -36,7 +36,7 @@ from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMP
                                      StartTLS, Step, Verdict, escape_evidence)
 from portatlas.identify.observations import SAMPLE_LIMIT, Observations
 from portatlas.identify.options import Options
-from portatlas.identify.schedule import FirstState, Schedule
+from portatlas.identify.schedule import FirstState, Schedule, claims
 from portatlas.identify.session import Session
 from portatlas.identify.tls import TLSConnection, TLSHandshakeError
 from portatlas.parsing import is_ip_literal

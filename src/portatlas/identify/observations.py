@@ -4,9 +4,11 @@ timing, resets, closes, samples. Shared by the TCP driver and the UDP run.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
+from portatlas.identify.base import escape_evidence
 from portatlas.vocab import Behaviour
 
 MAX_SENDS = 12             # exchanges per conversation (a probe never needs more)
@@ -89,10 +91,6 @@ class Observations:
 def seen_summary(samples: list[tuple[str, bytes]]) -> str:
     """What a text service did, in words: 'greets with a 220 line, rejects unknown commands
     (500)'. Empty when there is nothing to say."""
-    import re
-
-    from portatlas.identify.base import escape_evidence
-
     parts = []
     banner = next((d for label, d in samples if label == "banner"), b"")
     if banner:
