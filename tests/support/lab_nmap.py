@@ -1,0 +1,163 @@
+"""The identification lab: every real test server, old and new, with its ground truth.
+
+Truth is written in nmap's vocabulary (the service names of nmap-services and of the match
+lines of nmap-service-probes: `domain`, `http-proxy`, `ipp`, `socks5`...), so nmap and
+portatlas are judged by one table. A row says:
+
+    host       which lab namespace the server runs in ("text", "binary": the servers of the
+               older tests, on the ports those tests use; "new": the issue-11 lab)
+    port, transport
+    service    the truth; `aliases` lists other names that are just as right (portatlas
+               names the protocol: `dns` for `domain`, `https` for http over TLS...)
+    product    the product nmap's vocabulary gives it (None: no product to expect); a
+               reported product is right when one contains the other, case-insensitively
+    tls        the service is spoken inside TLS on this port
+    started    which Debian package / start function runs it
+
+`start_lab()` starts the whole lab (every host namespace in parallel, one client namespace
+joined to each by a veth pair) and yields a Lab whose `targets` are (address, port,
+transport, Row). Everything is removed when the context exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from support import servers_binary as sb
+from support import servers_lab as sl
+from support import servers_text as st
+from support.netns import Netns, link
+
+
+@dataclass(frozen=True)
+class Row:
+    host: str
+    port: int
+    transport: str
+    service: str
+    product: str | None
+    started: str
+    tls: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name that counts as right for this port."""
+        base = {self.service, *self.aliases}
+        base |= {n.removeprefix("ssl/") for n in base}
+        return frozenset(base)
+
+
+@dataclass(frozen=True)
+class Server:
+    """One start function, its keyword arguments and the ports it opens."""
+
+    host: str
+    name: str
+    start: Callable[..., object]
+    kwargs: dict
+    rows: tuple[Row, ...]
+
+
+def _rows(host: str, started: str, service: str, product: str | None,
+          ports: Sequence[tuple[int, str] | tuple[int, str, bool]],
+          aliases: Sequence[str] = ()) -> tuple[Row, ...]:
+    out = []
+    for spec in ports:
+        port, transport = spec[0], spec[1]
+        tls = bool(spec[2]) if len(spec) > 2 else False
+        out.append(Row(host, port, transport, service, product, started, tls, tuple(aliases)))
+    return tuple(out)
+
+
+def S(host: str, name: str, start: Callable[..., object], kwargs: dict, service: str,
+      product: str | None, ports, aliases: Sequence[str] = (), started: str | None = None
+      ) -> Server:
+    return Server(host, name, start, kwargs,
+                  _rows(host, started or name, service, product, ports, aliases))
+
+
+T, U = "tcp", "udp"
+
+# ---- the older tests' servers (support.servers_text / servers_binary), on their ports ------
+OLD: list[Server] = [
+    S("text", "openssh", st.start_ssh, {"ports": (22, 103)}, "ssh", "OpenSSH",
+      [(22, T), (103, T)]),
+    S("text", "nginx", st.start_nginx, {"http_ports": (80, 57), "https_ports": (443, 8443)},
+      "http", "nginx", [(80, T), (57, T), (443, T, True), (8443, T, True)], ("https",)),
+    S("text", "redis", st.start_redis, {"ports": (6379, 8080)}, "redis", "Redis",
+      [(6379, T), (8080, T)]),
+    S("text", "memcached", st.start_memcached, {"ports": (11211, 4000)}, "memcached",
+      "memcached", [(11211, T), (4000, T)]),
+    S("text", "vsftpd", st.start_vsftpd, {"ports": (21, 2121)}, "ftp", "vsftpd",
+      [(21, T), (2121, T)]),
+    S("text", "exim", st.start_exim, {"ports": (25, 2525), "smtps_port": 465}, "smtp", "Exim",
+      [(25, T), (2525, T), (465, T, True)], ("smtps",)),
+    S("text", "dovecot-imap", lambda ns, tmp: None, {}, "imap", "Dovecot",
+      [(143, T), (1430, T), (993, T, True)], ("imaps",), started="dovecot"),
+    S("text", "dovecot", st.start_dovecot, {}, "pop3", "Dovecot",
+      [(110, T), (1100, T), (995, T, True)], ("pop3s",)),
+    S("text", "rsync", st.start_rsync, {"ports": (873, 1873)}, "rsync", None,
+      [(873, T), (1873, T)]),
+    S("text", "ngircd", st.start_ngircd, {"ports": (6667, 7000)}, "irc", "ngircd",
+      [(6667, T), (7000, T)]),
+    S("text", "prosody", st.start_prosody, {"port": 5222}, "jabber", "Prosody",
+      [(5222, T)], ("xmpp", "xmpp-client")),
+    S("text", "kamailio", st.start_kamailio, {"port": 5060}, "sip", "Kamailio",
+      [(5060, T), (5060, U)]),
+    S("text", "telnetd", st.start_telnetd, {"ports": (23, 2323)}, "telnet", None,
+      [(23, T), (2323, T)]),
+    S("binary", "postgresql", sb.start_postgresql, {"ports": (5432, 103)}, "postgresql",
+      "PostgreSQL", [(5432, T), (103, T)]),
+    S("binary", "mosquitto", sb.start_mosquitto, {"ports": (1883, 8080)}, "mqtt", "Mosquitto",
+      [(1883, T), (8080, T)]),
+    S("binary", "dnsmasq", sb.start_dnsmasq, {"ports": (53, 5353)}, "domain", "dnsmasq",
+      [(53, U), (5353, U), (53, T), (5353, T)], ("dns",)),
+    S("binary", "chrony", sb.start_chrony, {"ports": (123, 500)}, "ntp", None,
+      [(123, U), (500, U)]),
+    S("binary", "snmpd", sb.start_snmpd, {"ports": (161, 69)}, "snmp", "net-snmp",
+      [(161, U), (69, U)]),
+    S("binary", "memcached-udp", sb.start_memcached_udp, {"ports": (11211, 1900)}, "memcached",
+      "memcached", [(11211, U), (1900, U), (11211, T), (1900, T)]),
+]
+
+# ---- the issue-11 lab (support.servers_lab) ----------------------------------------------
+NEW: list[Server] = [
+    S("new", "dropbear", sl.start_dropbear, {"ports": (22, 2222)}, "ssh", "Dropbear sshd",
+      [(22, T), (2222, T)], started="dropbear-bin"),
+    S("new", "lighttpd", sl.start_lighttpd, {"ports": (80, 8008)}, "http", "lighttpd",
+      [(80, T), (8008, T)]),
+    S("new", "squid", sl.start_squid, {"ports": (3128, 10080)}, "http-proxy", "Squid",
+      [(3128, T), (10080, T)]),
+    S("new", "tinyproxy", sl.start_tinyproxy, {"port": 8888}, "http-proxy", "tinyproxy",
+      [(8888, T)]),
+    S("new", "dante", sl.start_dante, {"ports": (1080, 1081)}, "socks5", None,
+      [(1080, T), (1081, T)], started="dante-server"),
+    S("new", "beanstalkd", sl.start_beanstalkd, {"ports": (11300, 9000)}, "beanstalkd", None,
+      [(11300, T), (9000, T)], ("beanstalk",)),
+    S("new", "nats", sl.start_nats, {"ports": (4222, 7422)}, "nats", "NATS",
+      [(4222, T), (7422, T)], started="nats-server"),
+    S("new", "gearmand", sl.start_gearmand, {"port": 4730}, "gearman", "Gearman",
+      [(4730, T)], started="gearman-job-server"),
+    S("new", "git-daemon", sl.start_git_daemon, {"ports": (9418, 9419)}, "git", None,
+      [(9418, T), (9419, T)], started="git"),
+    S("new", "svnserve", sl.start_svnserve, {"ports": (3690, 3691)}, "svnserve", "Subversion",
+      [(3690, T), (3691, T)], ("svn",), started="subversion"),
+    S("new", "epmd", sl.start_epmd, {"ports": (4369, 4370)}, "epmd",
+      "Erlang Port Mapper Daemon", [(4369, T), (4370, T)], started="erlang-base"),
+    S("new", "distccd", sl.start_distccd, {"port": 3632}, "distccd", "distccd", [(3632, T)],
+      ("distcc",), started="distcc"),
+]
+
+LAB: list[Server] = OLD + NEW
+ROWS: list[Row] = [row for server in LAB for row in server.rows]
+
+
+def rows_of(servers: Sequence[Server]) -> list[Row]:
+    return [row for server in servers for row in server.rows]
