@@ -225,3 +225,210 @@ def start_distccd(ns: Netns, tmp: Path, port: int = 3632) -> None:
                      "--log-stderr", "--jobs", "2"], stderr=_log(tmp, "log"))
     _alive(proc, "distccd", tmp / "log")
     wait_ports(ns, [port])
+
+
+# ---- CUPS (IPP) -------------------------------------------------------------------------------
+
+def start_cupsd(ns: Netns, tmp: Path, ports: Sequence[int] = (631, 8631)) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
+    for sub in ("cache", "state", "spool", "tmp", "log", "ppd", "ssl"):
+        (tmp / sub).mkdir(exist_ok=True)
+    (tmp / "cupsd.conf").write_text(
+        "".join(f"Listen 0.0.0.0:{p}\n" for p in ports)
+        + "LogLevel warn\nBrowsing Off\nWebInterface Yes\nDefaultAuthType None\n"
+        "ServerAlias *\n<Location />\n  Order allow,deny\n  Allow all\n</Location>\n")
+    (tmp / "cups-files.conf").write_text(
+        f"ServerRoot {tmp}\nCacheDir {tmp}/cache\nStateDir {tmp}/state\n"
+        f"RequestRoot {tmp}/spool\nTempDir {tmp}/tmp\nErrorLog {tmp}/log/error_log\n"
+        f"AccessLog {tmp}/log/access_log\nPageLog {tmp}/log/page_log\n"
+        f"ServerKeychain {tmp}/ssl\n"
+        "User lp\nGroup lp\nSystemGroup root\nFileDevice No\n")
+    proc = ns.popen(["cupsd", "-f", "-c", str(tmp / "cupsd.conf"),
+                     "-s", str(tmp / "cups-files.conf")], stderr=_log(tmp, "stderr"))
+    _alive(proc, "cupsd", tmp / "stderr", wait=0.3)
+    wait_ports(ns, ports)
+
+
+# ---- OpenLDAP slapd ---------------------------------------------------------------------------
+
+def start_slapd(ns: Netns, tmp: Path, ports: Sequence[int] = (389, 3389),
+                ldaps_port: int | None = 636) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "db").mkdir(exist_ok=True)
+    cert, key = make_cert(tmp / "tls", cn="ldap.lab.test", sans=("ldap.lab.test",))
+    (tmp / "slapd.conf").write_text(f"""include /etc/ldap/schema/core.schema
+pidfile {tmp}/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+TLSCertificateFile {cert}
+TLSCertificateKeyFile {key}
+database mdb
+maxsize 10485760
+suffix "dc=lab,dc=test"
+rootdn "cn=admin,dc=lab,dc=test"
+directory {tmp}/db
+""")
+    urls = [f"ldap://0.0.0.0:{p}/" for p in ports]
+    if ldaps_port:
+        urls.append(f"ldaps://0.0.0.0:{ldaps_port}/")
+    proc = ns.popen(["slapd", "-d", "0", "-f", str(tmp / "slapd.conf"), "-h", " ".join(urls)],
+                    stderr=_log(tmp, "log"))
+    _alive(proc, "slapd", tmp / "log", wait=0.3)
+    wait_ports(ns, [*ports, *([ldaps_port] if ldaps_port else [])])
+
+
+# ---- MariaDB ----------------------------------------------------------------------------------
+
+def start_mariadb(ns: Netns, tmp: Path, port: int = 3306, extra_port: int | None = 3307) -> None:
+    tmp = _daemon_dir(tmp, "mysql")
+    data = tmp / "data"
+    subprocess.run(["runuser", "-u", "mysql", "--", "mariadb-install-db", "--no-defaults",
+                    f"--datadir={data}", "--skip-test-db", "--auth-root-authentication-method=normal"],
+                   check=True, capture_output=True, timeout=120)
+    extra = [f"--extra-port={extra_port}"] if extra_port else []
+    proc = ns.popen(["runuser", "-u", "mysql", "--", "mariadbd", "--no-defaults",
+                     f"--datadir={data}", f"--port={port}", "--bind-address=0.0.0.0",
+                     f"--socket={tmp}/mysqld.sock", f"--pid-file={tmp}/mysqld.pid",
+                     "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve",
+                     f"--log-error={tmp}/error.log", *extra])
+    _alive(proc, "mariadbd", tmp / "error.log", wait=0.3)
+    wait_ports(ns, [port, *([extra_port] if extra_port else [])], timeout=40)
+
+
+# ---- DNS servers: BIND, Unbound, Knot -----------------------------------------------------------
+
+def dns_query(name: str = "version.bind", qtype: int = 16, qclass: int = 3) -> bytes:
+    """A DNS query (id 0x5041, recursion desired) for `name` (TXT/CH by default)."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\x00"
+    return b"\x50\x41\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + \
+        qtype.to_bytes(2, "big") + qclass.to_bytes(2, "big")
+
+
+def start_bind9(ns: Netns, tmp: Path, port: int = 53) -> None:
+    tmp = _daemon_dir(tmp, "bind")
+    (tmp / "lab.test.zone").write_text(
+        "$TTL 300\n@ IN SOA ns.lab.test. admin.lab.test. 1 3600 600 86400 300\n"
+        "@ IN NS ns.lab.test.\nns IN A 198.18.0.53\n")
+    (tmp / "named.conf").write_text(f"""options {{
+    directory "{tmp}";
+    listen-on port {port} {{ any; }};
+    listen-on-v6 {{ none; }};
+    pid-file none;
+    recursion no;
+    dnssec-validation no;
+    session-keyfile none;
+}};
+zone "lab.test" {{ type primary; file "{tmp}/lab.test.zone"; }};
+""")
+    proc = ns.popen(["named", "-g", "-n", "1", "-u", "bind", "-c", str(tmp / "named.conf")],
+                    stderr=_log(tmp, "log"))
+    _alive(proc, "named", tmp / "log", wait=0.3)
+    wait_udp(ns, [(port, dns_query())])
+    wait_ports(ns, [port])
+
+
+def start_unbound(ns: Netns, tmp: Path, port: int = 5300) -> None:
+    tmp = _daemon_dir(tmp, "unbound")
+    (tmp / "unbound.conf").write_text(f"""server:
+    interface: 0.0.0.0
+    port: {port}
+    do-ip6: no
+    chroot: ""
+    username: "unbound"
+    directory: "{tmp}"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    access-control: 0.0.0.0/0 allow
+    module-config: "iterator"
+    num-threads: 1
+    local-zone: "lab.test." static
+    local-data: "ns.lab.test. A 198.18.0.53"
+remote-control:
+    control-enable: no
+""")
+    proc = ns.popen(["unbound", "-d", "-c", str(tmp / "unbound.conf")], stderr=_log(tmp, "log"))
+    _alive(proc, "unbound", tmp / "log", wait=0.3)
+    wait_udp(ns, [(port, dns_query())])
+    wait_ports(ns, [port])
+
+
+def start_knot(ns: Netns, tmp: Path, port: int = 1053) -> None:
+    tmp = _daemon_dir(tmp, "knot")
+    (tmp / "lab.test.zone").write_text(
+        "$TTL 300\n@ IN SOA ns.lab.test. admin.lab.test. 1 3600 600 86400 300\n"
+        "@ IN NS ns.lab.test.\nns IN A 198.18.0.53\n")
+    (tmp / "knot.conf").write_text(f"""server:
+    listen: 0.0.0.0@{port}
+    rundir: "{tmp}"
+    user: knot:knot
+    identity: ns.lab.test
+    version: ""
+log:
+  - target: stderr
+    any: error
+database:
+    storage: "{tmp}"
+template:
+  - id: default
+    storage: "{tmp}"
+zone:
+  - domain: lab.test
+    file: "{tmp}/lab.test.zone"
+""")
+    proc = ns.popen(["knotd", "-c", str(tmp / "knot.conf")], stderr=_log(tmp, "log"))
+    _alive(proc, "knotd", tmp / "log", wait=0.3)
+    wait_udp(ns, [(port, dns_query("lab.test", 6, 1))])
+    wait_ports(ns, [port])
+
+
+# ---- TFTP -------------------------------------------------------------------------------------
+
+TFTP_READ = b"\x00\x01lab-missing-file\x00octet\x00"
+
+
+def start_tftpd(ns: Netns, tmp: Path, ports: Sequence[int] = (69, 6969)) -> None:
+    tmp = _daemon_dir(tmp, "nobody")
+    (tmp / "root").mkdir(exist_ok=True)
+    for port in ports:
+        proc = ns.popen(["in.tftpd", "-L", "-4", "-u", "nobody", "-s", str(tmp / "root"),
+                         "-a", f":{port}"], stderr=_log(tmp, f"log-{port}"))
+        _alive(proc, "in.tftpd", tmp / f"log-{port}")
+    wait_udp(ns, [(p, TFTP_READ) for p in ports])
+
+
+# ---- STUN/TURN (coturn) -----------------------------------------------------------------------
+
+STUN_BINDING = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"portatlas-lb"
+
+
+def start_coturn(ns: Netns, tmp: Path, port: int = 3478) -> None:
+    tmp = _daemon_dir(tmp, "turnserver")
+    proc = ns.popen(["turnserver", "-n", "--listening-ip", "0.0.0.0", "--listening-port",
+                     str(port), "--no-tls", "--no-dtls", "--no-cli", "--log-file", "stdout",
+                     "--simple-log", "--pidfile", str(tmp / "pid"), "--realm", "lab.test",
+                     "--proc-user", "turnserver", "--proc-group", "turnserver",
+                     "--relay-threads", "1", "--no-stun-backward-compatibility"],
+                    stdout=_log(tmp, "log"))
+    _alive(proc, "turnserver", tmp / "log", wait=0.3)
+    wait_udp(ns, [(port, STUN_BINDING)])
+    wait_ports(ns, [port])
+
+
+# ---- rpcbind ----------------------------------------------------------------------------------
+
+RPC_NULL = (b"\x50\x41\x50\x54" b"\x00\x00\x00\x00" b"\x00\x00\x00\x02" b"\x00\x01\x86\xa0"
+            b"\x00\x00\x00\x02" b"\x00\x00\x00\x00" + b"\x00" * 16)
+
+
+def start_rpcbind(ns: Netns, tmp: Path) -> None:
+    """rpcbind on 111 (TCP and UDP). It insists on /run/rpcbind.sock and /run/rpcbind.lock:
+    a private mount namespace with its own /run keeps those off the host."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    proc = ns.popen(["unshare", "-m", "sh", "-c",
+                     "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/rpcbind && "
+                     "exec rpcbind -f -w"], stderr=_log(tmp, "log"))
+    _alive(proc, "rpcbind", tmp / "log", wait=0.3)
+    wait_udp(ns, [(111, RPC_NULL)])
+    wait_ports(ns, [111])
