@@ -171,6 +171,29 @@ NEW: list[Server] = [
       [(3478, U), (3478, T)], ("turn",)),
     S("new", "rpcbind", sl.start_rpcbind, {}, "rpcbind", None, [(111, U), (111, T)],
       ("sunrpc",)),
+    S("new", "krb5kdc", sl.start_krb5kdc, {"port": 88}, "kerberos-sec", None,
+      [(88, U), (88, T)], ("kerberos", "kerberos5"), started="krb5-kdc"),
+    S("new", "freeradius", sl.start_freeradius, {"ports": (1812, 1813)}, "radius", None,
+      [(1812, U), (1813, U)], ("radius-acct",)),
+    S("new", "openvpn", sl.start_openvpn, {"port": 1194}, "openvpn", "OpenVPN",
+      [(1194, U), (1194, T)]),
+    S("new", "inspircd", sl.start_inspircd, {"ports": (6667, 6000)}, "irc", "InspIRCd",
+      [(6667, T), (6000, T)]),
+    Server("new", "inetd", sl.start_inetd, {"gopher_port": 70, "finger_port": 79},
+           _rows("new", "openbsd-inetd", "echo", None, [(7, T)])
+           + _rows("new", "openbsd-inetd", "daytime", None, [(13, T), (13, U)])
+           + _rows("new", "openbsd-inetd", "time", None, [(37, T), (37, U)])
+           + _rows("new", "gophernicus", "gopher", "Gophernicus", [(70, T)])
+           + _rows("new", "fingerd", "finger", None, [(79, T)])),
+    S("new", "oidentd", sl.start_oidentd, {"ports": (113, 1130)}, "ident", "oidentd",
+      [(113, T), (1130, T)], ("auth",)),
+    S("new", "pgbouncer", sl.start_pgbouncer, {"port": 6432}, "pgbouncer", "PgBouncer",
+      [(6432, T)], ("postgresql",)),
+    Server("new", "stunnel", sl.start_stunnel, {"tunnels": ((4443, 80), (3692, 3690))},
+           _rows("new", "stunnel4 + lighttpd", "http", "lighttpd", [(4443, T, True)],
+                 ("https",))
+           + _rows("new", "stunnel4 + svnserve", "svnserve", "Subversion", [(3692, T, True)],
+                   ("svn",))),
 ]
 
 LAB: list[Server] = OLD + NEW

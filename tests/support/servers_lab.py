@@ -432,3 +432,233 @@ def start_rpcbind(ns: Netns, tmp: Path) -> None:
     _alive(proc, "rpcbind", tmp / "log", wait=0.3)
     wait_udp(ns, [(111, RPC_NULL)])
     wait_ports(ns, [111])
+
+
+# ---- Kerberos KDC (MIT) -----------------------------------------------------------------------
+
+def start_krb5kdc(ns: Netns, tmp: Path, port: int = 88) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
+    realm = "LAB.TEST"
+    (tmp / "krb5.conf").write_text(
+        f"[libdefaults]\n default_realm = {realm}\n[realms]\n {realm} = {{\n  kdc = 127.0.0.1\n }}\n")
+    (tmp / "kdc.conf").write_text(f"""[kdcdefaults]
+ kdc_ports = {port}
+ kdc_tcp_ports = {port}
+[realms]
+ {realm} = {{
+  database_name = {tmp}/principal
+  key_stash_file = {tmp}/stash
+  acl_file = {tmp}/kadm5.acl
+ }}
+[logging]
+ kdc = FILE:{tmp}/kdc.log
+""")
+    env = dict(os.environ, KRB5_CONFIG=str(tmp / "krb5.conf"),
+               KRB5_KDC_PROFILE=str(tmp / "kdc.conf"))
+    if not (tmp / "principal").exists():
+        subprocess.run(["kdb5_util", "create", "-s", "-r", realm, "-P", "lab-master-key"],
+                       check=True, capture_output=True, env=env, timeout=60)
+    proc = ns.popen(["krb5kdc", "-n", "-r", realm, "-P", str(tmp / "pid")], env=env,
+                    stderr=_log(tmp, "stderr"))
+    _alive(proc, "krb5kdc", tmp / "stderr", wait=0.3)
+    wait_ports(ns, [port])
+
+
+# ---- FreeRADIUS -------------------------------------------------------------------------------
+
+def radius_request(secret: bytes = b"lab-secret") -> bytes:
+    """An Access-Request for user 'lab' (no password: the server answers Access-Reject)."""
+    user = b"lab"
+    attrs = bytes([1, 2 + len(user)]) + user
+    return bytes([1, 0x41]) + (20 + len(attrs)).to_bytes(2, "big") + b"portatlas-lab-ra" + attrs
+
+
+def start_freeradius(ns: Netns, tmp: Path, ports: Sequence[int] = (1812, 1813)) -> None:
+    """A minimal radiusd.conf written from scratch: every client, every request rejected."""
+    tmp = _daemon_dir(tmp, "freerad")
+    auth, acct = ports
+    (tmp / "radiusd.conf").write_text(f"""prefix = /usr
+raddbdir = {tmp}
+confdir = {tmp}
+logdir = {tmp}
+run_dir = {tmp}
+libdir = /usr/lib/freeradius
+pidfile = {tmp}/radiusd.pid
+max_request_time = 5
+log {{
+    destination = stderr
+}}
+security {{
+    allow_core_dumps = no
+}}
+thread pool {{
+    start_servers = 1
+    max_servers = 2
+    min_spare_servers = 1
+    max_spare_servers = 2
+}}
+client any {{
+    ipaddr = 0.0.0.0/0
+    secret = lab-secret
+    require_message_authenticator = no
+}}
+modules {{
+    always reject {{
+        rcode = reject
+    }}
+    always ok {{
+        rcode = ok
+    }}
+}}
+server default {{
+    listen {{
+        type = auth
+        ipaddr = *
+        port = {auth}
+    }}
+    listen {{
+        type = acct
+        ipaddr = *
+        port = {acct}
+    }}
+    authorize {{
+        reject
+    }}
+    authenticate {{
+    }}
+    preacct {{
+        ok
+    }}
+    accounting {{
+        ok
+    }}
+}}
+""")
+    proc = ns.popen(["freeradius", "-f", "-l", "stdout", "-d", str(tmp)],
+                    stdout=_log(tmp, "log"), stderr=subprocess.STDOUT)
+    _alive(proc, "freeradius", tmp / "log", wait=0.5)
+    wait_udp(ns, [(auth, radius_request())])
+
+
+# ---- OpenVPN (TLS mode, no tunnel device) -------------------------------------------------------
+
+OPENVPN_HARD_RESET = b"\x38" + b"portatls" + b"\x00" + b"\x00\x00\x00\x00"
+
+
+def start_openvpn(ns: Netns, tmp: Path, port: int = 1194) -> None:
+    """Two openvpn servers on `port`: UDP and TCP, in TLS server mode (many clients). The tap
+    device each needs is created inside the namespace and dies with it; nothing is routed."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    cert, key = make_cert(tmp / "tls", cn="vpn.lab.test", sans=("vpn.lab.test",))
+    common = ["openvpn", "--mode", "server", "--dev", "tap", "--tls-server", "--ca", str(cert), "--cert", str(cert),
+              "--key", str(key), "--dh", "none", "--verb", "1", "--lport", str(port),
+              "--user", "nobody", "--group", "nogroup"]
+    procs = []
+    for proto in ("udp4", "tcp4-server"):
+        log = tmp / f"{proto}.log"
+        procs.append((ns.popen([*common, "--proto", proto, "--log", str(log)]), log))
+    for proc, log in procs:
+        _alive(proc, "openvpn", log, wait=0.3)
+    wait_ports(ns, [port])
+    wait_udp(ns, [(port, OPENVPN_HARD_RESET)])
+
+
+# ---- InspIRCd ---------------------------------------------------------------------------------
+
+def start_inspircd(ns: Netns, tmp: Path, ports: Sequence[int] = (6667, 6000)) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
+    binds = "".join(f'<bind address="" port="{p}" type="clients">\n' for p in ports)
+    (tmp / "inspircd.conf").write_text(f"""<server name="irc.lab.test" description="lab IRC" network="LabNet">
+<admin name="lab" nick="lab" email="lab@lab.test">
+{binds}<connect allow="*" timeout="60" localmax="200" globalmax="200" limit="500" maxconnwarn="off">
+<class name="users" commands="*">
+<type name="none" classes="users">
+<pid file="{tmp}/inspircd.pid">
+<files motd="{tmp}/motd">
+<dns timeout="1">
+<options prefixquit="Quit: " allowcoreunload="no">
+<security hidesplits="no">
+<performance softlimit="1024" somaxconn="128">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{tmp}/ircd.log">
+<path configdir="{tmp}" datadir="{tmp}" logdir="{tmp}" runtimedir="{tmp}">
+""")
+    (tmp / "motd").write_text("lab IRC server\n")
+    proc = ns.popen(["inspircd", "--nofork", "--runasroot", f"--config={tmp}/inspircd.conf"],
+                    stdout=_log(tmp, "stdout"))
+    _alive(proc, "inspircd", tmp / "stdout", wait=0.5)
+    wait_ports(ns, ports)
+
+
+# ---- inetd (internal echo/daytime/time) with gophernicus and fingerd behind it --------------
+
+def start_inetd(ns: Netns, tmp: Path, gopher_port: int = 70, finger_port: int = 79) -> None:
+    tmp = _daemon_dir(tmp, "nobody")
+    gopher = tmp / "gopher"
+    gopher.mkdir(exist_ok=True)
+    (gopher / "gophermap").write_text("ilab gopher hole\n0readme\treadme.txt\n")
+    (gopher / "readme.txt").write_text("lab\n")
+    (tmp / "inetd.conf").write_text(
+        "echo stream tcp nowait root internal\n"
+        "echo dgram udp wait root internal\n"
+        "daytime stream tcp nowait root internal\n"
+        "daytime dgram udp wait root internal\n"
+        "time stream tcp nowait root internal\n"
+        "time dgram udp wait root internal\n"
+        f"{gopher_port} stream tcp nowait nobody /usr/sbin/gophernicus gophernicus "
+        f"-h gopher.lab.test -r {gopher} -nf -nv\n"
+        f"{finger_port} stream tcp nowait nobody /usr/sbin/in.fingerd in.fingerd\n")
+    proc = ns.popen(["inetd", "-d", str(tmp / "inetd.conf")], stderr=_log(tmp, "log"))
+    _alive(proc, "inetd", tmp / "log", wait=0.3)
+    # (its UDP services ignore datagrams from loopback addresses, so only TCP is awaited)
+    wait_ports(ns, [7, 13, 37, gopher_port, finger_port])
+
+
+# ---- oidentd (ident) --------------------------------------------------------------------------
+
+def start_oidentd(ns: Netns, tmp: Path, ports: Sequence[int] = (113, 1130)) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
+    for port in ports:
+        proc = ns.popen(["oidentd", "-i", "-S", "-a", "0.0.0.0", "-p", str(port),
+                         "-u", "nobody", "-g", "nogroup"], stderr=_log(tmp, f"log-{port}"))
+        _alive(proc, "oidentd", tmp / f"log-{port}")
+    wait_ports(ns, ports)
+
+
+# ---- PgBouncer --------------------------------------------------------------------------------
+
+def start_pgbouncer(ns: Netns, tmp: Path, port: int = 6432) -> None:
+    """PgBouncer with no reachable backend: it still answers the startup and SSL requests."""
+    tmp = _daemon_dir(tmp, "postgres")
+    (tmp / "users.txt").write_text('"lab" "lab"\n')
+    (tmp / "pgbouncer.ini").write_text(f"""[databases]
+lab = host=127.0.0.1 port=5999 dbname=lab
+[pgbouncer]
+listen_addr = 0.0.0.0
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {tmp}/users.txt
+logfile = {tmp}/pgbouncer.log
+pidfile = {tmp}/pgbouncer.pid
+""")
+    proc = ns.popen(["runuser", "-u", "postgres", "--", "pgbouncer", str(tmp / "pgbouncer.ini")],
+                    stderr=_log(tmp, "stderr"))
+    _alive(proc, "pgbouncer", tmp / "stderr", wait=0.3)
+    wait_ports(ns, [port])
+
+
+# ---- stunnel: TLS in front of other lab services ------------------------------------------------
+
+def start_stunnel(ns: Netns, tmp: Path, tunnels: Sequence[tuple[int, int]] = ((4443, 80),
+                                                                            (3692, 3690))) -> None:
+    """stunnel accepting TLS on each (port, plain port) and forwarding to 127.0.0.1:plain
+    (the lab's own plain-text services)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    cert, key = make_cert(tmp / "tls", cn="tls.lab.test", sans=("tls.lab.test",))
+    body = "".join(f"[t{accept}]\naccept = 0.0.0.0:{accept}\nconnect = 127.0.0.1:{plain}\n"
+                   for accept, plain in tunnels)
+    (tmp / "stunnel.conf").write_text(f"foreground = yes\npid =\ncert = {cert}\nkey = {key}\n"
+                                      f"output = {tmp}/stunnel.log\n{body}")
+    proc = ns.popen(["stunnel4", str(tmp / "stunnel.conf")], stderr=_log(tmp, "stderr"))
+    _alive(proc, "stunnel", tmp / "stderr", wait=0.3)
+    wait_ports(ns, [accept for accept, _ in tunnels])
