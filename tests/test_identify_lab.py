@@ -38,6 +38,18 @@ NAMED = {
 # Rows where the product is not (yet) found although the name is.
 NO_PRODUCT: set[tuple[str, int, str]] = set()
 
+# Wrong names the engine on main still gives (issue 11's kinds 2 and 5), xfail until fixed;
+# not strict, so the fix shows as XPASS and the entry is then removed.
+KNOWN_WRONG = {
+    ("new", 3128, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy'",
+    ("new", 10080, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy'",
+    ("new", 8888, "tcp"): "tinyproxy named 'http' (the carrier), not 'http-proxy'",
+    ("new", 631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp'",
+    ("new", 8631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp'",
+    ("new", 7, "tcp"): "echo reflects the AMQP probe's header; the module takes it as AMQP",
+    ("new", 3692, "tcp"): "svnserve inside TLS named 'tls' (the carrier)",
+}
+
 
 def key(row: Row) -> tuple[str, int, str]:
     return (row.host, row.port, row.transport)
@@ -118,13 +130,18 @@ def _names(verdict) -> set[str]:
     return {n.lower() for n in (verdict.protocol, verdict.service) if n}
 
 
+def _known_wrong(rows):
+    return [pytest.param(r, id=row_id(r), marks=pytest.mark.xfail(reason=KNOWN_WRONG[key(r)]))
+            if key(r) in KNOWN_WRONG else pytest.param(r, id=row_id(r)) for r in rows]
+
+
 @pytest.mark.netns
-@pytest.mark.parametrize("row", ROWS, ids=row_id)
+@pytest.mark.parametrize("row", _known_wrong(ROWS))
 def test_no_wrong_name(lab, row):
     _, verdicts, _ = lab
     verdict = verdicts[key(row)]
     names = _names(verdict)
-    assert not names or names & row.names, (
+    assert lab_nmap.judge(row, names) != "wrong", (
         f"{row.port}/{row.transport} runs {row.service} ({row.started}); portatlas said "
         f"{sorted(names)}: {verdict.to_dict()}")
 
@@ -136,7 +153,7 @@ def test_family_identified(lab, row):
 
     _, verdicts, _ = lab
     verdict = verdicts[key(row)]
-    assert _names(verdict) & row.names, verdict.to_dict()
+    assert lab_nmap.judge(row, _names(verdict)) == "right", verdict.to_dict()
     if row.product and key(row) not in NO_PRODUCT:
         reported = " ".join(p for p in (verdict.product, verdict.version) if p)
         assert product_right(row, reported), verdict.to_dict()

@@ -223,11 +223,15 @@ def product_right(row: Row, reported: str | None) -> bool:
     return any(_norm(p) in said or (said and said in _norm(p)) for p in row.product.split("|"))
 
 
+# what tools say when they do not know: no name (neither right nor wrong)
+NO_NAME = frozenset({"unknown", "tcpwrapped"})
+
+
 def judge(row: Row, names: set[str]) -> str:
     """'right', 'none' or 'wrong' for the names a tool gave."""
-    if not names:
+    clean = {n.lower().removeprefix("ssl/") for n in names} - NO_NAME
+    if not clean:
         return "none"
-    clean = {n.lower().removeprefix("ssl/") for n in names}
     return "right" if clean & row.names else "wrong"
 
 
