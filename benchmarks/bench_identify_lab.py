@@ -18,6 +18,7 @@ Judged against the truth (nmap's vocabulary; support.lab_nmap.Row.names):
   protocol right   the name given is one of the row's names
   wrong name       a name was given and it is not one of them ("unknown" is never wrong)
   product right    (rows with a known product) the reported product+version contains it
+  wrong product    (rows with a known product) a product was reported and it is not that one
 nmap's names from its port table (method="table", no probe matched) count as no name.
 
 Targets (issue 11): protocol right on >= as many ports as nmap, product right on >= as many,
@@ -205,7 +206,8 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     table, tally = [], {k: 0 for k in ("nmap_proto", "ours_proto", "nmap_wrong", "ours_wrong",
-                                        "nmap_prod", "ours_prod", "with_product")}
+                                        "nmap_prod", "ours_prod", "with_product",
+                                        "nmap_badprod", "ours_badprod")}
     records = []
     for row, key in zip(rows, keys):
         theirs, mine = nmap.get(key, {}), ours.get(key, {})
@@ -222,6 +224,9 @@ def main() -> int:
         tally["with_product"] += bool(row.product)
         tally["nmap_prod"] += n_prod_ok
         tally["ours_prod"] += o_prod_ok
+        # a product named where the truth has one, and not it (e.g. PostgreSQL for PgBouncer)
+        tally["nmap_badprod"] += bool(row.product and n_prod and not n_prod_ok)
+        tally["ours_badprod"] += bool(row.product and o_prod and not o_prod_ok)
         mark = {"right": "", "none": " (-)", "wrong": " (WRONG)"}
         truth = row.service + (f" · {row.product.split('|')[0]}" if row.product else "")
         table.append([f"{row.port}/{row.transport}" + (" tls" if row.tls else ""), row.host,
@@ -253,6 +258,7 @@ def main() -> int:
     print(f"{'protocol right':22}{tally['nmap_proto']:>12}{tally['ours_proto']:>12}")
     print(f"{'product right':22}{tally['nmap_prod']:>12}{tally['ours_prod']:>12}")
     print(f"{'wrong names':22}{tally['nmap_wrong']:>12}{tally['ours_wrong']:>12}")
+    print(f"{'wrong products':22}{tally['nmap_badprod']:>12}{tally['ours_badprod']:>12}")
     print(f"{'time TCP (s)':22}{nmap_times['tcp']:>12.1f}{ours_times['tcp']:>12.1f}")
     print(f"{'time UDP (s)':22}{nmap_times['udp']:>12.1f}{ours_times['udp']:>12.1f}")
     print(f"{'total time (s)':22}{n_total:>12.1f}{o_total:>12.1f}")

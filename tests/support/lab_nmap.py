@@ -163,7 +163,7 @@ NEW: list[Server] = [
       ("dns",)),
     S("new", "unbound", sl.start_unbound, {"port": 5300}, "domain", "Unbound",
       [(5300, U), (5300, T)], ("dns",)),
-    S("new", "knot", sl.start_knot, {"port": 1053}, "domain", None, [(1053, U), (1053, T)],
+    S("new", "knot", sl.start_knot, {"port": 1053}, "domain", "Knot DNS", [(1053, U), (1053, T)],
       ("dns",)),
     S("new", "tftpd", sl.start_tftpd, {"ports": (69, 6969)}, "tftp", None,
       [(69, U), (6969, U)], started="tftpd-hpa"),
