@@ -1,0 +1,178 @@
+"""Which match lines apply to a reply, and what they say. Pure (bytes in, a Hit out).
+
+The own-probe rule (nmap's): the reply to probe P is tested against P's own match lines, then
+against the lines of each probe in P's `fallback` (left to right), then - TCP only - against
+the NULL probe's lines (a greeting arrives before any reply, so it may open every reply).
+No other line is ever tried: a UDP probe's lines never see a TCP greeting, a MongoDB probe's
+lines never see another probe's reply.
+
+In each probe's lines, in file order, the first hard match wins; a soft match is remembered
+(the first one) and the search goes on for a hard one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from portatlas.identify.nmap.db import FIELD_NAMES, MatchLine, NmapProbe, ServiceProbes
+
+
+@dataclass
+class Hit:
+    """What a match line said about a reply."""
+
+    service: str
+    soft: bool
+    probe: str             # the probe whose reply matched
+    line: int              # the match line's number in the file
+    line_probe: str        # the probe the line belongs to (differs for fallbacks/NULL)
+    transport: str
+    fields: dict[str, str] = field(default_factory=dict)  # product, version, info, ...
+    cpe: list[str] = field(default_factory=list)
+    tunnel: str | None = None  # "ssl" when the reply came through TLS
+
+    @property
+    def product(self) -> str | None:
+        return self.fields.get("product")
+
+    @property
+    def version(self) -> str | None:
+        return self.fields.get("version")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"service": self.service, "soft": self.soft,
+                               "probe": self.probe, "line": self.line,
+                               "line_probe": self.line_probe}
+        out.update(self.fields)
+        if self.cpe:
+            out["cpe"] = list(self.cpe)
+        if self.tunnel:
+            out["tunnel"] = self.tunnel
+        return out
+
+
+# --- version templates --------------------------------------------------------------------------
+_TEMPLATE = re.compile(
+    r'\$(?:(?P<plain>[1-9])'
+    r'|P\((?P<p>[1-9])\)'
+    r'|SUBST\((?P<s>[1-9]),"(?P<a>[^"]*)","(?P<b>[^"]*)"\)'
+    r'|I\((?P<i>[1-9]),"(?P<e>[<>])"\))')
+
+
+def _safe(data: bytes) -> str:
+    """Bytes of a reply as text that is safe on a terminal: printable ASCII kept, the rest
+    \\xNN-escaped (nmap copies `$1` verbatim; we never print raw control bytes)."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in data)
+
+
+def _printable(data: bytes) -> str:
+    """nmap's $P(): only the printable characters."""
+    return "".join(chr(b) for b in data if 0x20 <= b < 0x7F)
+
+
+def substitute(template: str, found: "re.Match[bytes]") -> str:
+    """Expand $1..$9, $P(n), $SUBST(n,"from","to") and $I(n,"<"|">") with the groups of
+    `found` (a group that did not take part counts as empty)."""
+
+    def group(n: int) -> bytes:
+        if n > (found.re.groups or 0):
+            return b""
+        return found.group(n) or b""
+
+    def one(m: "re.Match[str]") -> str:
+        if m.group("plain"):
+            return _safe(group(int(m.group("plain"))))
+        if m.group("p"):
+            return _printable(group(int(m.group("p"))))
+        if m.group("s"):
+            text = group(int(m.group("s")))
+            return _safe(text.replace(m.group("a").encode("latin-1"),
+                                      m.group("b").encode("latin-1")))
+        data = group(int(m.group("i")))
+        if not data or len(data) > 8:  # nmap: an unsigned integer of at most 8 bytes
+            return ""
+        return str(int.from_bytes(data, "big" if m.group("e") == ">" else "little"))
+
+    return _TEMPLATE.sub(one, template)
+
+
+def expand(line: MatchLine, found: "re.Match[bytes]") -> tuple[dict[str, str], list[str]]:
+    """The version fields and CPEs a matching line gives (empty values left out)."""
+    fields = {}
+    for letter, template in line.templates.items():
+        text = substitute(template, found).strip()
+        if text:
+            fields[FIELD_NAMES[letter]] = text
+    cpes = [c for c in (substitute(t, found).strip() for t in line.cpes) if c]
+    return fields, cpes
+
+
+# --- the own-probe rule ---------------------------------------------------------------------------
+def applicable(db: ServiceProbes, probe: NmapProbe) -> Iterator[NmapProbe]:
+    """The probes whose lines may judge `probe`'s reply: itself, its fallbacks, then NULL
+    (TCP only); each once."""
+    seen = set()
+    chain = [probe] + [db.fallback_probe(probe, n) for n in probe.fallback]
+    if probe.transport == "tcp":
+        chain.append(db.probe("tcp", "NULL"))
+    for p in chain:
+        if p is not None and p.key not in seen:
+            seen.add(p.key)
+            yield p
+
+
+def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
+                tunnel: str | None = None, stats: dict[str, int] | None = None) -> Hit | None:
+    """The verdict of the applicable match lines on the reply `data` to `probe`: the first
+    hard match, else the first soft match, else None. `stats` (optional) counts lines tried."""
+    soft: Hit | None = None
+    tried = 0
+    for owner in applicable(db, probe):
+        subject = data
+        if owner.transport != probe.transport:
+            subject = _unframed(data)
+            if subject is None:
+                continue
+        lowered = subject[:256].lower()
+        for line in owner.matches:
+            if soft is not None and line.soft:
+                continue  # one soft match is enough; only a hard one can improve it
+            tried += 1
+            found = line.search(subject, lowered)
+            if not found:
+                continue
+            fields, cpes = expand(line, found)
+            hit = Hit(line.service, line.soft, probe.name, line.line, owner.name,
+                      probe.transport, fields, cpes, tunnel)
+            if not line.soft:
+                if stats is not None:
+                    stats["lines"] = stats.get("lines", 0) + tried
+                return hit
+            soft = hit
+    if stats is not None:
+        stats["lines"] = stats.get("lines", 0) + tried
+    return soft
+
+
+def _unframed(data: bytes) -> bytes | None:
+    """A TCP reply judged by a UDP probe's lines: without the 2-byte length prefix of
+    DNS-style framing (None when the reply is not framed that way)."""
+    if len(data) >= 2 and int.from_bytes(data[:2], "big") == len(data) - 2:
+        return data[2:]
+    return None
+
+
+def possible_services(db: ServiceProbes, probe: NmapProbe) -> frozenset[str]:
+    """Services the lines applicable to `probe`'s reply can name (softmatch narrowing)."""
+    out: set[str] = set()
+    for p in applicable(db, probe):
+        if p.name == "NULL" and probe.name != "NULL":
+            continue  # NULL's lines were already tried on the greeting
+        out |= p.services()
+    return frozenset(out)
+
+
+def lines_for(db: ServiceProbes, probes: Iterable[NmapProbe]) -> list[MatchLine]:
+    return [m for p in probes for m in p.matches]
