@@ -14,7 +14,6 @@ Debian packages are listed in .ci/apt/identify-lab.txt.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -283,7 +282,8 @@ def start_mariadb(ns: Netns, tmp: Path, port: int = 3306, extra_port: int | None
     tmp = _daemon_dir(tmp, "mysql")
     data = tmp / "data"
     subprocess.run(["runuser", "-u", "mysql", "--", "mariadb-install-db", "--no-defaults",
-                    f"--datadir={data}", "--skip-test-db", "--auth-root-authentication-method=normal"],
+                    f"--datadir={data}", "--skip-test-db",
+                    "--auth-root-authentication-method=normal"],
                    check=True, capture_output=True, timeout=120)
     extra = [f"--extra-port={extra_port}"] if extra_port else []
     proc = ns.popen(["runuser", "-u", "mysql", "--", "mariadbd", "--no-defaults",
@@ -440,7 +440,8 @@ def start_krb5kdc(ns: Netns, tmp: Path, port: int = 88) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     realm = "LAB.TEST"
     (tmp / "krb5.conf").write_text(
-        f"[libdefaults]\n default_realm = {realm}\n[realms]\n {realm} = {{\n  kdc = 127.0.0.1\n }}\n")
+        f"[libdefaults]\n default_realm = {realm}\n"
+        f"[realms]\n {realm} = {{\n  kdc = 127.0.0.1\n }}\n")
     (tmp / "kdc.conf").write_text(f"""[kdcdefaults]
  kdc_ports = {port}
  kdc_tcp_ports = {port}
@@ -550,9 +551,9 @@ def start_openvpn(ns: Netns, tmp: Path, port: int = 1194) -> None:
     device each needs is created inside the namespace and dies with it; nothing is routed."""
     tmp.mkdir(parents=True, exist_ok=True)
     cert, key = make_cert(tmp / "tls", cn="vpn.lab.test", sans=("vpn.lab.test",))
-    common = ["openvpn", "--mode", "server", "--dev", "tap", "--tls-server", "--ca", str(cert), "--cert", str(cert),
-              "--key", str(key), "--dh", "none", "--verb", "1", "--lport", str(port),
-              "--user", "nobody", "--group", "nogroup"]
+    common = ["openvpn", "--mode", "server", "--dev", "tap", "--tls-server", "--ca", str(cert),
+              "--cert", str(cert), "--key", str(key), "--dh", "none", "--verb", "1",
+              "--lport", str(port), "--user", "nobody", "--group", "nogroup"]
     procs = []
     for proto in ("udp4", "tcp4-server"):
         log = tmp / f"{proto}.log"
@@ -568,7 +569,8 @@ def start_openvpn(ns: Netns, tmp: Path, port: int = 1194) -> None:
 def start_inspircd(ns: Netns, tmp: Path, ports: Sequence[int] = (6667, 6000)) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     binds = "".join(f'<bind address="" port="{p}" type="clients">\n' for p in ports)
-    (tmp / "inspircd.conf").write_text(f"""<server name="irc.lab.test" description="lab IRC" network="LabNet">
+    (tmp / "inspircd.conf").write_text(f"""\
+<server name="irc.lab.test" description="lab IRC" network="LabNet">
 <admin name="lab" nick="lab" email="lab@lab.test">
 {binds}<connect allow="*" timeout="60" localmax="200" globalmax="200" limit="500" maxconnwarn="off">
 <class name="users" commands="*">
