@@ -92,7 +92,10 @@ def test_local_identify_only_touches_own_listeners(lab):
 @pytest.mark.parametrize("args,words", [
     (["--id-timeout", "0"], "--id-timeout must be between"),
     (["--banner-wait=-1"], "--banner-wait must be between"),
-    (["--nmap-probes", "/nonexistent/probes"], "cannot read nmap service probes"),
+    (["--nmap-db", "/nonexistent/probes"], "cannot read nmap's service probes"),
+    (["--nmap-probes", "/nonexistent/probes"], "cannot read nmap's service probes"),
+    (["--intensity", "10"], "--intensity must be between 0 and 9"),
+    (["--nmap-parallel", "0"], "--nmap-parallel must be between 1 and 64"),
 ])
 def test_bad_options_are_one_line_errors(lab, args, words):
     _, client, address = lab
@@ -102,9 +105,29 @@ def test_bad_options_are_one_line_errors(lab, args, words):
     assert "Traceback" not in result.stderr
 
 
-def test_nmap_probes_refine(lab):
+def test_nmap_engine_runs_by_default_and_the_module_decides(lab):
+    # changed deliberately (issue 11): --nmap-probes used to be an opt-in refinement of the
+    # bytes our modules had seen; nmap's engine now runs by default beside the modules, and
+    # a module's full exchange decides (the evidence says which source did)
     _, client, address = lab
-    result = client.portatlas("check", address, "103", "--json", "--nmap-probes")
+    result = client.portatlas("check", address, "103", "--json")
     service = json.loads(result.stdout)["hosts"][0]["ports"][0]["service"]
-    assert service["extra"]["nmap"]["service"] == "ssh"
-    assert service["extra"]["nmap"]["product"] == "OpenSSH"
+    assert (service["protocol"], service["product"]) == ("ssh", "OpenSSH")
+    assert service["basis"]["by"] == "portatlas"
+    assert service["basis"]["text"].startswith("portatlas ssh module")
+    assert "nmap_engine" in service["extra"]
+    text = client.portatlas("check", address, "103")
+    assert "how:" in text.stdout and "portatlas ssh module" in text.stdout
+
+
+def test_without_the_nmap_database_a_note_says_so(lab, tmp_path):
+    _, client, address = lab
+    result = client.portatlas("check", address, "103", "--json",
+                              env={"PORTATLAS_NMAP_DB": str(tmp_path / "absent")})
+    assert result.returncode == 0, result.stderr
+    assert "nmap's service database was not found" in result.stderr
+    service = json.loads(result.stdout)["hosts"][0]["ports"][0]["service"]
+    assert service["protocol"] == "ssh" and "nmap_engine" not in service["extra"]
+    assert any("not found" in n for n in service["extra"]["notes"])
+    off = client.portatlas("check", address, "103", "--json", "--no-nmap")
+    assert "note:" not in off.stderr

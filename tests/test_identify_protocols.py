@@ -236,12 +236,21 @@ def test_mtp_rfc780_server():
     assert {"MRSQ", "MRCP"} <= set(verdict.extra["commands"])
 
 
-def test_mtp_without_mr_commands_still_recognised_by_missing_helo():
+def test_mtp_not_named_on_a_220_greeting_and_rejected_commands():
+    # changed deliberately (issue 11): this used to be a tentative MTP verdict (0.7); a text
+    # service that greets with 220 and rejects unknown commands is not evidence of MTP
     verdict, sent = play(mtp.MTPProbe(ctx(57)), [
         b"220 HOST.ARPA MTP ready\r\n", b"502 MRSQ not implemented\r\n",
         b"500 HELO? Syntax error, command unrecognized\r\n", b"214 MAIL RSET HELP NOOP QUIT\r\n"])
     assert sent == [mtp.MRSQ_QUERY, mtp.HELO, mtp.HELP]
-    assert verdict.protocol == "mtp" and verdict.confidence < 0.8  # tentative
+    assert isinstance(verdict, NoMatch) and "220" in verdict.reason
+
+
+def test_mtp_named_when_help_lists_the_mr_commands():
+    verdict, sent = play(mtp.MTPProbe(ctx(57)), [
+        b"220 HOST.ARPA MTP ready\r\n", b"502 MRSQ not implemented\r\n",
+        b"500 HELO? Syntax error\r\n", b"214 MAIL MRSQ MRCP RSET HELP NOOP QUIT\r\n"])
+    assert verdict.protocol == "mtp" and verdict.confidence >= 0.8
 
 
 def test_mtp_is_not_smtp():

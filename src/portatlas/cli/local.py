@@ -415,9 +415,16 @@ def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int
 
 
 def _identify_options():
+    import sys
+
+    from portatlas.identify.cli import nmap_note
     from portatlas.identify.options import Options
 
-    return Options(timeout=4.0, probe_timeout=1.0)
+    opts = Options(timeout=4.0, probe_timeout=1.0)
+    note = nmap_note(opts)
+    if note:
+        print(f"portatlas: note: {note}", file=sys.stderr)
+    return opts
 
 
 def watch(args, selection: Selection, sort: list[str]) -> int:

@@ -106,22 +106,22 @@ def identify_hook(enabled: bool, options=None):
     if not enabled:
         return None
     try:
-        from portatlas.identify import identify_async
+        from portatlas.identify import scan_hook
     except ImportError:
         return None
-
-    async def hook(host, result):
-        # return_partial: on Ctrl-C every port keeps what was learnt so far
-        return await identify_async(host.address, result.port, result.transport,
-                                    options=options, return_partial=True)
-
-    return hook
+    return scan_hook(options)
 
 
 def _identify_options(args):
-    from portatlas.identify.cli import options_from
+    import sys
 
-    return options_from(args)
+    from portatlas.identify.cli import nmap_note, options_from
+
+    opts = options_from(args)
+    note = nmap_note(opts)
+    if note:
+        print(f"portatlas: note: {note}", file=sys.stderr)
+    return opts
 
 
 def _open_atlas_quietly(db: str | None):

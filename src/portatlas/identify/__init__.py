@@ -21,6 +21,7 @@ from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMP
 from portatlas.identify.options import Options
 
 __all__ = ["identify", "identify_async", "identify_many", "identify_many_async", "describe",
+           "scan_hook",
            "Options", "Verdict", "Batch", "IDENTIFIED", "UNIDENTIFIED", "CLOSED", "FILTERED",
            "ERROR", "INCOMPLETE"]
 
@@ -98,6 +99,9 @@ class _Job:
         self.batch_deadline = deadline
         self.deadline = min(deadline or float("inf"), self.started + opts.timeout)
         self.run_obj: Any = None
+        self.engine: Any = None      # the nmap engine of this port (None: not run)
+        self.nmap_path: str | None = None
+        self.nmap_note: str | None = None
         self.verdict: Verdict | None = None
         self.cut_short = False  # the batch deadline, not the port's own time, ended it
 
@@ -117,10 +121,10 @@ class _Job:
 
             raise UsageError(f"identification speaks tcp and udp, not {self.transport!r}")
         try:
-            verdict = await asyncio.wait_for(self.run_obj.run(),
+            verdict = await asyncio.wait_for(self._both(),
                                              max(self.deadline - time.monotonic(), 0.001) + 0.5)
         except (asyncio.TimeoutError, TimeoutError):
-            verdict = self.run_obj.partial()
+            verdict = self._merged(self.run_obj.partial())
             if verdict.outcome == INCOMPLETE:
                 verdict.outcome = UNIDENTIFIED
             verdict.reason = f"port time limit of {self.opts.timeout:g}s reached; " + verdict.reason
@@ -137,6 +141,50 @@ class _Job:
             verdict.reason = "deadline reached; so far: " + verdict.reason
         return self._finish(verdict)
 
+    # -- the portatlas modules and nmap's probes side by side (merge.py decides)
+    def _engine(self) -> Any:
+        from portatlas.identify import combined
+
+        db, path, note = combined.database(self.opts)
+        self.nmap_path, self.nmap_note = path, note
+        if db is None:
+            return None
+        settings = combined.settings(self.opts, self.host)
+        from portatlas.identify.nmap.engine import TCPEngine, UDPEngine
+
+        if self.transport == "udp":
+            return UDPEngine(db, self.host, self.port, settings, self.deadline)
+        return TCPEngine(db, self.host, self.port, settings, self.deadline)
+
+    async def _both(self) -> Verdict:
+        import asyncio
+
+        from portatlas.identify import combined
+
+        self.engine = self._engine()
+        if self.engine is None:
+            return await self.run_obj.run()
+        loop = asyncio.get_running_loop()
+        banner: asyncio.Future = loop.create_future()
+        if self.transport == "tcp":
+            self.run_obj.on_banner = lambda b: banner.done() or banner.set_result(b)
+            eng_task = asyncio.ensure_future(self.engine.run(banner))
+        else:
+            eng_task = asyncio.ensure_future(self.engine.run())
+        mod_task = asyncio.ensure_future(self.run_obj.run())
+        try:
+            return await combined.race(self, mod_task, eng_task, banner)
+        finally:
+            for task in (mod_task, eng_task):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(mod_task, eng_task, return_exceptions=True)
+
+    def _merged(self, module: Verdict | None) -> Verdict:
+        from portatlas.identify import combined
+
+        return combined.combine(self, module)
+
     def partial(self) -> Verdict:
         if self.verdict is not None:
             return self.verdict
@@ -144,7 +192,7 @@ class _Job:
             verdict = Verdict(None, outcome=INCOMPLETE, confidence=0.0,
                               reason="not started before the deadline")
         else:
-            verdict = self.run_obj.partial()
+            verdict = self._merged(self.run_obj.partial())
         return self._finish(verdict)
 
     def _finish(self, verdict: Verdict) -> Verdict:
@@ -153,11 +201,17 @@ class _Job:
         verdict.elapsed = time.monotonic() - self.started
         if verdict.outcome == IDENTIFIED and not verdict.reason:
             verdict.reason = "recognised by the " + (verdict.protocol or "?") + " probe"
-        if self.opts.nmap_probes and verdict.outcome in (IDENTIFIED, UNIDENTIFIED):
-            from portatlas.identify import nmap_probes
+        if verdict.basis is None:
+            from portatlas.identify.merge import module_basis
 
-            samples = getattr(getattr(self.run_obj, "obs", None), "samples", [])
-            nmap_probes.refine(verdict, samples, self.opts.nmap_probes)
+            verdict.basis = module_basis(verdict) if verdict.outcome == IDENTIFIED else \
+                {"by": "none", "text": verdict.reason}
+        if self.engine is not None:
+            verdict.extra.setdefault("nmap_engine", self.engine.result.to_dict())
+        elif self.nmap_note:
+            verdict.extra.setdefault("notes", [])
+            if self.nmap_note not in verdict.extra["notes"]:
+                verdict.extra["notes"].append(self.nmap_note)
         self.verdict = verdict
         return verdict
 
@@ -283,6 +337,20 @@ def identify_many(targets: Iterable[Target], *, options: Options | None = None,
                                          **overrides)
 
     return asyncio.run(main())
+
+
+# --- the hook the scanner calls -------------------------------------------------------------
+def scan_hook(options: Options | None = None) -> Callable[..., Any]:
+    """THE one way check, scan --identify and the web /check identify an open port: an async
+    callable (host, PortResult) -> Verdict for portatlas.scan.Scanner(identify=...). Every
+    caller gets the same engine (portatlas modules + nmap's probes, merge.py)."""
+
+    async def hook(host: Any, result: Any) -> Verdict:
+        # return_partial: on Ctrl-C every port keeps what was learnt so far
+        return await identify_async(host.address, result.port, result.transport,
+                                    options=options, return_partial=True)
+
+    return hook
 
 
 # --- words ---------------------------------------------------------------------------------

@@ -70,6 +70,8 @@ class Verdict:
     reason: str = ""                   # why this outcome, in a few words
     registered: list[str] = field(default_factory=list)  # registry service names of the port
     elapsed: float = 0.0               # seconds spent on this port
+    # how the answer was decided: {"by": "portatlas"|"nmap"|"none", "text": ..., ...}
+    basis: dict[str, Any] | None = None
 
     @property
     def service(self) -> str | None:
@@ -84,7 +86,8 @@ class Verdict:
                 "product": self.product, "version": self.version,
                 "confidence": round(self.confidence, 2), "extra": self.extra, "tls": self.tls,
                 "evidence": self.evidence, "reason": self.reason,
-                "registered": list(self.registered), "elapsed": round(self.elapsed, 3)}
+                "registered": list(self.registered), "elapsed": round(self.elapsed, 3),
+                "basis": self.basis}
 
 
 @dataclass

@@ -146,8 +146,34 @@ class Observations:
         data = b"".join(s for _, s in self.samples)
         printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
         if data and printable / len(data) >= 0.85:
-            return "text", "sends text no probe recognised"
+            seen = seen_summary(self.samples)
+            return "text", "sends text no probe recognised" + (f" ({seen})" if seen else "")
         return "binary", "sends binary data no probe recognised"
+
+
+def seen_summary(samples: list[tuple[str, bytes]]) -> str:
+    """What a text service did, in words: 'greets with a 220 line, rejects unknown commands
+    (500)'. Empty when there is nothing to say."""
+    import re
+
+    parts = []
+    banner = next((d for label, d in samples if label == "banner"), b"")
+    if banner:
+        first = banner.split(b"\n", 1)[0].rstrip(b"\r")
+        code = re.match(rb"(\d{3})[ -]", first)
+        parts.append(f"greets with a {code.group(1).decode()} line" if code else
+                     f"greets with '{escape_evidence(first, 40)}'")
+    codes = set()
+    for label, data in samples:
+        if label == "banner" or label.startswith("tls:"):
+            continue
+        for line in data.split(b"\n"):
+            code = re.match(rb"(5\d\d)[ -]", line)
+            if code:
+                codes.add(code.group(1).decode())
+    if codes:
+        parts.append("rejects unknown commands (" + ", ".join(sorted(codes)) + ")")
+    return ", ".join(parts)
 
 
 # --- one port over TCP ---------------------------------------------------------------------
@@ -180,6 +206,7 @@ class PortRun:
         self.c0_banner = b""
         self.running_sf = 0
         self.sni = opts.server_name or (None if _is_ip(host) else host)
+        self.on_banner: Callable[[bytes], None] | None = None
 
     # -- context for probes
     def context(self) -> ProbeContext:
@@ -225,6 +252,8 @@ class PortRun:
                 if not banner_task.done():
                     banner_task.cancel()
                     await asyncio.gather(banner_task, return_exceptions=True)
+            if self.on_banner is not None:
+                self.on_banner(banner)  # the nmap engine's NULL probe reads the same bytes
             if banner:
                 self.c0_banner = banner
                 self.obs.sample("banner", banner)

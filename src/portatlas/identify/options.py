@@ -20,5 +20,10 @@ class Options:
     tls: bool = True              # try TLS (implicit and STARTTLS)
     registered: tuple[str, ...] | None = None  # registry hints; None = ask the database
     only: tuple[str, ...] | None = None        # restrict to these probe names
-    nmap_probes: bool | str = False  # True or a path: refine with nmap-service-probes
+    nmap: bool = True              # run nmap's service probes (when the database is found)
+    nmap_db: str | None = None     # path of nmap-service-probes (else $PORTATLAS_NMAP_DB,
+                                   # else /usr/share/nmap/nmap-service-probes)
+    intensity: int = 7             # nmap's --version-intensity: probes of rarity <= this
+    nmap_parallel: int = 6         # nmap TCP probes at once per port (UDP: 4 x this)
+    nmap_probes: bool | str = False  # old option: a path here means nmap_db
     atlas: Any = None              # an Atlas for registry hints (else the default database)

@@ -136,10 +136,16 @@ class Checker:
         from portatlas.scan.targets import Host
         from portatlas.scan.timing import TimingOptions
 
+        from portatlas.identify import scan_hook
+        from portatlas.identify.options import Options
+
         hosts = [Host(name, a, socket.AF_INET6 if ":" in a else socket.AF_INET) for a in addresses]
+        # the same identification as `portatlas check` (modules + nmap's probes), a bit
+        # shorter per port: a browser is waiting
+        identify = scan_hook(Options(timeout=4.0, probe_timeout=1.0, atlas=atlas))
         scanner = Scanner(hosts, tcp_ports=ports, udp_ports=[], timing=TimingOptions(**TIMING),
                           workers=1, detect_accept_all=False, command="check",
-                          argv=[name, ",".join(map(str, ports))])
+                          argv=[name, ",".join(map(str, ports))], identify=identify)
         report = scanner.run()
         if atlas is not None:
             attach_registered(report.hosts, atlas)

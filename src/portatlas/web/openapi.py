@@ -126,7 +126,9 @@ COMPONENTS: dict[str, Any] = {
         "results": {"type": "array", "items": {"type": "object", "required": [
             "address", "port", "transport", "state", "reason"], "properties": {
             "address": STR, "port": PORT, "transport": TRANSPORT, "state": STR, "reason": STR,
-            "rtt_ms": _null({"type": "number"}), "registered": _null({"type": "array"})}}},
+            "rtt_ms": _null({"type": "number"}), "registered": _null({"type": "array"}),
+            "service": _null({"type": "object", "description": "what answers (open ports): "
+                              "the identification verdict, docs/identify.md"})}}},
         "scan": {"type": "object", "description": "the full result in portatlas check/scan "
                  "--json form (schema portatlas.scan/1, docs/scan.md)"}}),
 }

@@ -49,12 +49,28 @@ class MatchLine:
     cpes: list[str] = field(default_factory=list)            # cpe templates ("cpe:/a:...")
     _regex: Any = None
     _prefix: bytes | None = None
+    _weak: bool | None = None
+    _needle: bytes | None = None
 
     def regex(self) -> "re.Pattern[bytes]":
         """The compiled expression (compiled on first use; see pcre.py for the audit)."""
         if self._regex is None:
             self._regex = re.compile(self.pattern, self.flags)
         return self._regex
+
+    @property
+    def weak(self) -> bool:
+        """True when the pattern demands (almost) no literal bytes ('^(?!HTTP).{264}$'):
+        such a match proves too little to name a service (pcre.literal_weight)."""
+        if self._weak is None:
+            from portatlas.identify.nmap.pcre import WEAK_WEIGHT, literal_weight
+
+            self._weak = literal_weight(self.pattern) < WEAK_WEIGHT
+        return self._weak
+
+    @property
+    def nocase(self) -> bool:
+        return bool(self.flags & re.I) or b"(?i" in self.pattern
 
     @property
     def prefix(self) -> bytes:
@@ -64,19 +80,32 @@ class MatchLine:
             from portatlas.identify.nmap.pcre import literal_prefix
 
             prefix = literal_prefix(self.pattern, self.flags)
-            self._prefix = prefix.lower() if self.flags & re.I else prefix
+            self._prefix = prefix.lower() if self.nocase else prefix
         return self._prefix
 
+    @property
+    def needle(self) -> bytes:
+        """The longest literal run a match must contain (computed only for lines whose
+        prefix passed: it costs more)."""
+        if self._needle is None:
+            from portatlas.identify.nmap.pcre import required_literal
+
+            needle = required_literal(self.pattern)
+            self._needle = needle.lower() if self.nocase else needle
+        return self._needle
+
     def search(self, data: bytes, lowered: bytes | None = None) -> "re.Match[bytes] | None":
-        """regex().search(data), skipped when the literal prefix rules a match out."""
+        """regex().search(data), skipped when a literal the pattern demands (its prefix, its
+        longest required run) is missing: most lines are never compiled. `lowered` is
+        data.lower(), given by callers that test many lines on the same reply."""
         prefix = self.prefix
-        if prefix:
-            head = data
-            if self.flags & re.I:
-                head = lowered if lowered is not None and len(lowered) >= len(prefix) \
-                    else data[:len(prefix)].lower()
-            if not head.startswith(prefix):
+        if self.nocase:
+            if lowered is None:
+                lowered = data.lower()
+            if not lowered.startswith(prefix) or self.needle not in lowered:
                 return None
+        elif not data.startswith(prefix) or self.needle not in data:
+            return None
         return self.regex().search(data)
 
 

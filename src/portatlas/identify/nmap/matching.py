@@ -7,7 +7,9 @@ No other line is ever tried: a UDP probe's lines never see a TCP greeting, a Mon
 lines never see another probe's reply.
 
 In each probe's lines, in file order, the first hard match wins; a soft match is remembered
-(the first one) and the search goes on for a hard one.
+(the first one) and the search goes on for a hard one. A hard match of a weak line (one that
+demands almost no literal bytes, db.MatchLine.weak) is only kept if nothing better comes:
+the caller does not name a service from it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Hit:
     fields: dict[str, str] = field(default_factory=dict)  # product, version, info, ...
     cpe: list[str] = field(default_factory=list)
     tunnel: str | None = None  # "ssl" when the reply came through TLS
+    weak: bool = False         # the line demands almost no literal bytes (db.MatchLine.weak)
 
     @property
     def product(self) -> str | None:
@@ -50,6 +53,8 @@ class Hit:
             out["cpe"] = list(self.cpe)
         if self.tunnel:
             out["tunnel"] = self.tunnel
+        if self.weak:
+            out["weak"] = True
         return out
 
 
@@ -128,6 +133,7 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
     """The verdict of the applicable match lines on the reply `data` to `probe`: the first
     hard match, else the first soft match, else None. `stats` (optional) counts lines tried."""
     soft: Hit | None = None
+    weak: Hit | None = None
     tried = 0
     for owner in applicable(db, probe):
         subject = data
@@ -135,7 +141,7 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
             subject = _unframed(data)
             if subject is None:
                 continue
-        lowered = subject[:256].lower()
+        lowered = subject.lower()
         for line in owner.matches:
             if soft is not None and line.soft:
                 continue  # one soft match is enough; only a hard one can improve it
@@ -145,15 +151,18 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
                 continue
             fields, cpes = expand(line, found)
             hit = Hit(line.service, line.soft, probe.name, line.line, owner.name,
-                      probe.transport, fields, cpes, tunnel)
-            if not line.soft:
+                      probe.transport, fields, cpes, tunnel, weak=line.weak)
+            if not line.soft and not line.weak:
                 if stats is not None:
                     stats["lines"] = stats.get("lines", 0) + tried
                 return hit
-            soft = hit
+            if line.soft:
+                soft = hit
+            elif weak is None:
+                weak = hit  # kept, but a line with real content may still name it
     if stats is not None:
         stats["lines"] = stats.get("lines", 0) + tried
-    return soft
+    return soft or weak
 
 
 def _unframed(data: bytes) -> bytes | None:

@@ -25,6 +25,9 @@ from __future__ import annotations
 import re
 
 _SPECIAL = set(".^$*+?{}[]\\|()")
+_QUANTIFIER = re.compile(r"\{\d*,?\d*\}")
+_ZERO_QUANT = re.compile(r"\{0*,|\{0+\}")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _QUANT = set("*+?{")
 _SIMPLE_ESC = {"r": 13, "n": 10, "t": 9, "f": 12, "a": 7, "e": 27}
 
@@ -50,12 +53,21 @@ def differences(pattern: str) -> list[str]:
     return found
 
 
+# the literal head of an anchored pattern, found in one regex call (cheap for 12,000 lines)
+_HEAD = re.compile(r"\^((?:[^\\.^$*+?{}\[\]|()]|\\x[0-9A-Fa-f]{2}|\\0(?!\d)|\\[rntfa]"
+                   r"|\\[^A-Za-z0-9])*)")
+
+
 def literal_prefix(pattern: bytes, flags: int) -> bytes:
     """The bytes every match must start at the beginning of the reply with (b"" when the
     pattern is not anchored at ^ or starts with no literal)."""
     text = pattern.decode("latin-1")
-    if not text.startswith("^") or _top_level_alternation(text):
+    if not text.startswith("^") or ("|" in text and _top_level_alternation(text)):
         return b""
+    head = _HEAD.match(text)
+    if head is None or not head.group(1):
+        return b""
+    text = "^" + head.group(1) + text[head.end():head.end() + 1]
     out = bytearray()
     i = 1
     while i < len(text):
@@ -65,7 +77,7 @@ def literal_prefix(pattern: bytes, flags: int) -> bytes:
             if i + 1 >= len(text):
                 break
             nxt = text[i + 1]
-            if nxt == "x" and re.fullmatch(r"[0-9A-Fa-f]{2}", text[i + 2:i + 4]):
+            if nxt == "x" and _HEX2.fullmatch(text, i + 2, i + 4):
                 byte, i = int(text[i + 2:i + 4], 16), i + 4
             elif nxt == "0" and not text[i + 2:i + 3].isdigit():
                 byte, i = 0, i + 2
@@ -111,3 +123,142 @@ def _top_level_alternation(text: str) -> bool:
             return True
         i += 1
     return False
+
+
+def literal_weight(pattern: bytes) -> int:
+    """Roughly how many literal bytes a match must contain: characters outside sets,
+    classes and negative lookarounds, not made optional by ?, * or {0,...}. A line of weight
+    < WEAK_WEIGHT ('^(?!HTTP).{264}$': any 264 bytes) proves little about a service."""
+    text = pattern.decode("latin-1")
+    count, i, depth_neg = 0, 0, 0
+    stack: list[bool] = []
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            nxt = text[i + 1:i + 2]
+            step = 4 if nxt == "x" else 2
+            literal = not nxt.isalpha() or nxt in "xrnt0"
+            i += step
+            if literal and not depth_neg and not _optional(text, i):
+                count += 1
+            continue
+        if ch == "[":
+            j = i + 1
+            if text[j:j + 1] == "^":
+                j += 1
+            if text[j:j + 1] == "]":
+                j += 1
+            while j < len(text) and text[j] != "]":
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            continue
+        if ch == "(":
+            negative = text.startswith("(?!", i) or text.startswith("(?<!", i)
+            stack.append(negative)
+            depth_neg += negative
+            i += 1
+            continue
+        if ch == ")":
+            if stack and stack.pop():
+                depth_neg -= 1
+            i += 1
+            continue
+        if ch == "{":
+            quant = _QUANTIFIER.match(text, i)
+            if quant and quant.group(0) != "{}":
+                i += len(quant.group(0))
+                continue
+        elif ch in ".^$|*+?}":
+            i += 1
+            continue
+        i += 1
+        if not depth_neg and not _optional(text, i):
+            count += 1
+    return count
+
+
+WEAK_WEIGHT = 2
+
+
+def _optional(text: str, i: int) -> bool:
+    nxt = text[i:i + 1]
+    return nxt in ("?", "*") or text.startswith("{0", i) or text.startswith("{,", i)
+
+
+NEEDLE_SCAN = 160  # characters of a pattern scanned for its required literal
+
+
+def required_literal(pattern: bytes) -> bytes:
+    """The longest run of literal bytes every match must contain somewhere (b"" when none is
+    certain): literals of the top-level sequence only - groups, sets and classes end a run,
+    a quantifier that allows zero removes the character before it, and a top-level
+    alternation makes nothing certain."""
+    text = pattern.decode("latin-1")
+    if "|" in text and _top_level_alternation(text):
+        return b""
+    text = text[:NEEDLE_SCAN]  # a run found early is as good a filter (and it stays cheap)
+    runs: list[bytearray] = [bytearray()]
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        byte = None
+        if ch == "\\":
+            nxt = text[i + 1:i + 2]
+            if nxt == "x" and _HEX2.fullmatch(text, i + 2, i + 4):
+                byte, i = int(text[i + 2:i + 4], 16), i + 4
+            elif nxt == "0" and not text[i + 2:i + 3].isdigit():
+                byte, i = 0, i + 2
+            elif nxt in _SIMPLE_ESC and nxt != "e":
+                byte, i = _SIMPLE_ESC[nxt], i + 2
+            elif nxt and not nxt.isalnum():
+                byte, i = ord(nxt), i + 2
+            else:
+                i += 2  # a class, backreference or octal: not a literal
+        elif ch == "[":
+            j = i + 1
+            if text[j:j + 1] == "^":
+                j += 1
+            if text[j:j + 1] == "]":
+                j += 1
+            while j < len(text) and text[j] != "]":
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+        elif ch == "(":
+            depth, j = 0, i
+            while j < len(text):  # skip the whole group
+                c = text[j]
+                if c == "\\":
+                    j += 2
+                    continue
+                if c == "[":
+                    k = j + 1
+                    if text[k:k + 1] == "^":
+                        k += 1
+                    if text[k:k + 1] == "]":
+                        k += 1
+                    while k < len(text) and text[k] != "]":
+                        k += 2 if text[k] == "\\" else 1
+                    j = k + 1
+                    continue
+                depth += c == "("
+                depth -= c == ")"
+                j += 1
+                if depth == 0:
+                    break
+            i = j
+        elif ch == "{" and _QUANTIFIER.match(text, i) and text[i:i + 2] != "{}":
+            i = _QUANTIFIER.match(text, i).end()
+        elif ch in ".^$*+?|)":
+            i += 1
+        else:
+            byte, i = ord(ch) & 0xFF, i + 1
+        quant = text[i:i + 1]
+        optional = quant in ("?", "*") or (quant == "{" and _ZERO_QUANT.match(text, i))
+        if byte is not None and not optional and quant not in ("+", "{"):
+            runs[-1].append(byte)
+            continue
+        if byte is not None and not optional:
+            runs[-1].append(byte)  # required at least once, but what follows may repeat it
+        if runs[-1]:
+            runs.append(bytearray())
+    return bytes(max(runs, key=len)) if runs else b""

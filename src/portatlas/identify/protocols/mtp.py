@@ -8,9 +8,10 @@ only MTP has, and what we test:
    'T' text first) and MRCP (one recipient). We send 'MRSQ ?', which asks the server for
    its preferred scheme: an MTP server answers 215 '<scheme> is preferred' (or 200 when it
    takes the command without a preference); SMTP servers do not know MRSQ (500/502);
- - no HELO: RFC 780 has no such command (it arrived with SMTP). A server that greets with
-   220, does not know MRSQ and also refuses HELO is a minimal MTP server (tentative).
-   A server that accepts HELO is SMTP, whatever else it says.
+ - no HELO: RFC 780 has no such command (it arrived with SMTP). A server that accepts HELO
+   is SMTP, whatever else it says. A server that greets with 220 and rejects MRSQ and HELO
+   alike is NOT named MTP on that alone (many text services greet with 220 and reject
+   unknown commands): only a HELP listing MRSQ/MRCP names it then.
 
 We never send MAIL (in MTP it would open a mail transaction: 354 and text input).
 """
@@ -26,6 +27,8 @@ MRSQ_QUERY = b"MRSQ ?\r\n"
 HELO = b"HELO portatlas.invalid\r\n"
 HELP = b"HELP\r\n"
 SCHEMES = {"R": "recipients first", "T": "text first"}
+GREETS_ONLY = ("greets with a 220 line, rejects unknown commands (MRSQ, HELO): "
+               "not enough to name MTP")
 
 
 @register
@@ -88,8 +91,20 @@ class MTPProbe(Probe):
             return NoMatch("accepts HELO: SMTP, not RFC 780 MTP")
         if reply.code in (500, 502):
             self.extra["helo"] = "unknown (RFC 780 has no HELO)"
-            return self._ask_help(0.7)
+            self.state = "help_only"  # positive evidence is still missing: HELP must give it
+            self.confidence = 0.0
+            return Send(HELP)
         return NoMatch(f"HELO answered {reply.code}")
+
+    def _on_help_only(self, reply, data: bytes) -> Step:
+        commands = set()
+        if reply.code in (211, 214):
+            commands = set(re.findall(r"\b[A-Z]{4}\b", " ".join(reply.lines)))
+        if {"MRSQ", "MRCP"} & commands and not {"HELO", "EHLO"} & commands:
+            self.extra["commands"] = sorted(commands)[:40]
+            self.confidence = 0.9
+            return self._verdict()
+        return NoMatch(GREETS_ONLY)
 
     def _ask_help(self, confidence: float) -> Step:
         self.confidence = confidence
@@ -111,6 +126,8 @@ class MTPProbe(Probe):
     def finish(self, data: bytes) -> Step:
         if self.state == "help":
             return self._verdict()
+        if self.state == "help_only":
+            return NoMatch(GREETS_ONLY)
         return NoMatch("no MTP answer")
 
     def _verdict(self) -> Verdict:

@@ -1,0 +1,410 @@
+"""The I/O side of the nmap engine: sends nmap's probes, reads the replies, asks matching.py.
+
+One port at a time (the caller runs many ports at once):
+
+TCP
+ 1. NULL: the passive greeting, read once by the portatlas driver and handed over (no second
+    wait); the NULL probe's lines judge it. A hard match ends the port.
+ 2. The probes of plan.py (port hint first, then rarity <= intensity), `parallel` at once,
+    each on its own connection: connect, send the payload, read until a hard match, a close
+    or the probe's wait. The wait follows the measured round trip (connect time) instead of
+    nmap's fixed 5-6 s: RTT_FACTOR x RTT, at least MIN_WAIT, at most the probe timeout,
+    stretched by the probe's totalwaitms against nmap's default 5000. A probe's reply is
+    judged only by its own lines, its fallbacks' and NULL's (matching.py).
+ 3. A soft match narrows the remaining queue to probes that can name its service; the first
+    hard match cancels everything else.
+ 4. A hard match of `ssl`: the same again inside TLS (sslports as the hint); the inner
+    answer is reported with tunnel "ssl".
+
+UDP: the plan's UDP probes, `udp_parallel` at once, each from its own connected socket (an
+ICMP port-unreachable surfaces as ECONNREFUSED); each datagram is judged by its probe's own
+lines and fallbacks (never NULL's).
+
+Every read is bounded (REPLY_LIMIT bytes kept per probe), every wait by the port deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from portatlas.identify.nmap.db import DEFAULT_TOTALWAITMS, NmapProbe, ServiceProbes
+from portatlas.identify.nmap.matching import Hit, match_reply
+from portatlas.identify.nmap.plan import excluded, plan
+
+REPLY_LIMIT = 16384   # bytes of one reply kept and matched (nmap keeps about as much)
+RTT_FACTOR = 20.0     # a probe waits this many connect round trips for its reply...
+MIN_WAIT = 0.3        # ...but at least this long (servers take time to think)
+SETTLE = 0.05         # after a chunk that matched nothing, the reply may still be growing
+
+
+@dataclass
+class EngineResult:
+    """What nmap's probes found on one port."""
+
+    hard: Hit | None = None
+    soft: Hit | None = None
+    weak: Hit | None = None  # a hard match of a weak line (db.MatchLine.weak): not a name
+    sent: list[str] = field(default_factory=list)        # probe names, in send order
+    replies: list[tuple[str, bytes]] = field(default_factory=list)  # (probe, first bytes)
+    notes: list[str] = field(default_factory=list)
+    lines_tried: int = 0
+    match_seconds: float = 0.0
+    refused: int = 0       # UDP: ICMP port unreachable
+    tls: dict[str, Any] | None = None
+    excluded: bool = False
+
+    @property
+    def best(self) -> Hit | None:
+        return self.hard or self.soft
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hit": self.best.to_dict() if self.best else None,
+                "weak_hit": self.weak.to_dict() if self.weak else None,
+                "probes_sent": list(self.sent), "replies": len(self.replies),
+                "lines_tried": self.lines_tried,
+                "match_ms": round(self.match_seconds * 1000, 2), "notes": list(self.notes)}
+
+
+@dataclass
+class EngineSettings:
+    intensity: int = 7
+    parallel: int = 6          # TCP probes at once per port
+    udp_parallel: int = 24     # UDP probes at once per port
+    probe_timeout: float = 1.5
+    connect_timeout: float = 2.0
+    tls: bool = True
+    server_name: str | None = None
+    head_start: float = 0.25   # the portatlas modules' head start before nmap's active probes
+
+
+Connector = Callable[[float], Awaitable[Any]]
+
+
+_MATCHER: Any = None
+
+
+def _matcher() -> Any:
+    """One worker thread for matching: a long regex search then never stalls the event loop
+    (TLS handshakes and reads of other ports go on meanwhile; `re` keeps the GIL, but the
+    interpreter switches threads every few milliseconds)."""
+    global _MATCHER
+    if _MATCHER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _MATCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portatlas-nmap-match")
+    return _MATCHER
+
+
+class _Search:
+    """Shared state of one port's search: the queue, the best hits, the stop signal."""
+
+    def __init__(self, db: ServiceProbes, result: EngineResult) -> None:
+        self.db = db
+        self.result = result
+        self.done = asyncio.Event()
+
+    async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None) -> Hit | None:
+        start = time.perf_counter()
+        stats: dict[str, int] = {}
+        loop = asyncio.get_running_loop()
+        hit = await loop.run_in_executor(
+            _matcher(), lambda: match_reply(self.db, probe, data[:REPLY_LIMIT], tunnel=tunnel,
+                                            stats=stats))
+        self.result.match_seconds += time.perf_counter() - start
+        self.result.lines_tried += stats.get("lines", 0)
+        if hit is None:
+            return None
+        if hit.weak and not hit.soft:
+            if self.result.weak is None:
+                self.result.weak = hit
+            return None  # the search goes on: this proves too little
+        if hit.soft:
+            if self.result.soft is None:
+                self.result.soft = hit
+        elif self.result.hard is None:
+            self.result.hard = hit
+            self.done.set()
+        return hit
+
+
+class TCPEngine:
+    def __init__(self, db: ServiceProbes, host: str, port: int, settings: EngineSettings,
+                 deadline: float, *, connector: Connector | None = None,
+                 tunnel: str | None = None) -> None:
+        self.db, self.host, self.port, self.s = db, host, port, settings
+        self.deadline = deadline
+        self.tunnel = tunnel
+        self.connector = connector or self._plain_connect
+        self.result = EngineResult()
+        self.search = _Search(db, self.result)
+        self.rtt: float | None = None
+
+    async def _plain_connect(self, timeout: float) -> Any:
+        from portatlas.identify.driver import TCPConnection
+
+        return await TCPConnection.open(self.host, self.port, timeout)
+
+    def _left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def wait_for(self, probe: NmapProbe) -> float:
+        """How long to wait for `probe`'s reply: adapted to the round trip (module text)."""
+        rtt = self.rtt if self.rtt is not None else 0.05
+        base = min(max(MIN_WAIT, RTT_FACTOR * rtt), self.s.probe_timeout)
+        return base * max(1.0, probe.totalwaitms / DEFAULT_TOTALWAITMS)
+
+    async def run(self, greeting: Awaitable[bytes | None] | bytes | None = None) -> EngineResult:
+        """`greeting`: the passive banner the driver read (or an awaitable of it); None when
+        the caller has none (then the engine does not wait for one itself)."""
+        if isinstance(greeting, (bytes, bytearray)) or greeting is None:
+            banner = greeting
+        else:
+            # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the awaited future completes
+            future = asyncio.ensure_future(greeting)
+            await asyncio.wait({future}, timeout=max(self._left(), 0.001))
+            banner = future.result() if future.done() and not future.cancelled() \
+                and future.exception() is None else None
+        null = self.db.probe("tcp", "NULL")
+        if banner and null is not None:
+            self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
+            hit = await self.search.judge(null, bytes(banner), self.tunnel)
+            if hit is not None and not hit.soft:
+                return await self._maybe_tls()
+        if excluded(self.db, "tcp", self.port):
+            self.result.excluded = True
+            self.result.notes.append(f"port {self.port} is in nmap's Exclude list: "
+                                     "no nmap probes sent")
+            return self.result
+        if self.tunnel is None and self.s.head_start > 0:
+            # a module that knows the protocol answers within this (then we are cancelled
+            # before sending anything); otherwise nmap's probes follow
+            await asyncio.sleep(min(self.s.head_start, max(self._left(), 0)))
+        await self._probe_all()
+        return await self._maybe_tls()
+
+    async def _probe_all(self) -> None:
+        queue = plan(self.db, "tcp", self.port, intensity=self.s.intensity,
+                     tls=self.tunnel == "ssl")
+        running: set[asyncio.Task] = set()
+        try:
+            while (queue or running) and not self.search.done.is_set() and self._left() > 0:
+                soft = self.result.soft
+                if soft is not None:  # a soft match: only probes that can name its service
+                    narrowed = plan(self.db, "tcp", self.port, intensity=self.s.intensity,
+                                    tls=self.tunnel == "ssl", softmatch=soft.service,
+                                    done=frozenset(self.result.sent))
+                    keep = {p.name for p in narrowed}
+                    queue = [p for p in queue if p.name in keep]
+                while queue and len(running) < max(1, self.s.parallel):
+                    probe = queue.pop(0)
+                    self.result.sent.append(probe.name)
+                    running.add(asyncio.ensure_future(self._one(probe)))
+                if not running:
+                    break
+                stopper = asyncio.ensure_future(self.search.done.wait())
+                try:
+                    done, _ = await asyncio.wait(running | {stopper}, timeout=self._left(),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                running -= done
+                if not done:
+                    break
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def _one(self, probe: NmapProbe) -> None:
+        conn = None
+        try:
+            started = time.monotonic()
+            try:
+                conn = await self.connector(min(self.s.connect_timeout, max(self._left(), 0.01)))
+            except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
+                self.result.notes.append(f"{probe.name}: could not connect ({exc.__class__.__name__})")
+                return
+            except Exception as exc:  # e.g. a TLS handshake refused inside the tunnel
+                self.result.notes.append(f"{probe.name}: {exc}"[:160])
+                return
+            if self.rtt is None or self.tunnel is None:
+                rtt = time.monotonic() - started
+                self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
+            if probe.payload:
+                await asyncio.wait_for(conn.send(probe.payload), max(self._left(), 0.01))
+            end = min(time.monotonic() + self.wait_for(probe), self.deadline)
+            buf = bytearray()
+            while len(buf) < REPLY_LIMIT:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    chunk = await conn.recv(REPLY_LIMIT - len(buf), left)
+                except (asyncio.TimeoutError, TimeoutError):
+                    break
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+                hit = await self.search.judge(probe, bytes(buf), self.tunnel)
+                if hit is not None and not hit.soft:
+                    break
+                end = min(end, time.monotonic() + max(SETTLE, 2 * (self.rtt or 0.0))) \
+                    if hit is None and len(buf) > 0 and _looks_complete(buf) else end
+            if buf:
+                self.result.replies.append((probe.name, bytes(buf[:4096])))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one probe's trouble never ends the port
+            self.result.notes.append(f"{probe.name}: error {exc!r}"[:160])
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def _maybe_tls(self) -> EngineResult:
+        hard = self.result.hard
+        if hard is None or hard.service != "ssl" or self.tunnel or not self.s.tls \
+                or self._left() <= 0.05:
+            return self.result
+        inner = TCPEngine(self.db, self.host, self.port, self.s, self.deadline,
+                          connector=self._tls_connect, tunnel="ssl")
+        inner.rtt = self.rtt
+        found = await inner.run(None)
+        self.result.sent += ["ssl:" + n for n in found.sent]
+        self.result.replies += [("ssl:" + n, d) for n, d in found.replies]
+        self.result.notes += found.notes
+        self.result.lines_tried += found.lines_tried
+        self.result.match_seconds += found.match_seconds
+        self.result.tls = found.tls or self._tls_info
+        if found.hard is not None:
+            self.result.hard = found.hard
+        elif found.soft is not None:
+            self.result.soft = found.soft
+            self.result.notes.append("inside TLS: a soft match only; "
+                                     f"nmap's ssl line {hard.line} kept as the hard match")
+            self.result.hard = hard
+        return self.result
+
+    _tls_info: dict[str, Any] | None = None
+
+    async def _tls_connect(self, timeout: float) -> Any:
+        from portatlas.identify.driver import TCPConnection
+        from portatlas.identify.tls import TLSConnection
+
+        raw = await TCPConnection.open(self.host, self.port, timeout)
+        try:
+            conn, info = await TLSConnection.wrap(raw, server_name=self.s.server_name,
+                                                  alpn=(), timeout=max(self.s.probe_timeout, 0.5))
+        except BaseException:
+            raw.close()
+            raise
+        if self._tls_info is None:
+            self._tls_info = info
+        return conn
+
+
+def _looks_complete(buf: bytearray) -> bool:
+    """A reply ending in a line break or a NUL has probably arrived whole: wait only a moment
+    for more (a greeting + reply pair, or a banner split in two, still gets SETTLE)."""
+    return buf[-1:] in (b"\n", b"\0", b">")
+
+
+class UDPEngine:
+    def __init__(self, db: ServiceProbes, host: str, port: int, settings: EngineSettings,
+                 deadline: float) -> None:
+        self.db, self.host, self.port, self.s = db, host, port, settings
+        self.deadline = deadline
+        self.result = EngineResult()
+        self.search = _Search(db, self.result)
+
+    def _left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    async def run(self) -> EngineResult:
+        if excluded(self.db, "udp", self.port):
+            self.result.excluded = True
+            self.result.notes.append(f"port {self.port} is in nmap's Exclude list")
+            return self.result
+        queue = plan(self.db, "udp", self.port, intensity=self.s.intensity)
+        if self.s.head_start > 0:
+            await asyncio.sleep(min(self.s.head_start, max(self._left(), 0)))
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = infos[0]
+        running: set[asyncio.Task] = set()
+        try:
+            while (queue or running) and not self.search.done.is_set() and self._left() > 0:
+                soft = self.result.soft
+                if soft is not None:
+                    keep = {p.name for p in plan(self.db, "udp", self.port,
+                                                 intensity=self.s.intensity,
+                                                 softmatch=soft.service)}
+                    queue = [p for p in queue if p.name in keep]
+                while queue and len(running) < max(1, self.s.udp_parallel):
+                    probe = queue.pop(0)
+                    self.result.sent.append(probe.name)
+                    running.add(asyncio.ensure_future(self._one(probe, family, address)))
+                if not running:
+                    break
+                stopper = asyncio.ensure_future(self.search.done.wait())
+                try:
+                    done, _ = await asyncio.wait(running | {stopper}, timeout=self._left(),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                running -= done
+                if not done:
+                    break
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        return self.result
+
+    async def _one(self, probe: NmapProbe, family: int, address: Any) -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(address)
+            await loop.sock_sendall(sock, probe.payload)
+            wait = min(self.s.probe_timeout, probe.totalwaitms / 1000.0)
+            end = min(time.monotonic() + wait, self.deadline)
+            resent = False
+            replies = 0
+            while replies < 8:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    data = await asyncio.wait_for(loop.sock_recv(sock, 65535),
+                                                  min(left, wait / 2) if not resent else left)
+                except (asyncio.TimeoutError, TimeoutError):
+                    if not resent and replies == 0:  # one retransmission: datagrams get lost
+                        resent = True
+                        await loop.sock_sendall(sock, probe.payload)
+                    continue
+                except ConnectionRefusedError:
+                    self.result.refused += 1
+                    return
+                replies += 1
+                self.result.replies.append((probe.name, bytes(data[:4096])))
+                hit = await self.search.judge(probe, data, None)
+                if hit is not None:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except ConnectionRefusedError:
+            self.result.refused += 1
+        except Exception as exc:
+            self.result.notes.append(f"{probe.name}: error {exc!r}"[:160])
+        finally:
+            sock.close()
