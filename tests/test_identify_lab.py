@@ -9,6 +9,7 @@ tests pin what the engine identifies today, so a regression shows.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -124,6 +125,11 @@ def lab(tmp_path_factory, atlas):
         yield running, verdicts, elapsed
 
 
+def _show(verdict) -> str:
+    """The verdict in full for a failure message (pytest shortens dicts)."""
+    return json.dumps(verdict.to_dict(), default=str)[:2000]
+
+
 def _names(verdict) -> set[str]:
     if verdict.outcome != "identified":
         return set()
@@ -143,7 +149,7 @@ def test_no_wrong_name(lab, row):
     names = _names(verdict)
     assert lab_nmap.judge(row, names) != "wrong", (
         f"{row.port}/{row.transport} runs {row.service} ({row.started}); portatlas said "
-        f"{sorted(names)}: {verdict.to_dict()}")
+        f"{sorted(names)}: {_show(verdict)}")
 
 
 @pytest.mark.netns
@@ -153,10 +159,10 @@ def test_family_identified(lab, row):
 
     _, verdicts, _ = lab
     verdict = verdicts[key(row)]
-    assert lab_nmap.judge(row, _names(verdict)) == "right", verdict.to_dict()
+    assert lab_nmap.judge(row, _names(verdict)) == "right", _show(verdict)
     if row.product and key(row) not in NO_PRODUCT:
         reported = " ".join(p for p in (verdict.product, verdict.version) if p)
-        assert product_right(row, reported), verdict.to_dict()
+        assert product_right(row, reported), _show(verdict)
 
 
 @pytest.mark.netns
