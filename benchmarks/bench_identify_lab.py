@@ -25,7 +25,7 @@ Targets (issue 11): protocol right on >= as many ports as nmap, product right on
 zero wrong names, portatlas total time <= 1/10 of nmap's. Exit status 0 when all are met.
 
     sudo .venv/bin/python benchmarks/bench_identify_lab.py [--only new|old] [--markdown]
-        [--nmap-cache FILE] [--json FILE] [--portatlas-arg=--nmap-probes ...] [--keep]
+        [--nmap-cache FILE] [--json FILE] [--report JSON] [--portatlas-arg=...] [--keep]
 
 --nmap-cache reuses nmap's verdicts (not its time) from an earlier run when FILE exists, and
 writes them there otherwise: nmap takes minutes, portatlas seconds, so while developing the
@@ -166,50 +166,18 @@ def ours_text(entry: dict) -> str:
 
 # ---- judging ----------------------------------------------------------------------------------
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=("new", "old"), help="only the new or the old servers")
-    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    ap.add_argument("--nmap-cache", type=Path, help="reuse/save nmap's verdicts here")
-    ap.add_argument("--json", type=Path, help="write every verdict and figure here")
-    ap.add_argument("--portatlas-arg", action="append", default=[],
-                    help="extra argument for portatlas scan (repeatable)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = ap.parse_args()
-    if not available():
-        raise SystemExit("needs root and ip netns")
-    servers = {"new": lab_nmap.NEW, "old": lab_nmap.OLD}.get(args.only, lab_nmap.LAB)
-    tmp = Path(tempfile.mkdtemp(prefix="pa11l-bench-lab-"))
-    try:
-        print(f"starting {len(servers)} servers ...", file=sys.stderr)
-        with lab_nmap.start_lab(tmp / "servers", servers) as lab:
-            print(f"  {len(lab.rows)} listeners up in {lab.started:.1f} s; hosts "
-                  + ", ".join(f"{h}={a}" for h, a in lab.addresses.items()), file=sys.stderr)
-            cached = args.nmap_cache and args.nmap_cache.exists()
-            if cached:
-                saved = json.loads(args.nmap_cache.read_text())
-                nmap_times, nmap = saved["times"], saved["found"]
-                print(f"nmap: verdicts and times from {args.nmap_cache}", file=sys.stderr)
-            else:
-                print("nmap -sV / -sU -sV ...", file=sys.stderr)
-                nmap_times, nmap = run_nmap(lab, tmp)
-                if args.nmap_cache:
-                    args.nmap_cache.write_text(json.dumps({"times": nmap_times, "found": nmap,
-                                                           "addresses": lab.addresses}))
-            print("portatlas scan --identify ...", file=sys.stderr)
-            ours_times, ours = run_portatlas(lab, args.portatlas_arg)
-            rows = lab.rows
-            keys = [f"{lab.address(r)}/{r.port}/{r.transport}" for r in rows]
-            addresses = dict(lab.addresses)
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-
+def report(raw: dict, markdown: bool) -> tuple[dict, list[dict]]:
+    """Judge a run (`raw`: what the tools said, as saved by --json) and print the table and
+    the counts; returns (summary, per-port records)."""
+    by_key = {(r.host, r.port, r.transport): r for r in lab_nmap.ROWS}
+    rows = [by_key[tuple(k)] for k in raw["rows"]]
+    nmap, ours, addresses = raw["nmap"], raw["portatlas"], raw["addresses"]
     table, tally = [], {k: 0 for k in ("nmap_proto", "ours_proto", "nmap_wrong", "ours_wrong",
                                         "nmap_prod", "ours_prod", "with_product",
                                         "nmap_badprod", "ours_badprod")}
     records = []
-    for row, key in zip(rows, keys):
+    for row in rows:
+        key = f"{addresses[row.host]}/{row.port}/{row.transport}"
         theirs, mine = nmap.get(key, {}), ours.get(key, {})
         n_name = nmap_name(theirs)
         n_verdict = judge(row, {n_name} if n_name else set())
@@ -238,7 +206,7 @@ def main() -> int:
                         "nmap_product_right": n_prod_ok, "portatlas_product_right": o_prod_ok})
 
     headers = ["port", "host", "daemon", "truth", "nmap -sV", "portatlas"]
-    if args.markdown:
+    if markdown:
         print("| " + " | ".join(headers) + " |")
         print("|" + "---|" * len(headers))
         for line in table:
@@ -247,6 +215,7 @@ def main() -> int:
         widths = [max(len(r[i]) for r in table + [headers]) for i in range(len(headers))]
         for line in [headers] + table:
             print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    nmap_times, ours_times = raw["nmap_times"], raw["portatlas_times"]
     n_total = nmap_times["tcp"] + nmap_times["udp"]
     o_total = ours_times["tcp"] + ours_times["udp"]
     ratio = o_total / n_total if n_total else float("nan")
@@ -263,16 +232,69 @@ def main() -> int:
     print(f"{'time UDP (s)':22}{nmap_times['udp']:>12.1f}{ours_times['udp']:>12.1f}")
     print(f"{'total time (s)':22}{n_total:>12.1f}{o_total:>12.1f}")
     print(f"ratio portatlas / nmap: {ratio:.3f} (target <= 0.1)"
-          + (" [nmap times from the cache]" if cached else ""))
+          + (" [nmap times from the cache]" if raw.get("nmap_cached") else ""))
     met = {"protocol": tally["ours_proto"] >= tally["nmap_proto"],
            "product": tally["ours_prod"] >= tally["nmap_prod"],
            "no wrong names": tally["ours_wrong"] == 0, "time": ratio <= 0.1}
     print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in met.items()))
+    return {"tally": tally, "ratio": ratio, "targets": met}, records
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=("new", "old"), help="only the new or the old servers")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--nmap-cache", type=Path, help="reuse/save nmap's verdicts here")
+    ap.add_argument("--json", type=Path, help="write every verdict and figure here")
+    ap.add_argument("--report", type=Path, metavar="JSON",
+                    help="only print the table and counts of an earlier --json run")
+    ap.add_argument("--portatlas-arg", action="append", default=[],
+                    help="extra argument for portatlas scan (repeatable)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    if args.report:
+        try:
+            raw = json.loads(args.report.read_text())["raw"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"bench_identify_lab: error: cannot read {args.report}: {exc}")
+        summary, _ = report(raw, args.markdown)
+        return 0 if all(summary["targets"].values()) else 1
+    if not available():
+        raise SystemExit("needs root and ip netns")
+    servers = {"new": lab_nmap.NEW, "old": lab_nmap.OLD}.get(args.only, lab_nmap.LAB)
+    tmp = Path(tempfile.mkdtemp(prefix="pa11l-bench-lab-"))
+    try:
+        print(f"starting {len(servers)} servers ...", file=sys.stderr)
+        with lab_nmap.start_lab(tmp / "servers", servers) as lab:
+            print(f"  {len(lab.rows)} listeners up in {lab.started:.1f} s; hosts "
+                  + ", ".join(f"{h}={a}" for h, a in lab.addresses.items()), file=sys.stderr)
+            cached = bool(args.nmap_cache and args.nmap_cache.exists())
+            if cached:
+                saved = json.loads(args.nmap_cache.read_text())
+                nmap_times, nmap = saved["times"], saved["found"]
+                print(f"nmap: verdicts and times from {args.nmap_cache}", file=sys.stderr)
+            else:
+                print("nmap -sV / -sU -sV ...", file=sys.stderr)
+                nmap_times, nmap = run_nmap(lab, tmp)
+                if args.nmap_cache:
+                    args.nmap_cache.write_text(json.dumps({"times": nmap_times, "found": nmap,
+                                                           "addresses": lab.addresses}))
+            print("portatlas scan --identify ...", file=sys.stderr)
+            ours_times, ours = run_portatlas(lab, args.portatlas_arg)
+            raw = {"rows": [[r.host, r.port, r.transport] for r in lab.rows],
+                   "addresses": dict(lab.addresses), "nmap": nmap, "portatlas": ours,
+                   "nmap_times": nmap_times, "portatlas_times": ours_times,
+                   "nmap_cached": cached, "portatlas_args": args.portatlas_arg}
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    summary, records = report(raw, args.markdown)
     if args.json:
-        args.json.write_text(json.dumps({"rows": records, "tally": tally, "addresses": addresses,
-                                         "nmap_times": nmap_times, "portatlas_times": ours_times,
-                                         "ratio": ratio, "targets": met}, indent=1))
-    return 0 if all(met.values()) else 1
+        args.json.write_text(json.dumps({**summary, "rows": records, "raw": raw,
+                                         "addresses": raw["addresses"],
+                                         "nmap_times": nmap_times,
+                                         "portatlas_times": ours_times}, indent=1))
+    return 0 if all(summary["targets"].values()) else 1
 
 
 if __name__ == "__main__":
