@@ -205,7 +205,7 @@ def report(raw: dict, markdown: bool) -> tuple[dict, list[dict]]:
                         "portatlas": mine, "nmap_judged": n_verdict, "portatlas_judged": o_verdict,
                         "nmap_product_right": n_prod_ok, "portatlas_product_right": o_prod_ok})
 
-    headers = ["port", "host", "daemon", "truth", "nmap -sV", "portatlas"]
+    headers = ["port", "host", "package", "truth", "nmap -sV", "portatlas"]
     if markdown:
         print("| " + " | ".join(headers) + " |")
         print("|" + "---|" * len(headers))

@@ -192,7 +192,7 @@ NEW: list[Server] = [
     Server("new", "stunnel", sl.start_stunnel, {"tunnels": ((4443, 80), (3692, 3690))},
            _rows("new", "stunnel4 + lighttpd", "http", "lighttpd", [(4443, T, True)],
                  ("https",))
-           + _rows("new", "stunnel4 + svnserve", "svnserve", "Subversion", [(3692, T, True)],
+           + _rows("new", "stunnel4 + subversion", "svnserve", "Subversion", [(3692, T, True)],
                    ("svn",))),
 ]
 
