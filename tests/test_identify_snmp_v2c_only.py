@@ -23,7 +23,7 @@ from portatlas.identify.protocols import _ber as ber
 from portatlas.identify.protocols._wire import Reader
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind(("127.0.0.1", 161))
-for _ in range(50):  # bounded: at most 50 datagrams, then the agent exits
+for _ in range(300):  # bounded: at most 300 datagrams (nmap's UDP probes come too), then exit
     data, peer = sock.recvfrom(4096)
     try:  # other probes' datagrams (DNS, NTP, ...) are not SNMP: ignore them like an agent would
         msg = ber.expect(Reader(data), ber.SEQUENCE)

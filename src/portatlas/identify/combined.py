@@ -4,8 +4,10 @@ as soon as the answer is known (the merge itself is merge.py, pure).
  - both start at once: the driver's passive banner is handed to the engine as nmap's NULL
    reply (read once, no second wait);
  - the port is closed / filtered / unreachable: the driver says so, the engine stops;
- - a module's confident verdict: the engine gets a short grace to fill a missing product or
-   to name the service over a carrier (http, tls), then stops;
+ - a module's confident verdict: the engine's judgement of the greeting is awaited (CPU
+   only); over a carrier (http, tls) the engine's search is awaited too (it stops at its
+   first hard match: it may name the service carried); a missing product gets a short
+   grace; then the engine stops;
  - an nmap hard match that no module could confirm: the modules stop; one that a module
    could confirm (ssh, http, ...): the module's full exchange is awaited (it beats a regex);
  - otherwise both run to the end of the port's time and merge.py decides.
@@ -21,8 +23,7 @@ from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, TENTAT
                                      UNIDENTIFIED, Verdict, escape_evidence)
 from portatlas.identify.merge import CARRIERS, merge, module_could_name
 
-GRACE = 0.5           # seconds the engine may still run after a module's confident verdict
-CARRIER_GRACE = 1.5   # ...when the module named only a carrier (http, tls)
+GRACE = 0.5  # seconds the engine may still run to fill a confident verdict's missing product
 
 
 def database(opts: Any) -> tuple[Any, str | None, str | None]:
@@ -62,6 +63,17 @@ async def _settle(task: asyncio.Task, seconds: float) -> None:
         await asyncio.wait([task], timeout=seconds)
 
 
+def _inside_tls_wanted(job: Any, module: Verdict) -> bool:
+    result = job.engine.result
+    return (job.transport == "tcp" and module.protocol == "tls" and bool(module.tls)
+            and job.opts.tls and (result.hard is None or result.hard.service == "ssl")
+            and getattr(job.engine, "tunnel", None) is None and left_of(job) > 0.1)
+
+
+def left_of(job: Any) -> float:
+    return job.deadline - time.monotonic()
+
+
 async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                banner: asyncio.Future) -> Verdict:
     left = lambda: job.deadline - time.monotonic()  # noqa: E731
@@ -80,9 +92,30 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                                                      and job.transport == "tcp"):
                 return module  # nothing to talk to: the engine stops (finally in _both)
             if module.outcome == IDENTIFIED and module.confidence >= TENTATIVE:
-                grace = CARRIER_GRACE if module.protocol in CARRIERS else \
-                    GRACE if not module.product else 0.0
-                await _settle(eng_task, min(grace, left()))
+                # deterministic answers: the greeting's judgement (CPU only, milliseconds)
+                # is always awaited; over a carrier the engine's own search is awaited too
+                judged = getattr(job.engine, "greeting_judged", None)
+                if judged is not None and banner.done() and banner.result():
+                    waiter = asyncio.ensure_future(judged.wait())
+                    await _settle(waiter, min(1.0, left()))
+                    waiter.cancel()
+                if module.protocol in CARRIERS:
+                    await _settle(eng_task, left())
+                elif not module.product:
+                    await _settle(eng_task, min(GRACE, left()))
+                if _inside_tls_wanted(job, module):
+                    # the TLS module got through the handshake and nothing inside was
+                    # recognised: nmap's probes, inside TLS
+                    if not eng_task.done():
+                        eng_task.cancel()
+                        await asyncio.gather(eng_task, return_exceptions=True)
+                    inner = asyncio.ensure_future(job.engine.inside_tls())
+                    try:
+                        await _settle(inner, left())
+                    finally:
+                        if not inner.done():
+                            inner.cancel()
+                            await asyncio.gather(inner, return_exceptions=True)
                 return combine(job, module)
             await _settle(eng_task, left())
             return combine(job, module)

@@ -47,12 +47,19 @@ CARRIERS = frozenset({"http", "tls", "h2c"})
 
 
 def family(protocol: str | None) -> tuple[str, ...]:
+    """nmap's names for our protocol, with their 'ssl/' forms (nmap's name for the same
+    service when its reply shows TLS was expected)."""
     if not protocol:
         return ()
-    return FAMILIES.get(protocol, (protocol,))
+    names = FAMILIES.get(protocol, (protocol,))
+    return names + tuple("ssl/" + n for n in names)
 
 
 def our_name(service: str) -> str:
+    """Our protocol name for an nmap service name ('ssl/http' -> 'http': the service; the
+    TLS part is the carrier)."""
+    if service.startswith("ssl/"):
+        service = service[4:]
     return OUR_NAMES.get(service, service)
 
 
@@ -122,7 +129,8 @@ def merge(module: Verdict | None, engine: Any, path: str | None) -> Verdict | No
                 module.extra["carrier"] = carrier
                 module.protocol = our_name(hard.service)
                 if hard.product:  # the carrier's product is the server, not the service
-                    module.extra.setdefault("carrier_product", module.product)
+                    if module.product:
+                        module.extra.setdefault("carrier_product", module.product)
                     module.product, module.version = hard.product, hard.version
                 _fill(module, hard)
                 module.extra["nmap"] = hard.to_dict()

@@ -107,13 +107,17 @@ class _Search:
         self.result = result
         self.done = asyncio.Event()
 
-    async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None) -> Hit | None:
+    async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None,
+                    greeting: bytes | None = None) -> Hit | None:
         start = time.perf_counter()
         stats: dict[str, int] = {}
+        # the server greets on every connection: that part of a reply is NULL's evidence
+        glen = len(greeting) if greeting and probe.name != "NULL" \
+            and data.startswith(greeting[:16]) else 0
         loop = asyncio.get_running_loop()
         hit = await loop.run_in_executor(
             _matcher(), lambda: match_reply(self.db, probe, data[:REPLY_LIMIT], tunnel=tunnel,
-                                            stats=stats))
+                                            stats=stats, greeting_len=glen))
         self.result.match_seconds += time.perf_counter() - start
         self.result.lines_tried += stats.get("lines", 0)
         if hit is None:
@@ -142,6 +146,8 @@ class TCPEngine:
         self.result = EngineResult()
         self.search = _Search(db, self.result)
         self.rtt: float | None = None
+        self.greeting: bytes | None = None
+        self.greeting_judged = asyncio.Event()  # NULL's lines have judged the banner
 
     async def _plain_connect(self, timeout: float) -> Any:
         from portatlas.identify.driver import TCPConnection
@@ -170,11 +176,16 @@ class TCPEngine:
             banner = future.result() if future.done() and not future.cancelled() \
                 and future.exception() is None else None
         null = self.db.probe("tcp", "NULL")
-        if banner and null is not None:
-            self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
-            hit = await self.search.judge(null, bytes(banner), self.tunnel)
-            if hit is not None and not hit.soft:
-                return await self._maybe_tls()
+        self.greeting = bytes(banner) if banner else None
+        try:
+            if banner and null is not None:
+                self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
+                hit = await self.search.judge(null, bytes(banner), self.tunnel)
+                if hit is not None and not hit.soft:
+                    self.greeting_judged.set()
+                    return await self._maybe_tls()
+        finally:
+            self.greeting_judged.set()
         if excluded(self.db, "tcp", self.port):
             self.result.excluded = True
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list: "
@@ -253,7 +264,7 @@ class TCPEngine:
                 if not chunk:
                     break
                 buf += chunk
-                hit = await self.search.judge(probe, bytes(buf), self.tunnel)
+                hit = await self.search.judge(probe, bytes(buf), self.tunnel, self.greeting)
                 if hit is not None and not hit.soft:
                     break
                 end = min(end, time.monotonic() + max(SETTLE, 2 * (self.rtt or 0.0))) \
@@ -268,15 +279,47 @@ class TCPEngine:
             if conn is not None:
                 conn.close()
 
+    async def passive_greeting(self) -> bytes | None:
+        """NULL inside a tunnel: connect, send nothing, read what the server says first."""
+        conn = None
+        try:
+            conn = await self.connector(min(self.s.connect_timeout, max(self._left(), 0.01)))
+            wait = min(max(MIN_WAIT, RTT_FACTOR * (self.rtt or 0.0)), self.s.probe_timeout)
+            buf = bytearray()
+            end = time.monotonic() + wait
+            while len(buf) < REPLY_LIMIT and time.monotonic() < end:
+                chunk = await conn.recv(REPLY_LIMIT - len(buf),
+                                        max(min(end - time.monotonic(), 0.05 if buf else wait),
+                                            0.001))
+                if not chunk:
+                    break
+                buf += chunk
+            return bytes(buf) or None
+        except (OSError, asyncio.TimeoutError, TimeoutError):
+            return bytes(buf) if conn is not None and buf else None
+        except Exception as exc:
+            self.result.notes.append(f"NULL inside TLS: {exc}"[:160])
+            return None
+        finally:
+            if conn is not None:
+                conn.close()
+
     async def _maybe_tls(self) -> EngineResult:
         hard = self.result.hard
         if hard is None or hard.service != "ssl" or self.tunnel or not self.s.tls \
                 or self._left() <= 0.05:
             return self.result
+        return await self.inside_tls()
+
+    async def inside_tls(self) -> EngineResult:
+        """nmap's probes again, inside TLS (sslports as the hint): after nmap's own `ssl`
+        match, or when the portatlas TLS module completed a handshake and recognised
+        nothing inside."""
+        hard = self.result.hard
         inner = TCPEngine(self.db, self.host, self.port, self.s, self.deadline,
                           connector=self._tls_connect, tunnel="ssl")
         inner.rtt = self.rtt
-        found = await inner.run(None)
+        found = await inner.run(inner.passive_greeting())
         self.result.sent += ["ssl:" + n for n in found.sent]
         self.result.replies += [("ssl:" + n, d) for n, d in found.replies]
         self.result.notes += found.notes
@@ -287,9 +330,9 @@ class TCPEngine:
             self.result.hard = found.hard
         elif found.soft is not None:
             self.result.soft = found.soft
-            self.result.notes.append("inside TLS: a soft match only; "
-                                     f"nmap's ssl line {hard.line} kept as the hard match")
-            self.result.hard = hard
+            if hard is not None:
+                self.result.notes.append("inside TLS: a soft match only; "
+                                         f"nmap's ssl line {hard.line} kept as the hard match")
         return self.result
 
     _tls_info: dict[str, Any] | None = None

@@ -129,9 +129,16 @@ def applicable(db: ServiceProbes, probe: NmapProbe) -> Iterator[NmapProbe]:
 
 
 def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
-                tunnel: str | None = None, stats: dict[str, int] | None = None) -> Hit | None:
-    """The verdict of the applicable match lines on the reply `data` to `probe`: the first
-    hard match, else the first soft match, else None. `stats` (optional) counts lines tried."""
+                tunnel: str | None = None, stats: dict[str, int] | None = None,
+                greeting_len: int = 0) -> Hit | None:
+    r"""The verdict of the applicable match lines on the reply `data` to `probe`: the first
+    hard match, else the first soft match, else None. `stats` (optional) counts lines tried.
+
+    `greeting_len`: how many leading bytes of `data` are the server's greeting (sent before
+    it read our probe). A line of a probe other than NULL must match into what came after:
+    a greeting is the NULL probe's reply, not evidence that `probe` was answered (this is
+    stricter than nmap, which concatenates both; it keeps e.g. the MongoDB probe's
+    '^.*version.....([.\d]+)' off a text greeting that mentions a version)."""
     soft: Hit | None = None
     weak: Hit | None = None
     tried = 0
@@ -149,6 +156,8 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
             found = line.search(subject, lowered)
             if not found:
                 continue
+            if greeting_len and owner.name != "NULL" and found.end() <= greeting_len:
+                continue  # matched the greeting only: that is NULL's business
             fields, cpes = expand(line, found)
             hit = Hit(line.service, line.soft, probe.name, line.line, owner.name,
                       probe.transport, fields, cpes, tunnel, weak=line.weak)

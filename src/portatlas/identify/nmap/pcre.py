@@ -38,18 +38,9 @@ _DIFFERENT = re.compile(r"\\[ZzhHvVeQEKRX]|\[\[:|\[:\w+:\]|\{,\d|\(\?<(?![=!])|\
 def differences(pattern: str) -> list[str]:
     """Constructs of `pattern` whose meaning differs between PCRE and Python (empty when the
     pattern means the same in both). Escaped backslashes are skipped first."""
-    found = []
-    i = 0
-    clean = []
-    while i < len(pattern):  # drop '\\\\' pairs so '\\\\Z' (a backslash, then Z) is not read as \Z
-        if pattern.startswith("\\\\", i):
-            clean.append("__")
-            i += 2
-        else:
-            clean.append(pattern[i])
-            i += 1
-    for m in _DIFFERENT.finditer("".join(clean)):
-        found.append(m.group(0))
+    # drop '\\\\' pairs first, so that '\\\\Z' (a backslash, then Z) is not read as \Z
+    clean = pattern.replace("\\\\", "__")
+    found = [m.group(0) for m in _DIFFERENT.finditer(clean)]
     return found
 
 

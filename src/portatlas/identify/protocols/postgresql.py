@@ -113,7 +113,7 @@ class PostgresqlProbe(Probe):
                 return step
         if self.ssl_answer:
             # a one-byte S/N and nothing after: plausible, not proven
-            return Verdict("postgresql", "PostgreSQL", None, self._extra(), 0.5,
+            return Verdict("postgresql", None, None, self._extra(), 0.5,
                            escape_evidence(self.ssl_answer.encode()))
         return NoMatch("no answer")
 
@@ -137,9 +137,13 @@ class PostgresqlProbe(Probe):
             return NoMatch(f"unexpected message {kinds[0]!r}")
         extra = self._extra()
         version = None
+        server_made = False  # the PostgreSQL server itself, not a pooler speaking its protocol
         for kind, body in messages:
             if kind == "E":
                 fields = parse_error_fields(body)
+                # only the server's own errors name its source file and routine (PgBouncer,
+                # pgpool and other poolers send severity, code and message alone)
+                server_made = server_made or bool(fields.get("routine") or fields.get("file"))
                 if not fields.get("sqlstate") and not fields.get("severity"):
                     return NoMatch("error without PostgreSQL fields")
                 extra["error"] = {k: v for k, v in fields.items()
@@ -160,5 +164,6 @@ class PostgresqlProbe(Probe):
         if extra.get("auth") == "ok" and not final and not {"E", "Z"} & set(kinds):
             return Wait()  # let in: parameters (with the version) come until ReadyForQuery
         confidence = 1.0 if kinds[0] in ("E", "R") else 0.8
-        return Verdict("postgresql", "PostgreSQL", version, extra, confidence,
+        product = "PostgreSQL" if server_made or version else None
+        return Verdict("postgresql", product, version, extra, confidence,
                        escape_evidence(data, 160))
