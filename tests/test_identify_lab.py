@@ -142,6 +142,7 @@ def _known_wrong(rows):
 
 
 @pytest.mark.netns
+@pytest.mark.slow
 @pytest.mark.parametrize("row", _known_wrong(ROWS))
 def test_no_wrong_name(lab, row):
     _, verdicts, _ = lab
@@ -153,6 +154,7 @@ def test_no_wrong_name(lab, row):
 
 
 @pytest.mark.netns
+@pytest.mark.slow
 @pytest.mark.parametrize("row", [r for r in ROWS if key(r) in NAMED], ids=row_id)
 def test_family_identified(lab, row):
     from support.lab_nmap import product_right
@@ -166,6 +168,7 @@ def test_family_identified(lab, row):
 
 
 @pytest.mark.netns
+@pytest.mark.slow
 def test_every_lab_port_is_open_and_bounded(lab):
     running, verdicts, elapsed = lab
     assert len(verdicts) == len(running.rows)
