@@ -98,3 +98,20 @@ def test_without_nmap_the_same_ports_are_unidentified(lab):
     v = nsthread.call_in(client.name, identify, address, PORTS["epmd"], "tcp", registered=(),
                          nmap=False, timeout=3)
     assert v.outcome == UNIDENTIFIED and "nmap_engine" not in v.extra
+
+
+def test_scan_identify_probes_silent_udp_ports_too(lab):
+    """A UDP service away from its port is silent to the sweep (open|filtered): scan
+    --identify still sends it nmap's UDP probes, and the port becomes open when it answers."""
+    import json
+
+    client, address, _ = lab
+    result = client.portatlas("scan", address, "--udp", "-p", f"{PORTS['xdmcp-away']},40999",
+                              "--identify", "--json", "--no-progress", "--id-timeout", "4")
+    assert result.returncode == 0, result.stderr
+    ports = {p["port"]: p for h in json.loads(result.stdout)["hosts"] for p in h["ports"]}
+    found = ports[PORTS["xdmcp-away"]]
+    assert found["state"] == "open" and found["reason"] == "udp-response", found
+    assert found["service"]["protocol"] == "xdmcp"
+    silent = ports.get(40999)  # nothing there: ICMP port unreachable, closed as before
+    assert silent is None or silent["state"] == "closed"

@@ -92,7 +92,7 @@ class Scanner:
                 report.interrupted = True
         if self.identify is not None and not report.interrupted:
             try:
-                run_identification(self.reports, self.identify)
+                run_identification(self.reports, self.identify, notes=report.notes)
             except KeyboardInterrupt:
                 report.interrupted = True
         report.finished = time.time()
@@ -167,27 +167,79 @@ def registered_for(atlas, port: int, transport: str) -> list[dict[str, Any]]:
     return out
 
 
+# UDP ports that stayed silent (open|filtered) still get the identification probes, as nmap
+# -sU -sV does (a service away from its usual port answers only its own protocol's payload);
+# bounded, since a filtered host leaves every UDP port open|filtered
+MAX_UNCERTAIN_UDP = 1024
+
+
 def run_identification(reports: list[HostReport], identify: IdentifyHook,
-                       concurrency: int = IDENTIFY_CONCURRENCY) -> None:
+                       concurrency: int = IDENTIFY_CONCURRENCY,
+                       notes: list[str] | None = None) -> None:
     """Run the identification hook on every open port (the catch-all ports of an accept-all
-    host excepted) and store each verdict's dict in PortResult.service."""
+    host excepted) and on open|filtered UDP ports; store each verdict's dict in
+    PortResult.service. An open|filtered UDP port that answers becomes open (udp-response);
+    one that answers with ICMP port unreachable becomes closed; a silent one stays as it was,
+    without a service."""
     import asyncio
 
-    todo = [(hr.host, r) for hr in reports for r in hr.open_ports() if not r.wildcard]
+    todo = [(hr, r, False) for hr in reports for r in hr.open_ports() if not r.wildcard]
+    uncertain = _uncertain_udp(reports)
+    if len(uncertain) > MAX_UNCERTAIN_UDP:
+        if notes is not None:
+            notes.append(f"{len(uncertain)} UDP ports are open|filtered: identification "
+                         f"probed the first {MAX_UNCERTAIN_UDP} only")
+        uncertain = uncertain[:MAX_UNCERTAIN_UDP]
+    todo += [(hr, r, True) for hr, r in uncertain]
     if not todo:
         return
 
-    async def one(sem: asyncio.Semaphore, host, result: PortResult) -> None:
+    async def one(sem: asyncio.Semaphore, hr: HostReport, result: PortResult,
+                  uncertain: bool) -> None:
         async with sem:
             try:
-                verdict = await identify(host, result)
+                verdict = await identify(hr.host, result)
             except Exception as exc:  # noqa: BLE001 - one bad probe must not end the scan
                 verdict = {"outcome": "error", "protocol": None, "error": str(exc)[:200]}
-        if verdict is not None:
-            result.service = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
+        if verdict is None:
+            return
+        service = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
+        if not uncertain:
+            result.service = service
+        elif service.get("outcome") in ("identified", "open-unidentified"):
+            result.state, result.reason = R.OPEN, str(R.Reason.UDP_RESPONSE)
+            result.service = service
+            _promote(hr, result)
+        elif service.get("outcome") == "closed":
+            result.state, result.reason = R.CLOSED, str(R.Reason.PORT_UNREACH)
+            _promote(hr, result)
 
     async def main() -> None:
         sem = asyncio.Semaphore(concurrency)
-        await asyncio.gather(*(one(sem, h, r) for h, r in todo))
+        await asyncio.gather(*(one(sem, h, r, u) for h, r, u in todo))
 
     run_async(main)
+
+
+def _uncertain_udp(reports: list[HostReport]) -> list[tuple[HostReport, PortResult]]:
+    out = []
+    for hr in reports:
+        for r in hr.detailed_ports():
+            if r.transport == "udp" and r.state == R.OPEN_FILTERED and not r.wildcard:
+                out.append((hr, r))
+        for (transport, state, reason), ports in hr.bulk.items():
+            if transport == "udp" and state == R.OPEN_FILTERED:
+                out += [(hr, R.PortResult(p, "udp", state, reason)) for p in ports]
+    return out
+
+
+def _promote(hr: HostReport, result: PortResult) -> None:
+    """A port decided by identification leaves the bulk lists for a result of its own."""
+    key = (result.port, result.transport)
+    if key not in hr.ports:
+        for (transport, state, reason), ports in hr.bulk.items():
+            if transport == result.transport and state == R.OPEN_FILTERED and \
+                    result.port in ports:
+                ports.remove(result.port)
+                break
+        hr.ports[key] = result

@@ -51,6 +51,7 @@ class MatchLine:
     _prefix: bytes | None = None
     _weak: bool | None = None
     _needle: bytes | None = None
+    _nocase: bool | None = None
 
     def regex(self) -> "re.Pattern[bytes]":
         """The compiled expression (compiled on first use; see pcre.py for the audit)."""
@@ -70,7 +71,9 @@ class MatchLine:
 
     @property
     def nocase(self) -> bool:
-        return bool(self.flags & re.I) or b"(?i" in self.pattern
+        if self._nocase is None:
+            self._nocase = bool(self.flags & re.I) or b"(?i" in self.pattern
+        return self._nocase
 
     @property
     def prefix(self) -> bytes:
@@ -124,6 +127,21 @@ class NmapProbe:
     fallback: tuple[str, ...] = ()
     no_payload: bool = False
     matches: list[MatchLine] = field(default_factory=list)
+    _by_first: dict[int, list[MatchLine]] = field(default_factory=dict, repr=False)
+
+    def candidates(self, data: bytes) -> list[MatchLine]:
+        """The lines that can match a reply starting like `data`, in file order: those
+        without a literal prefix, and those whose prefix starts with the reply's first byte
+        (either case for case-insensitive lines). Cached per first byte: one dictionary
+        look-up replaces thousands of per-line checks."""
+        first = data[0] if data else -1
+        found = self._by_first.get(first)
+        if found is None:
+            lower = bytes([first]).lower()[0] if first >= 0 else -1
+            found = [m for m in self.matches
+                     if not m.prefix or m.prefix[0] == (lower if m.nocase else first)]
+            self._by_first[first] = found
+        return found
 
     @property
     def key(self) -> str:

@@ -149,7 +149,7 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
             if subject is None:
                 continue
         lowered = subject.lower()
-        for line in owner.matches:
+        for line in owner.candidates(subject):
             if soft is not None and line.soft:
                 continue  # one soft match is enough; only a hard one can improve it
             tried += 1

@@ -53,10 +53,10 @@ def literal_prefix(pattern: bytes, flags: int) -> bytes:
     """The bytes every match must start at the beginning of the reply with (b"" when the
     pattern is not anchored at ^ or starts with no literal)."""
     text = pattern.decode("latin-1")
-    if not text.startswith("^") or ("|" in text and _top_level_alternation(text)):
+    if not text.startswith("^"):
         return b""
     head = _HEAD.match(text)
-    if head is None or not head.group(1):
+    if head is None or not head.group(1) or _top_level_alternation(text):
         return b""
     text = "^" + head.group(1) + text[head.end():head.end() + 1]
     out = bytearray()
@@ -90,29 +90,26 @@ def literal_prefix(pattern: bytes, flags: int) -> bytes:
     return bytes(out)
 
 
+_ESCAPED = re.compile(r"\\.", re.S)
+_SET = re.compile(r"\[\^?\]?[^\]]*\]")
+_STRUCTURE = re.compile(r"[()|]")
+
+
 def _top_level_alternation(text: str) -> bool:
-    depth, i, in_class = 0, 0, False
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if in_class:
-            if ch == "]":
-                in_class = False
-        elif ch == "[":
-            in_class = True
-            if text[i + 1:i + 2] == "^":
-                i += 1
-            if text[i + 1:i + 2] == "]":
-                i += 1
-        elif ch == "(":
+    """Is there a '|' outside every group? (Escapes and sets removed first, in C; then only
+    parentheses and bars are walked.)"""
+    if "|" not in text:
+        return False
+    bare = _SET.sub("", _ESCAPED.sub("", text))
+    depth = 0
+    for m in _STRUCTURE.finditer(bare):
+        ch = m.group(0)
+        if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-        elif ch == "|" and depth == 0:
+        elif depth == 0:
             return True
-        i += 1
     return False
 
 
