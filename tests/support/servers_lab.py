@@ -8,7 +8,20 @@ answers (TimeoutError / RuntimeError otherwise). Nothing listens in the root nam
     start_<name>(ns: Netns, tmp: Path, **ports) -> None
 
 The ground truth (which port runs what, in nmap's vocabulary) is in support.lab_nmap; the
-Debian packages are listed in .ci/apt/identify-lab.txt.
+Debian packages are listed in .ci/apt/identify-lab.txt. Daemons that drop root get their
+directory from servers_binary._daemon_dir (owned by their user, under /tmp).
+
+    start_dropbear    SSH                 start_cupsd      IPP          start_krb5kdc  Kerberos
+    start_lighttpd    HTTP                start_slapd      LDAP, LDAPS  start_freeradius RADIUS
+    start_squid       HTTP proxy          start_mariadb    MySQL        start_openvpn  OpenVPN
+    start_tinyproxy   HTTP proxy          start_bind9      DNS          start_inspircd IRC
+    start_dante       SOCKS5              start_unbound    DNS          start_inetd    echo,
+    start_beanstalkd  job queue           start_knot       DNS            daytime, time, gopher,
+    start_nats        message queue       start_tftpd      TFTP           finger
+    start_gearmand    job queue           start_coturn     STUN/TURN    start_oidentd  ident
+    start_git_daemon  git                 start_rpcbind    ONC RPC      start_pgbouncer pooler
+    start_svnserve    Subversion          start_epmd       Erlang       start_stunnel  TLS in
+    start_distccd     distcc                                              front of others
 """
 
 from __future__ import annotations
