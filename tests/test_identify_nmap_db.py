@@ -260,3 +260,16 @@ def test_literal_extraction():
     assert literal_prefix(rb"x^", 0) == b""
     assert required_literal(rb"^HTTP/1\.[01] \d+ .*\r\nServer: Apache/") == b"\r\nServer: Apache/"
     assert required_literal(rb"x(?:abc)?yz") == b"yz"
+
+
+def test_the_first_byte_index_never_drops_a_matching_line(db):
+    for line in db.match_lines:
+        if line.first >= 0 and line.prefix:
+            assert line.prefix[0] == line.first, line.line
+    corpus = list(capture_corpus.load().values()) + [b"", b"\x00", b"hello"]
+    for probe in db.probes:
+        for data in corpus:
+            kept = {id(m) for m in probe.candidates(data)}
+            for line in probe.matches:
+                if id(line) not in kept:
+                    assert line.regex().search(data) is None, (line.line, data[:30])

@@ -142,16 +142,11 @@ class _Job:
         return self._finish(verdict)
 
     # -- the portatlas modules and nmap's probes side by side (merge.py decides)
-    def _engine(self) -> Any:
+    def _make_engine(self, db: Any) -> Any:
         from portatlas.identify import combined
-
-        db, path, note = combined.database(self.opts)
-        self.nmap_path, self.nmap_note = path, note
-        if db is None:
-            return None
-        settings = combined.settings(self.opts, self.host)
         from portatlas.identify.nmap.engine import TCPEngine, UDPEngine
 
+        settings = combined.settings(self.opts, self.host)
         if self.transport == "udp":
             return UDPEngine(db, self.host, self.port, settings, self.deadline)
         return TCPEngine(db, self.host, self.port, settings, self.deadline)
@@ -161,17 +156,32 @@ class _Job:
 
         from portatlas.identify import combined
 
-        self.engine = self._engine()
-        if self.engine is None:
+        if not self.opts.nmap:
             return await self.run_obj.run()
         loop = asyncio.get_running_loop()
+        self.engine_ready = asyncio.Event()
         banner: asyncio.Future = loop.create_future()
         if self.transport == "tcp":
             self.run_obj.on_banner = lambda b: banner.done() or banner.set_result(b)
-            eng_task = asyncio.ensure_future(self.engine.run(banner))
-        else:
-            eng_task = asyncio.ensure_future(self.engine.run())
+        # the modules start at once; the database loads meanwhile (in a thread: the first
+        # parse takes a few hundred ms and must not hold up a port that is simply closed)
         mod_task = asyncio.ensure_future(self.run_obj.run())
+
+        async def engine_run() -> Any:
+            try:
+                db, self.nmap_path, self.nmap_note = await loop.run_in_executor(
+                    None, combined.database, self.opts)
+                if db is not None:
+                    self.engine = self._make_engine(db)
+            finally:
+                self.engine_ready.set()
+            if self.engine is None:
+                return None
+            if self.transport == "tcp":
+                return await self.engine.run(banner)
+            return await self.engine.run()
+
+        eng_task = asyncio.ensure_future(engine_run())
         try:
             return await combined.race(self, mod_task, eng_task, banner)
         finally:

@@ -58,20 +58,48 @@ def _module_names(transport: str) -> set[str]:
     return {cls.name for cls in registry.probes(transport)}
 
 
+async def _wait_event(event: asyncio.Event, seconds: float) -> None:
+    if event.is_set() or seconds <= 0:
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([waiter], timeout=seconds)
+    finally:
+        waiter.cancel()
+
+
 async def _settle(task: asyncio.Task, seconds: float) -> None:
     if not task.done() and seconds > 0:
         await asyncio.wait([task], timeout=seconds)
 
 
-def _inside_tls_wanted(job: Any, module: Verdict) -> bool:
-    result = job.engine.result
-    return (job.transport == "tcp" and module.protocol == "tls" and bool(module.tls)
-            and job.opts.tls and (result.hard is None or result.hard.service == "ssl")
-            and getattr(job.engine, "tunnel", None) is None and left_of(job) > 0.1)
+# over a carrier, the probes whose lines name the service carried (nmap sends these first)
+CARRIED_PROBES = ("GetRequest",)
 
 
-def left_of(job: Any) -> float:
-    return job.deadline - time.monotonic()
+async def _carried(job: Any, module: Verdict, eng_task: asyncio.Task, left: Any) -> None:
+    """The module named a carrier: ask nmap what is carried, with just the probes that can
+    tell (the engine's broad search is no longer needed)."""
+    if not eng_task.done():
+        eng_task.cancel()
+        await asyncio.gather(eng_task, return_exceptions=True)
+    engine = job.engine
+    implicit_tls = bool(module.tls) and not module.tls.get("starttls")
+    if module.protocol == "tls":
+        work = engine.inside_tls() if job.opts.tls else None  # nothing recognised inside
+    elif implicit_tls:
+        work = engine.inside_tls(only=CARRIED_PROBES)
+    else:
+        work = engine.only(CARRIED_PROBES)
+    if work is None:
+        return
+    task = asyncio.ensure_future(work)
+    try:
+        await _settle(task, left())
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
@@ -92,35 +120,22 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                                                      and job.transport == "tcp"):
                 return module  # nothing to talk to: the engine stops (finally in _both)
             if module.outcome == IDENTIFIED and module.confidence >= TENTATIVE:
-                # deterministic answers: the greeting's judgement (CPU only, milliseconds)
-                # is always awaited; over a carrier the engine's own search is awaited too
+                # deterministic answers: the database load and the greeting's judgement
+                # (CPU only) are awaited before the merge
+                await _wait_event(job.engine_ready, min(3.0, left()))
                 judged = getattr(job.engine, "greeting_judged", None)
                 if judged is not None and banner.done() and banner.result():
-                    waiter = asyncio.ensure_future(judged.wait())
-                    await _settle(waiter, min(1.0, left()))
-                    waiter.cancel()
-                if module.protocol in CARRIERS:
-                    await _settle(eng_task, left())
+                    await _wait_event(judged, min(1.0, left()))
+                if job.engine is not None and job.engine.result.hard is None \
+                        and job.transport == "tcp" and module.protocol in CARRIERS:
+                    await _carried(job, module, eng_task, left)
                 elif not module.product:
                     await _settle(eng_task, min(GRACE, left()))
-                if _inside_tls_wanted(job, module):
-                    # the TLS module got through the handshake and nothing inside was
-                    # recognised: nmap's probes, inside TLS
-                    if not eng_task.done():
-                        eng_task.cancel()
-                        await asyncio.gather(eng_task, return_exceptions=True)
-                    inner = asyncio.ensure_future(job.engine.inside_tls())
-                    try:
-                        await _settle(inner, left())
-                    finally:
-                        if not inner.done():
-                            inner.cancel()
-                            await asyncio.gather(inner, return_exceptions=True)
                 return combine(job, module)
             await _settle(eng_task, left())
             return combine(job, module)
         if eng_task in done:
-            hard = job.engine.result.hard
+            hard = job.engine.result.hard if job.engine is not None else None
             if hard is not None and not module_could_name(hard.service,
                                                            _module_names(job.transport)):
                 return combine(job, None)

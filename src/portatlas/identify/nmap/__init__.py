@@ -22,6 +22,7 @@ Source License).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from portatlas.identify.nmap.db import MatchLine, NmapProbe, ServiceProbes, parse
@@ -35,6 +36,7 @@ DEFAULT_PATH = "/usr/share/nmap/nmap-service-probes"
 ENV_VAR = "PORTATLAS_NMAP_DB"
 
 _CACHE: dict[tuple[str, float, int], ServiceProbes] = {}
+_LOCK = threading.Lock()  # ports load it from worker threads: parse it once
 
 
 def find_db(explicit: str | None = None) -> str | None:
@@ -62,6 +64,13 @@ def load(path: str | None = None) -> ServiceProbes:
     where = path or find_db()
     if not where:
         raise DataError(missing_note())
+    with _LOCK:
+        return _load(str(where))
+
+
+def _load(where: str) -> ServiceProbes:
+    from portatlas.errors import DataError
+
     try:
         st = os.stat(where)
         key = (str(where), st.st_mtime, st.st_size)

@@ -52,6 +52,7 @@ class MatchLine:
     _weak: bool | None = None
     _needle: bytes | None = None
     _nocase: bool | None = None
+    _first: int | None = None
 
     def regex(self) -> "re.Pattern[bytes]":
         """The compiled expression (compiled on first use; see pcre.py for the audit)."""
@@ -68,6 +69,16 @@ class MatchLine:
 
             self._weak = literal_weight(self.pattern) < WEAK_WEIGHT
         return self._weak
+
+    @property
+    def first(self) -> int:
+        """The first byte of a match (lower case when case-insensitive), -1 when unsure."""
+        if self._first is None:
+            from portatlas.identify.nmap.pcre import first_literal
+
+            byte = first_literal(self.pattern)
+            self._first = bytes([byte]).lower()[0] if byte >= 0 and self.nocase else byte
+        return self._first
 
     @property
     def nocase(self) -> bool:
@@ -139,7 +150,7 @@ class NmapProbe:
         if found is None:
             lower = bytes([first]).lower()[0] if first >= 0 else -1
             found = [m for m in self.matches
-                     if not m.prefix or m.prefix[0] == (lower if m.nocase else first)]
+                     if m.first < 0 or m.first == (lower if m.nocase else first)]
             self._by_first[first] = found
         return found
 

@@ -198,9 +198,11 @@ class TCPEngine:
         await self._probe_all()
         return await self._maybe_tls()
 
-    async def _probe_all(self) -> None:
+    async def _probe_all(self, only: tuple[str, ...] | None = None) -> None:
         queue = plan(self.db, "tcp", self.port, intensity=self.s.intensity,
                      tls=self.tunnel == "ssl")
+        if only is not None:
+            queue = [p for p in (self.db.probe("tcp", n) for n in only) if p is not None]
         running: set[asyncio.Task] = set()
         try:
             while (queue or running) and not self.search.done.is_set() and self._left() > 0:
@@ -311,15 +313,25 @@ class TCPEngine:
             return self.result
         return await self.inside_tls()
 
-    async def inside_tls(self) -> EngineResult:
+    async def only(self, names: tuple[str, ...]) -> EngineResult:
+        """Just these probes, at once (no head start): what a module's verdict leaves open
+        over a carrier - e.g. GetRequest, whose lines name the service an HTTP server is."""
+        await self._probe_all(only=names)
+        return self.result
+
+    async def inside_tls(self, only: tuple[str, ...] | None = None) -> EngineResult:
         """nmap's probes again, inside TLS (sslports as the hint): after nmap's own `ssl`
-        match, or when the portatlas TLS module completed a handshake and recognised
-        nothing inside."""
+        match, or when the portatlas TLS module completed a handshake (then `only` may name
+        the probes still worth sending)."""
         hard = self.result.hard
         inner = TCPEngine(self.db, self.host, self.port, self.s, self.deadline,
                           connector=self._tls_connect, tunnel="ssl")
         inner.rtt = self.rtt
-        found = await inner.run(inner.passive_greeting())
+        if only is not None:
+            await inner._probe_all(only=only)
+            found = inner.result
+        else:
+            found = await inner.run(inner.passive_greeting())
         self.result.sent += ["ssl:" + n for n in found.sent]
         self.result.replies += [("ssl:" + n, d) for n, d in found.replies]
         self.result.notes += found.notes

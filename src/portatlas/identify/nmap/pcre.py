@@ -49,6 +49,35 @@ _HEAD = re.compile(r"\^((?:[^\\.^$*+?{}\[\]|()]|\\x[0-9A-Fa-f]{2}|\\0(?!\d)|\\[r
                    r"|\\[^A-Za-z0-9])*)")
 
 
+def first_literal(pattern: bytes) -> int:
+    """The first byte every match must start with, or -1 when it is not certain (cheap: the
+    candidate index of every probe needs it for thousands of lines). Conservative: any doubt
+    gives -1, which only means the line is always tried."""
+    if pattern[:1] != b"^" or len(pattern) < 2:
+        return -1
+    text = pattern.decode("latin-1")
+    ch, end = text[1], 2
+    if ch == "\\":
+        nxt = text[2:3]
+        if nxt == "x" and _HEX2.fullmatch(text, 3, 5):
+            byte, end = int(text[3:5], 16), 5
+        elif nxt == "0" and not text[3:4].isdigit():
+            byte, end = 0, 3
+        elif nxt in _SIMPLE_ESC and nxt != "e":
+            byte, end = _SIMPLE_ESC[nxt], 3
+        elif nxt and not nxt.isalnum():
+            byte, end = ord(nxt), 3
+        else:
+            return -1
+    elif ch in _SPECIAL:
+        return -1
+    else:
+        byte = ord(ch) & 0xFF
+    if text[end:end + 1] in ("?", "*", "{") or _top_level_alternation(text):
+        return -1
+    return byte
+
+
 def literal_prefix(pattern: bytes, flags: int) -> bytes:
     """The bytes every match must start at the beginning of the reply with (b"" when the
     pattern is not anchored at ^ or starts with no literal)."""
