@@ -48,6 +48,9 @@ VOLATILE = {
     "nmap_engine",
     # nmap's match-line numbers and CPEs follow the installed nmap-common and daemon versions
     "line", "cpe",
+    # what nmap adds to a module's complete verdict (CPE, info) arrives only if its database
+    # was loaded in time: by design not awaited (docs/identify.md, "Fast by design")
+    "nmap", "filled_by", "info",
 }
 _NMAP_LINE = re.compile(r"((?:soft)?match line )\d+")
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")

@@ -47,6 +47,8 @@ def test_the_whole_file_parses_with_every_line_counted(db):
     assert sum(1 for p in db.probes if p.fallback) == _grep_count("fallback ")
     assert sum(1 for p in db.probes if p.sslports) == _grep_count("sslports ")
     assert db.exclude["tcp"] >= {9100, 9107}
+    db.validate()  # every line's version fields parse too
+    assert sum(len(m.cpes) for m in db.match_lines) >= _grep_count("match ") // 2
 
 
 def test_every_match_line_compiles_and_means_the_same_as_in_pcre(db):
@@ -76,6 +78,9 @@ def test_a_malformed_line_is_an_error_with_its_line_number(tmp_path):
         parse("Probe TCP NULL q||\nfrobnicate 1\n", "probes")
     with pytest.raises(DataError, match="falls back to unknown"):
         parse("Probe TCP NULL q||\nProbe TCP A q|x|\nfallback Nope\n", "probes")
+    bad_fields = parse("Probe TCP NULL q||\nmatch ftp m|^220| p/x/ z/y/\n", "probes")
+    with pytest.raises(DataError, match="line 2 .*unknown version field"):
+        bad_fields.validate()
     with pytest.raises(DataError, match="cannot read"):
         nmap.load(str(tmp_path / "absent"))
 

@@ -173,6 +173,9 @@ class _Job:
                     None, combined.database, self.opts)
                 if db is not None:
                     self.engine = self._make_engine(db)
+                    lead = getattr(self.run_obj, "has_lead", None)
+                    if lead is not None:  # a module still at work on what was suggested
+                        self.engine.hold = lambda: not mod_task.done() and lead()
             finally:
                 self.engine_ready.set()
             if self.engine is None:
@@ -218,6 +221,12 @@ class _Job:
                 {"by": "none", "text": verdict.reason}
         if self.engine is not None:
             verdict.extra.setdefault("nmap_engine", self.engine.result.to_dict())
+        elif self.opts.nmap and not self.nmap_note and verdict.outcome == IDENTIFIED:
+            from portatlas.identify.nmap.engine import EngineResult
+
+            record = EngineResult(notes=["not run: a module decided before nmap's database "
+                                         "was loaded"]).to_dict()
+            verdict.extra.setdefault("nmap_engine", record)
         elif self.nmap_note:
             verdict.extra.setdefault("notes", [])
             if self.nmap_note not in verdict.extra["notes"]:

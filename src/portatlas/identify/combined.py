@@ -49,7 +49,10 @@ def settings(opts: Any, host: str) -> Any:
                           udp_parallel=max(4, opts.nmap_parallel * 4),
                           probe_timeout=opts.probe_timeout,
                           connect_timeout=opts.connect_timeout, tls=opts.tls,
-                          server_name=opts.server_name)
+                          server_name=opts.server_name,
+                          # a lead's conversation lasts at most probe_timeout (TLS: twice,
+                          # the handshake, then what speaks inside)
+                          max_hold=max(1.5, 2 * opts.probe_timeout))
 
 
 def _module_names(transport: str) -> set[str]:
@@ -120,12 +123,15 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                                                      and job.transport == "tcp"):
                 return module  # nothing to talk to: the engine stops (finally in _both)
             if module.outcome == IDENTIFIED and module.confidence >= TENTATIVE:
-                # deterministic answers: the database load and the greeting's judgement
-                # (CPU only) are awaited before the merge
-                await _wait_event(job.engine_ready, min(3.0, left()))
+                # nmap can still name what is carried, or fill a missing product: then the
+                # database is awaited; a complete verdict waits only for the judgement of the
+                # greeting when the database is already there (CPU only, milliseconds)
+                needs = module.protocol in CARRIERS or not module.product
+                if needs:
+                    await _wait_event(job.engine_ready, min(3.0, left()))
                 judged = getattr(job.engine, "greeting_judged", None)
                 if judged is not None and banner.done() and banner.result():
-                    await _wait_event(judged, min(1.0, left()))
+                    await _wait_event(judged, min(1.0 if needs else 0.2, left()))
                 if job.engine is not None and job.engine.result.hard is None \
                         and job.transport == "tcp" and module.protocol in CARRIERS:
                     await _carried(job, module, eng_task, left)

@@ -108,6 +108,8 @@ class PortRun:
         self.running_sf = 0
         self.sni = opts.server_name or (None if is_ip_literal(host) else host)
         self.on_banner: Callable[[bytes], None] | None = None
+        self.banner_done = False
+        self.leads: set[type[Probe]] = set()  # running probes the port, registry or bytes chose
 
     # -- context for probes
     def context(self) -> ProbeContext:
@@ -160,6 +162,7 @@ class PortRun:
                 if not banner_task.done():
                     banner_task.cancel()
                     await asyncio.gather(banner_task, return_exceptions=True)
+            self.banner_done = True
             if self.on_banner is not None:
                 self.on_banner(banner)  # the nmap engine's NULL probe reads the same bytes
             if banner:
@@ -181,6 +184,12 @@ class PortRun:
                 await asyncio.gather(*running, return_exceptions=True)
             if self.c0 is not None:
                 self.c0.close()
+
+    def has_lead(self) -> bool:
+        """Is a module working on what the port, the registry or the first bytes suggested?
+        (The nmap engine holds its active probes meanwhile: a lead usually ends in a verdict.)"""
+        return (not self.banner_done or bool(self.queue_sf) or bool(self.leads)
+                or self.instant is not None or self.best is not None)
 
     def _speculative(self) -> type[Probe] | None:
         if not self.order:
@@ -299,6 +308,9 @@ class PortRun:
             self.running_sf += 1
         task = asyncio.ensure_future(self._attempt(cls, conn, pending))
         running[task] = cls
+        if cls.server_first or registry.hint_tier(cls, self.port, self.registered) <= 1 \
+                or _claims(cls, self.c0_banner):
+            self.leads.add(cls)
 
     async def _loop(self, running: dict[asyncio.Task, type[Probe]]) -> Verdict | None:
         while True:
@@ -338,6 +350,7 @@ class PortRun:
         ones are kept in self.best."""
         for task in done:
             cls = running.pop(task)
+            self.leads.discard(cls)
             if cls.server_first:
                 self.running_sf -= 1
             verdict = task.result()

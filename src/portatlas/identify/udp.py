@@ -74,6 +74,10 @@ class UDPRun:
                 await asyncio.gather(*tasks, return_exceptions=True)
         return self.best or self._no_answer(len(probes))
 
+    def has_lead(self) -> bool:
+        """A module's probe got a reply and is deciding (the nmap engine holds meanwhile)."""
+        return self.obs.bytes_total > 0 and self.best is None or self.best is not None
+
     def partial(self) -> Verdict:
         verdict = self.best or self._no_answer(0)
         verdict.reason = "interrupted; so far: " + verdict.reason

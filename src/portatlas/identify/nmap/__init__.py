@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_PATH", "ENV_VAR", "find_db", "load", "missing_note", "match_
 DEFAULT_PATH = "/usr/share/nmap/nmap-service-probes"
 ENV_VAR = "PORTATLAS_NMAP_DB"
 
+MAX_BYTES = 32 << 20
 _CACHE: dict[tuple[str, float, int], ServiceProbes] = {}
 _LOCK = threading.Lock()  # ports load it from worker threads: parse it once
 
@@ -71,16 +72,22 @@ def load(path: str | None = None) -> ServiceProbes:
 def _load(where: str) -> ServiceProbes:
     from portatlas.errors import DataError
 
+    from portatlas.io_limits import read_limited
+
+    hint = "(install Debian's nmap-common, or give --nmap-db PATH)"
     try:
         st = os.stat(where)
-        key = (str(where), st.st_mtime, st.st_size)
-        if key in _CACHE:
-            return _CACHE[key]
-        text = Path(where).read_text(encoding="latin-1")
     except OSError as exc:
         raise DataError(f"cannot read nmap's service probes at {where}: "
-                        f"{exc.strerror or exc} (install Debian's nmap-common, or give "
-                        "--nmap-db PATH)") from None
+                        f"{exc.strerror or exc} {hint}") from None
+    key = (str(where), st.st_mtime, st.st_size)
+    if key in _CACHE:
+        return _CACHE[key]
+    try:  # bounded: Debian's file is about 2.5 MB, anything far bigger is not nmap's file
+        text = read_limited(str(where), limit=MAX_BYTES, what="nmap's service probes file",
+                            allow_stdin=False).decode("latin-1")
+    except DataError as exc:
+        raise DataError(f"cannot read nmap's service probes: {exc} {hint}") from None
     db = parse(text, str(where))
     _CACHE.clear()  # one database at a time is enough
     _CACHE[key] = db

@@ -45,9 +45,10 @@ class MatchLine:
     pattern: bytes
     flags: int          # re.I / re.S
     soft: bool
-    templates: dict[str, str] = field(default_factory=dict)  # p/v/i/h/o/d -> template
-    cpes: list[str] = field(default_factory=list)            # cpe templates ("cpe:/a:...")
+    tail: str = ""      # the version fields as written (parsed on first use: see templates)
     _regex: Any = None
+    _templates: dict[str, str] | None = None
+    _cpes: list[str] | None = None
     _prefix: bytes | None = None
     _weak: bool | None = None
     _needle: bytes | None = None
@@ -59,6 +60,27 @@ class MatchLine:
         if self._regex is None:
             self._regex = re.compile(self.pattern, self.flags)
         return self._regex
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """p/v/i/h/o/d -> template (the version fields are parsed when first needed: most
+        lines never match; ServiceProbes.validate() parses them all)."""
+        if self._templates is None:
+            self._parse_tail()
+        return self._templates
+
+    @property
+    def cpes(self) -> list[str]:
+        """The CPE templates ("cpe:/a:vendor:product:$1")."""
+        if self._cpes is None:
+            self._parse_tail()
+        return self._cpes
+
+    def _parse_tail(self) -> None:
+        try:
+            self._templates, self._cpes = parse_fields(self.tail)
+        except ValueError as exc:
+            raise DataError(f"line {self.line} of nmap's service probes: {exc}") from None
 
     @property
     def weak(self) -> bool:
@@ -184,6 +206,12 @@ class ServiceProbes:
     def match_lines(self) -> list[MatchLine]:
         return [m for p in self.probes for m in p.matches]
 
+    def validate(self) -> None:
+        """Parse every line's version fields now (load() leaves them for first use); raises
+        DataError naming the first malformed line."""
+        for line in self.match_lines:
+            line.templates
+
     def counts(self) -> dict[str, int]:
         lines = self.match_lines
         soft = sum(1 for m in lines if m.soft)
@@ -273,8 +301,15 @@ def parse_match(raw: str, number: int, probe: NmapProbe) -> MatchLine:
     while pos < len(rest) and rest[pos] in "is":
         flags |= re.I if rest[pos] == "i" else re.S
         pos += 1
-    line = MatchLine(number, probe.name, probe.transport, service, pattern.encode("latin-1"),
-                     flags, kind == "softmatch")
+    return MatchLine(number, probe.name, probe.transport, service, pattern.encode("latin-1"),
+                     flags, kind == "softmatch", tail=rest[pos:])
+
+
+def parse_fields(rest: str) -> tuple[dict[str, str], list[str]]:
+    """The version fields after a match line's pattern: ({letter: template}, [cpe, ...])."""
+    templates: dict[str, str] = {}
+    cpes: list[str] = []
+    pos = 0
     while True:
         while pos < len(rest) and rest[pos] in " \t":
             pos += 1
@@ -284,14 +319,14 @@ def parse_match(raw: str, number: int, probe: NmapProbe) -> MatchLine:
             value, pos = _delimited(rest, pos + 4)
             if pos < len(rest) and rest[pos] == "a":  # 'a': the CPE is auto-generated
                 pos += 1
-            line.cpes.append("cpe:/" + value if not value.startswith("/") else "cpe:" + value)
+            cpes.append("cpe:/" + value if not value.startswith("/") else "cpe:" + value)
             continue
         letter = rest[pos]
         if letter not in FIELD_NAMES:
             raise ValueError(f"unknown version field {rest[pos:pos + 8]!r}")
         value, pos = _delimited(rest, pos + 1)
-        line.templates[letter] = value
-    return line
+        templates[letter] = value
+    return templates, cpes
 
 
 # --- the whole file ----------------------------------------------------------------------------

@@ -79,6 +79,7 @@ class EngineSettings:
     tls: bool = True
     server_name: str | None = None
     head_start: float = 0.25   # the portatlas modules' head start before nmap's active probes
+    max_hold: float = 3.0      # ...longer while `hold()` says a module works on a lead
 
 
 Connector = Callable[[float], Awaitable[Any]]
@@ -147,6 +148,7 @@ class TCPEngine:
         self.search = _Search(db, self.result)
         self.rtt: float | None = None
         self.greeting: bytes | None = None
+        self.hold: Callable[[], bool] | None = None  # a module works on a lead (see _hold)
         self.greeting_judged = asyncio.Event()  # NULL's lines have judged the banner
 
     async def _plain_connect(self, timeout: float) -> Any:
@@ -178,6 +180,10 @@ class TCPEngine:
         null = self.db.probe("tcp", "NULL")
         self.greeting = bytes(banner) if banner else None
         try:
+            if self.tunnel is None:
+                # the modules' head start, before any work of ours: a module that knows the
+                # protocol answers meanwhile (then we are cancelled, having spent nothing)
+                await _hold(self.s, self.hold, self._left)
             if banner and null is not None:
                 self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
                 hit = await self.search.judge(null, bytes(banner), self.tunnel)
@@ -191,10 +197,6 @@ class TCPEngine:
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list: "
                                      "no nmap probes sent")
             return self.result
-        if self.tunnel is None and self.s.head_start > 0:
-            # a module that knows the protocol answers within this (then we are cancelled
-            # before sending anything); otherwise nmap's probes follow
-            await asyncio.sleep(min(self.s.head_start, max(self._left(), 0)))
         await self._probe_all()
         return await self._maybe_tls()
 
@@ -365,6 +367,22 @@ class TCPEngine:
         return conn
 
 
+async def _hold(s: EngineSettings, hold: Callable[[], bool] | None,
+                left: Callable[[], float]) -> None:
+    """The modules' head start: `head_start` seconds, and up to `max_hold` while `hold()`
+    (a module working on a lead) stays true."""
+    start = time.monotonic()
+    if s.head_start > 0:
+        await asyncio.sleep(min(s.head_start, max(left(), 0)))
+    while hold is not None and left() > 0 and time.monotonic() - start < s.max_hold:
+        try:
+            if not hold():
+                return
+        except Exception:  # a driver without the method: no hold
+            return
+        await asyncio.sleep(0.02)
+
+
 def _looks_complete(buf: bytearray) -> bool:
     """A reply ending in a line break or a NUL has probably arrived whole: wait only a moment
     for more (a greeting + reply pair, or a banner split in two, still gets SETTLE)."""
@@ -378,6 +396,7 @@ class UDPEngine:
         self.deadline = deadline
         self.result = EngineResult()
         self.search = _Search(db, self.result)
+        self.hold: Callable[[], bool] | None = None
 
     def _left(self) -> float:
         return self.deadline - time.monotonic()
@@ -388,8 +407,7 @@ class UDPEngine:
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list")
             return self.result
         queue = plan(self.db, "udp", self.port, intensity=self.s.intensity)
-        if self.s.head_start > 0:
-            await asyncio.sleep(min(self.s.head_start, max(self._left(), 0)))
+        await _hold(self.s, self.hold, self._left)
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
         family, _, _, _, address = infos[0]
