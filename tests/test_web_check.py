@@ -64,6 +64,11 @@ def test_allow_listed_host_is_checked_and_nothing_else(atlas_db, tmp_path):
             states = {x["port"]: x["state"] for x in r.json()["results"]}
             assert states == {8080: "open", 8081: "closed"}
             assert r.json()["scan"]["schema"] == "portatlas.scan/1"
+            # the same identification as `portatlas check` (issue 11): what answers, and how
+            # that was decided (this listener accepts and never speaks)
+            service = {x["port"]: x.get("service") for x in r.json()["results"]}
+            assert service[8080]["outcome"] == "open-unidentified", service[8080]
+            assert service[8080]["basis"]["by"] == "none" and service[8081] is None
             # refused: other hosts, this machine by another name, tricks, too many ports
             for body, status in [
                 ({"host": "198.18.0.77", "ports": [22]}, 403),
