@@ -38,6 +38,8 @@ VOLATILE = {
     "rtt_ms", "srtt_ms", "rttvar_ms", "timeout_ms", "samples", "tries", "loss_evidence",
     # processes and sockets of this run
     "pid", "ppid", "inode", "cgroup", "exe", "cmdline",
+    # a veth pair's MAC address is random per run (scan host discovery)
+    "mac",
     # per-run certificates and keys
     "sha256", "serial", "not_before", "not_after", "fingerprint",
     # what depends on the installed Debian daemon or this machine's kernel, not on portatlas
@@ -51,6 +53,9 @@ VOLATILE = {
     # what nmap adds to a module's complete verdict (CPE, info) arrives only if its database
     # was loaded in time: by design not awaited (docs/identify.md, "Fast by design")
     "nmap", "filled_by", "info",
+    # reachability names this machine's interfaces and subnets (veth names carry the pid);
+    # tests/test_exposure_*.py check it against real connections
+    "reachability", "packet_filter",
 }
 _NMAP_LINE = re.compile(r"((?:soft)?match line )\d+")
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")

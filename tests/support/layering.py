@@ -44,13 +44,16 @@ PLACES = {
     "portatlas.ranking": "domain",
     "portatlas.sections": "domain",
     "portatlas.howto": "domain",
+    "portatlas.exposure": "domain",
     "portatlas.model": "core",
     "portatlas.errors": "core",
+    "portatlas.io_limits": "core",
     "portatlas.parsing": "core",
     "portatlas.paths": "core",
     "portatlas.textsafe": "core",
     "portatlas.io_limits": "core",
     "portatlas.vocab": "core",
+    "portatlas.io_limits": "core",
     "portatlas": "facade",
 }
 
