@@ -55,11 +55,14 @@ def _share(opts: TimingOptions, workers: int) -> TimingOptions:
 
 
 def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
-               emit: Callable[[Batch, dict], None], *, workers: int = 1) -> RunOutcome:
-    """Scan every port of `ports` on every host; `emit` gets result batches as they come."""
-    if workers <= 1 or len(ports) < workers:
-        return _run_here(transport, hosts, [ports] * len(hosts), opts, emit)
-    return _run_forked(transport, hosts, ports, opts, emit, workers)
+               emit: Callable[[Batch, dict], None], *, workers: int = 1,
+               ports_per_host: list[list[int]] | None = None) -> RunOutcome:
+    """Scan every port of `ports` on every host (or, with `ports_per_host`, each host's own
+    list: a cluster shard); `emit` gets result batches as they come."""
+    plan = ports_per_host if ports_per_host is not None else [ports] * len(hosts)
+    if workers <= 1 or max(map(len, plan), default=0) < workers:
+        return _run_here(transport, hosts, plan, opts, emit)
+    return _run_forked(transport, hosts, plan, opts, emit, workers)
 
 
 def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
@@ -90,14 +93,14 @@ def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts
     return outcome
 
 
-def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
+def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: TimingOptions,
                 emit: Callable[[Batch, dict], None], workers: int) -> RunOutcome:
     share = _share(opts, workers)
     children: list[tuple[int, int]] = []  # (pid, read fd)
     sys.stdout.flush()
     sys.stderr.flush()
     for w in range(workers):
-        mine = ports[w::workers]
+        mine = [ports[w::workers] for ports in plan]
         r, wfd = os.pipe()
         pid = os.fork()
         if pid == 0:  # worker
@@ -137,7 +140,8 @@ def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptio
     return outcome
 
 
-def _worker(transport: str, hosts: list, ports: list[int], opts: TimingOptions, wfd: int) -> None:
+def _worker(transport: str, hosts: list, plan: list[list[int]], opts: TimingOptions,
+            wfd: int) -> None:
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -151,7 +155,7 @@ def _worker(transport: str, hosts: list, ports: list[int], opts: TimingOptions, 
                 n = os.write(wfd, view)
                 view = view[n:]
 
-        engine = _make_engine(transport, hosts, [ports] * len(hosts), opts,
+        engine = _make_engine(transport, hosts, plan, opts,
                               lambda batch, bulk: send("r", (batch, bulk)))
         engine.run()
         send("done", ({i: (t.to_dict(), t.samples) for i, t in engine.timings().items()},

@@ -36,10 +36,17 @@ class Scanner:
                  on_progress: Callable[[int, int], None] | None = None,
                  detect_accept_all: bool = True,
                  identify: IdentifyHook | None = None, syn: bool = False, command: str = "scan",
-                 argv: list[str] | None = None, options: dict[str, Any] | None = None) -> None:
+                 argv: list[str] | None = None, options: dict[str, Any] | None = None,
+                 port_plan: dict[str, list[list[int]]] | None = None) -> None:
         self.hosts = hosts
         self.tcp_ports = tcp_ports
         self.udp_ports = udp_ports
+        # transport -> one port list per host; by default every host gets every port, a
+        # cluster shard (portatlas.cluster) gives each host its own part
+        self.port_plan = {t: [list(ps)] * len(hosts) for t, ps in (("tcp", tcp_ports),
+                                                                    ("udp", udp_ports))}
+        if port_plan is not None:
+            self.port_plan.update({t: [list(ps) for ps in plan] for t, plan in port_plan.items()})
         self.timing = timing or TimingOptions()
         self.workers = workers
         self.on_result = on_result
@@ -51,7 +58,7 @@ class Scanner:
         self.reports = [HostReport(h) for h in hosts]
         self.report = ScanReport(self.reports, command=command, argv=list(argv or []),
                                  options=dict(options or {}))
-        self.total = len(hosts) * (len(tcp_ports) + len(udp_ports))
+        self.total = sum(len(ps) for plan in self.port_plan.values() for ps in plan)
         self.done = 0
 
     # ------------------------------------------------------------------------------------
@@ -68,14 +75,15 @@ class Scanner:
                                 f"{self.timing.max_concurrency} probes at once")
         try:
             for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
-                if not ports:
+                plan = self.port_plan[transport]
+                probes = sum(map(len, plan))
+                if not probes:
                     continue
-                probes = len(ports) * len(self.hosts)
                 engine = "tcp-syn" if transport == "tcp" and self.syn else transport
                 workers = choose_workers(probes, self.workers) if engine != "udp" else 1
                 emit = self._emitter(transport)
                 outcome = run_engine(engine, self.hosts, ports, self.timing, emit,
-                                     workers=workers)
+                                     workers=workers, ports_per_host=plan)
                 for index, timing in outcome.timings.items():
                     self.reports[index].timing[transport] = timing
                 report.notes.extend(outcome.notes)
@@ -127,10 +135,10 @@ class Scanner:
     def _mark_unscanned(self) -> None:
         if not self.report.interrupted and self.done >= self.total:
             return
-        for hr in self.reports:
-            for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
+        for i, hr in enumerate(self.reports):
+            for transport, plan in self.port_plan.items():
                 seen = hr.scanned(transport)
-                missing = [p for p in ports if p not in seen]
+                missing = [p for p in plan[i] if p not in seen]
                 if missing:
                     hr.add_bulk(transport, R.UNSCANNED, "unscanned", missing)
 
