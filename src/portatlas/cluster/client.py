@@ -182,14 +182,18 @@ class ClusterScanner:
             if isinstance(fact, BaseException):
                 raise ClusterError(f"Dask worker {worker} failed the portatlas check: "
                                    f"{_why(fact)}")
-            if fact["portatlas"] is None or fact["error"]:
-                raise ClusterError(f"Dask worker {worker} has no working portatlas "
+            if fact["portatlas"] is None:
+                raise ClusterError(f"Dask worker {worker} has no portatlas "
                                    f"({fact['error']}); install portatlas[cluster] "
                                    f"{__version__} on every worker")
             if fact["portatlas"] != __version__:
                 raise ClusterError(f"Dask worker {worker} has portatlas {fact['portatlas']}, "
                                    f"this client {__version__}; install the same version on "
                                    "every worker")
+            if fact["error"]:
+                raise ClusterError(f"Dask worker {worker} has a broken portatlas "
+                                   f"({fact['error']}); reinstall portatlas[cluster] "
+                                   f"{__version__} there")
             missing = set(fact["no_route"])
             entry = {"address": worker, "state": "scanning", "shards": 0, "probes": 0}
             if missing:
