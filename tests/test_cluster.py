@@ -108,6 +108,18 @@ def test_cluster_equals_one_machine(lab, reference):
     assert sum(w["probes"] for w in used) == 36 * 153
 
 
+def test_local_cluster_equals_one_machine(lab, reference):
+    # --cluster local:N on "one big machine": a worker's namespace, whose loopback holds the
+    # local scheduler and workers
+    proc = lab.portatlas_in(lab.workers[1].ns, "scan", *TARGETS, "-p", PORTS, *FAST, "--json",
+                            "--no-progress", "--cluster", "local:2")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert comparable(report) == comparable(reference)
+    assert report["options"]["cluster"]["scheduler"] == "local:2"
+    assert len(report["options"]["cluster"]["workers"]) == 2
+
+
 def test_ndjson_streams_every_port_once(lab, reference):
     proc = lab.cluster_scan(*TARGETS, "-p", PORTS, *FAST, "--ndjson", "--no-progress",
                             "--shards", "7", "--shard-seed", "12345")
