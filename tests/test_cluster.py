@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.netns,
 
 distributed = pytest.importorskip("distributed")
 
-from support.cluster_lab import TARGET_NET, TARGET_NET6, ClusterLab  # noqa: E402
+from support.cluster_lab import TARGET_NET, TARGET_NET6, ClusterLab, comparable  # noqa: E402
 
 OPEN = [22, 80, 443, 8080]
 SSH = 2222  # a greeting listener, for identification
@@ -61,27 +61,6 @@ def ndjson(text: str) -> tuple[dict, list, dict]:
         else:
             summary = d
     return ports, hosts, summary
-
-
-def comparable(report: dict) -> list:
-    """A --json report without what differs between any two runs (times, RTTs, the command
-    line, the cluster's own description), hosts sorted."""
-    hosts = []
-    for h in report["hosts"]:
-        h = dict(h)
-        h.pop("timing", None)
-        h["ports"] = sorted((_port(p) for p in h["ports"]),
-                            key=lambda p: (p["transport"], p["port"]))
-        h["extraports"] = sorted(h["extraports"], key=lambda e: (e["transport"], e["state"]))
-        hosts.append(h)
-    return sorted(hosts, key=lambda h: (h["family"], h["address"]))
-
-
-def _port(p: dict) -> dict:
-    p = {k: v for k, v in p.items() if k != "rtt_ms"}
-    if p.get("service"):
-        p["service"] = {k: v for k, v in p["service"].items() if k != "elapsed"}
-    return p
 
 
 @pytest.fixture(scope="module")

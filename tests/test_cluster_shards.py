@@ -64,6 +64,8 @@ def test_default_shards():
     assert default_shards(5, 3) == 5          # never more shards than probes
     assert default_shards(10_000, 3) == 12    # four per worker
     assert default_shards(1_000_000, 3) == 123  # at most 8,192 probes each
+    assert default_shards(128_000, 3) == 18     # a multiple of the workers
+    assert default_shards(128_000, 2) == 16
 
 
 @pytest.mark.parametrize("spec, kind, where", [

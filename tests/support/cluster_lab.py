@@ -165,6 +165,27 @@ class ClusterLab:
                                  env=self.env, start_new_session=True)
 
 
+def comparable(report: dict) -> list:
+    """A --json report without what differs between any two runs (times, RTTs, the command
+    line, the cluster's own description), hosts sorted."""
+    hosts = []
+    for h in report["hosts"]:
+        h = dict(h)
+        h.pop("timing", None)
+        h["ports"] = sorted((_port(p) for p in h["ports"]),
+                            key=lambda p: (p["transport"], p["port"]))
+        h["extraports"] = sorted(h["extraports"], key=lambda e: (e["transport"], e["state"]))
+        hosts.append(h)
+    return sorted(hosts, key=lambda h: (h["family"], h["address"]))
+
+
+def _port(p: dict) -> dict:
+    p = {k: v for k, v in p.items() if k != "rtt_ms"}
+    if p.get("service"):
+        p["service"] = {k: v for k, v in p["service"].items() if k != "elapsed"}
+    return p
+
+
 def limit_egress(ns: Netns, pps: int) -> None:
     """At most `pps` TCP SYNs per second leave this namespace (an iptables hashlimit rule:
     what a rate cap on one machine's egress link does to a scan)."""

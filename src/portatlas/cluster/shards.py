@@ -39,15 +39,23 @@ class Permutation:
         self.n = n
         self.a = max(1, math.isqrt(max(n - 1, 0)) + 1)
         self.b = max(1, -(-n // self.a))
-        self.keys = [_mix(seed & _MASK, r + 1) for r in range(2 * _ROUNDS)]
+        keys = [_mix(seed & _MASK, r + 1) for r in range(2 * _ROUNDS)]
+        self.pairs = [(keys[2 * r], keys[2 * r + 1]) for r in range(_ROUNDS)]
 
     def _step(self, m: int) -> int:
-        a, b, keys = self.a, self.b, self.keys
+        a, b = self.a, self.b
         x, y = m % a, m // a
-        for r in range(_ROUNDS):
+        for kx, ky in self.pairs:
             # each half moves by a hash of the other: invertible, so a bijection of a×b
-            x = (x + _mix(keys[2 * r], y)) % a
-            y = (y + _mix(keys[2 * r + 1], x)) % b
+            # (the hash is _mix, written out: this is the hot loop of shard planning)
+            z = (y + kx) & _MASK
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+            x = (x + (z ^ (z >> 31))) % a
+            z = (x + ky) & _MASK
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+            y = (y + (z ^ (z >> 31))) % b
         return x + a * y
 
     def __call__(self, i: int) -> int:
@@ -75,9 +83,11 @@ class ShardPlan:
         """Every probe of shard `shard` (0-based), in permuted order."""
         if not 0 <= shard < self.shards:
             raise IndexError(shard)
-        perm, hosts, slots = self.permutation, self.hosts, self.slots
-        for j in range(shard, self.total, self.shards):
-            i = perm(j)
+        step, hosts, slots, n = self.permutation._step, self.hosts, self.slots, self.total
+        for j in range(shard, n, self.shards):
+            i = step(j)
+            while i >= n:  # cycle-walking, as Permutation.__call__
+                i = step(i)
             transport, port = slots[i // hosts]
             yield i % hosts, transport, port
 
@@ -94,7 +104,11 @@ class ShardPlan:
 
 def default_shards(probes: int, workers: int) -> int:
     """Enough shards that every worker gets several (a lost worker costs little, results
-    stream), and none larger than 8,192 probes; never more shards than probes."""
+    stream), none larger than 8,192 probes, and a multiple of the number of workers (so
+    that they finish together); never more shards than probes."""
     if probes <= 0:
         return 0
-    return max(1, min(probes, max(4 * max(workers, 1), -(-probes // 8192))))
+    workers = max(workers, 1)
+    count = max(4 * workers, -(-probes // 8192))
+    count = -(-count // workers) * workers
+    return max(1, min(probes, count))
