@@ -11,7 +11,7 @@ printed: medians, the speed-up over one worker, and whether every result equals 
 
 Target: at least 2.6× at three workers, identical results.
 
-    sudo .venv/bin/python benchmarks/bench_cluster.py [--rounds 2] [--pps 2000] [--hosts 128]
+    sudo .venv/bin/python benchmarks/bench_cluster.py [--rounds 2] [--pps 2000] [--hosts 192]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--pps", type=int, default=2000, help="egress cap per worker (SYNs/s)")
-    ap.add_argument("--hosts", type=int, default=128, help="target addresses (at most 254)")
+    ap.add_argument("--hosts", type=int, default=192, help="target addresses (at most 254)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = ap.parse_args()
     targets = f"{TARGET_NET}.1-{TARGET_NET}.{args.hosts}"

@@ -27,7 +27,11 @@ def worker_facts(addresses: list[tuple[str, int, int]]) -> dict:
         import portatlas
 
         facts["portatlas"] = getattr(portatlas, "__version__", "unknown")
-        import portatlas.cluster.work  # noqa: F401 - the shard code must import, too
+        # the shard code must import, too; importing the engines now also spares the
+        # first shard that time (every worker does it at once, during this check)
+        import portatlas.cluster.work  # noqa: F401
+        import portatlas.scan.scanner  # noqa: F401
+        import portatlas.scan.tcp  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - whatever fails is reported, not raised
         facts["error"] = f"{type(exc).__name__}: {exc}"[:200]
     unreachable = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EPERM,
