@@ -132,15 +132,16 @@ def test_json_writer_matches_the_reference_dicts(busy):
     code = (
         "import io, json\n"
         "from portatlas.cli import local as L\n"
+        "from portatlas.local import reports as R, selection as S\n"
         "for argv in ([], ['--all'], ['--sort', 'pid,port', '-r']):\n"
         "    args = L.build_parser().parse_args(argv)\n"
-        "    sel = L.Selection(args); sort = L.parse_sort(args.sort)\n"
-        "    snap = sel.take(); L.classified(snap, None)\n"
-        "    buf = io.StringIO(); L.write_json(snap, sel, sort, args.reverse, buf)\n"
-        "    fast = json.loads(buf.getvalue()); ref = L.report(snap, sel, sort, args.reverse)\n"
+        "    sel = L.selection_from(args); sort = R.parse_sort(args.sort)\n"
+        "    snap = S.query(sel); R.classified(snap, None)\n"
+        "    buf = io.StringIO(); R.write_json(snap, sort, args.reverse, buf)\n"
+        "    fast = json.loads(buf.getvalue()); ref = R.report(snap, sort, args.reverse)\n"
         "    assert fast == ref, (argv, fast, ref)\n"
         "    assert len(buf.getvalue().splitlines()) == 15 + len(ref['sockets'])\n"
-        "    slow = io.StringIO(); L.write_report_json(ref, slow)\n"
+        "    slow = io.StringIO(); R.write_report_json(ref, slow)\n"
         "    assert slow.getvalue() == buf.getvalue()\n"
         "print('same')\n")
     r = ns.run([sys.executable, "-c", code], check=False)

@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from typing import Any
 
-    from portatlas.atlas import Atlas, PortAnswer, SearchHit, ServiceAnswer
+    from portatlas.atlas import Atlas, PortAnswer, ServiceAnswer
+    from portatlas.ranking import SearchHit
 
 __all__ = ["Atlas", "lookup", "search", "service", "query", "__version__"]
 

@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+    from portatlas.ranking import SearchHit
+
 from portatlas import paths
 from portatlas.errors import DataError, NotFound
 from portatlas.model import (TRANSPORTS, Entry, RangeClass, group_by_transport, overall_status,
@@ -257,7 +259,7 @@ class PortAnswer:
             "range_class": rc.to_dict(),
             "status": self.status,
             "entries": {t: [e.to_dict() for e in es] for t, es in by_transport.items()},
-            "trojans": {"caveat": _trojan_caveat(), "by_transport": self.trojans},
+            "trojans": {"caveat": trojan_caveat(), "by_transport": self.trojans},
             "nmap_frequency": {t: {"service": s, "frequency": f} for t, (s, f) in self.nmap.items()},
             "neighbours": [{"port": n, "entries": [_summary(e) for e in es]}
                            for n, es in self.neighbours],
@@ -276,7 +278,7 @@ def _summary(entry: Entry) -> dict[str, Any]:
             "description": entry.description, "status": entry.status}
 
 
-def _trojan_caveat() -> str:
+def trojan_caveat() -> str:
     from portatlas.kb.trojans import CAVEAT
 
     return CAVEAT
@@ -301,18 +303,6 @@ class ServiceAnswer:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": "portatlas.service/1", "name": self.name,
                 "entries": [e.to_dict() for e in self.entries]}
-
-
-class SearchHit:
-    __slots__ = ("entry", "score", "why")
-
-    def __init__(self, entry: Entry, score: float, why: str) -> None:
-        self.entry = entry
-        self.score = score
-        self.why = why
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"score": round(self.score, 3), "match": self.why, **self.entry.to_dict()}
 
 
 _default: Atlas | None = None

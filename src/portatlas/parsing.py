@@ -82,3 +82,15 @@ def parse_query(text: str, transport: str | None = None) -> Query:
     if slash and not body:
         raise UsageError("missing port before '/'")
     return Query("service", raw, transport=transport, name=body)
+
+
+def is_ip_literal(text: str) -> bool:
+    """Whether text is an IPv4 or IPv6 address (brackets allowed), not a host name: a TLS server
+    name (SNI) is only sent for names."""
+    import ipaddress  # not on the path of `portatlas PORT`, which never asks
+
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return False

@@ -6,12 +6,27 @@ import re
 from typing import TYPE_CHECKING
 
 from portatlas.errors import UsageError
+from portatlas.model import Entry
 
 if TYPE_CHECKING:
-    from portatlas.atlas import Atlas, SearchHit
+    from typing import Any
+
+    from portatlas.atlas import Atlas
 
 _WORD = re.compile(r"[\w+]+", re.UNICODE)
 MAX_QUERY = 200
+
+
+class SearchHit:
+    __slots__ = ("entry", "score", "why")
+
+    def __init__(self, entry: Entry, score: float, why: str) -> None:
+        self.entry = entry
+        self.score = score
+        self.why = why
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": round(self.score, 3), "match": self.why, **self.entry.to_dict()}
 
 
 def fts_query(text: str) -> str:
@@ -25,8 +40,6 @@ def fts_query(text: str) -> str:
 
 
 def search(atlas: "Atlas", text: str, limit: int = 20) -> list["SearchHit"]:
-    from portatlas.atlas import SearchHit
-
     text = text.strip()
     if not text:
         raise UsageError("empty search")

@@ -2,8 +2,9 @@
 
 A section module provides:
     section(answer: PortAnswer) -> dict | None    # JSON-ready data, or None to leave it out
-    render(data: dict, style) -> list[str]        # terminal lines for the CLI
-The CLI and the web UI both go through `collect`, so a section is written once.
+and its terminal lines are in the rendering layer (portatlas.render.port.SECTION_RENDERERS,
+by the same key). The CLI and the web UI both go through `collect`, so a section is written
+once.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import os
 import time
 
 from portatlas.cli.common import parser
-from portatlas.cli.output import Style, print_json, table
+from portatlas.render.terminal import Style, print_json, table
 from portatlas.errors import UsageError
 
 

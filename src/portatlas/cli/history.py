@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portatlas.cli.common import open_atlas, parser
-from portatlas.cli.output import Style, print_json, table, terminal_width, wrap
+from portatlas.render.terminal import Style, print_json, table, terminal_width, wrap
 from portatlas.errors import EXIT_NOT_FOUND, UsageError
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
         print_json({"schema": "portatlas.history/1", "port": query.lo,
                     "transport": query.transport, **data})
     else:
-        from portatlas.history.render import section_lines
+        from portatlas.render.history import section_lines
 
         style = Style()
         where = f"{query.lo}/{query.transport}" if query.transport else str(query.lo)

@@ -101,7 +101,7 @@ def identify_hook(enabled: bool, options=None):
     Returns an async callable (host, PortResult) -> Verdict | dict | None that the scanner
     runs on every open port after the sweep (the verdict's dict lands in PortResult.service
     and is shown by every output format), or None to skip identification.
-    `options` are portatlas.identify Options (see portatlas.identify.cli.options_from).
+    `options` are portatlas.identify Options (see portatlas.cli.identify.options_from).
     """
     if not enabled:
         return None
@@ -119,7 +119,7 @@ def identify_hook(enabled: bool, options=None):
 
 
 def _identify_options(args):
-    from portatlas.identify.cli import options_from
+    from portatlas.cli.identify import options_from
 
     return options_from(args)
 
@@ -144,7 +144,7 @@ def check_main(argv: list[str]) -> int:
     p.add_argument("port", nargs="?", help="port, or port/udp")
     p.add_argument("--no-identify", action="store_true", help="do not identify what answers")
     _timing_options(p)
-    from portatlas.identify.cli import add_arguments as add_identify_arguments
+    from portatlas.cli.identify import add_arguments as add_identify_arguments
 
     add_identify_arguments(p)
     args = p.parse_args(argv)
@@ -175,64 +175,21 @@ def check_main(argv: list[str]) -> int:
         hr.expand_bulk()  # check reports the registry for its one port whatever its state
     attach_registered(report.hosts, atlas, states=("open", "open|filtered", "closed", "filtered"))
     if args.json:
-        from portatlas.cli.output import print_json
+        from portatlas.render.terminal import print_json
         from portatlas.scan.output import report_dict
 
         print_json(report_dict(report, show_all=True))
     else:
-        _print_check(report)
+        from portatlas.render.scan import check_lines
+        from portatlas.render.terminal import Style
+
+        lines = check_lines(report, Style())
+        if lines:
+            print("\n".join(lines))
     if report.interrupted:
         return EXIT_INTERRUPTED
     any_open = any(r.state == "open" for hr in report.hosts for r in hr.ports.values())
     return 0 if any_open else EXIT_NOT_FOUND
-
-
-def _claim_vs_truth(r) -> str | None:
-    """One sentence putting the registry's claim beside what answered, when both are known."""
-    svc = r.service or {}
-    if svc.get("outcome") != "identified" or not svc.get("protocol"):
-        return None
-    what = svc.get("service") or svc["protocol"]
-    product = " ".join(x for x in (svc.get("product"), svc.get("version")) if x)
-    answer = what.upper() + (f", {product}" if product else "")
-    names = [n.lower() for n in r.registered_names]
-    claim = (", ".join(r.registered_names) if names else
-             (f"\"{r.registered[0]['description']}\"" if r.registered else "nothing"))
-    same = any(what.lower() == n or svc["protocol"].lower() == n or n.startswith(svc["protocol"].lower())
-               for n in names)
-    verb = "matches" if same else "differs"
-    return f"{r.port}/{r.transport} is registered to {claim}; what answers here is {answer} ({verb})"
-
-
-def _print_check(report) -> None:
-    from portatlas.cli.output import Style
-    from portatlas.scan.output import _ms, _registered, _service, _state
-    from portatlas.scan.results import reason_words
-
-    style = Style()
-    for hr in report.hosts:
-        host = hr.host
-        label = host.address if host.target == host.address else f"{host.target} ({host.address})"
-        for r in hr.sorted_ports():
-            rtt = f", {_ms(r.rtt)}" if r.rtt is not None else ""
-            tries = f", {r.tries} tries" if r.tries > 1 else ""
-            print(f"{style(label, 'bold')} {r.port}/{r.transport} {_state(r.state, style)}"
-                  f"  ({reason_words(r.reason)}{rtt}{tries})")
-            reg = _registered(r)
-            print(f"  registered: {reg if reg and reg != '-' else 'nothing registered for this port'}")
-            if r.service:
-                print(f"  identified: {_service(r.service)}")
-                summary = _claim_vs_truth(r)
-                if summary:
-                    print(f"  {summary}")
-                from portatlas.identify.cli import lines as identify_lines
-
-                for line in identify_lines(r.service):
-                    print(line)
-                if r.service.get("evidence"):
-                    print(f"  evidence:   {r.service['evidence'][:100]}")
-    for note in report.notes:
-        print(style(f"note: {note}", "dim"))
 
 
 # --- scan ---------------------------------------------------------------------------------
@@ -262,7 +219,7 @@ def scan_main(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
     p.add_argument("--no-accept-all", action="store_true",
                    help="do not test hosts with many open ports for accept-everything behaviour")
-    from portatlas.identify.cli import add_arguments as add_identify_arguments
+    from portatlas.cli.identify import add_arguments as add_identify_arguments
 
     add_identify_arguments(p)
     p.add_argument("--workers", type=int, metavar="N",
@@ -456,7 +413,7 @@ def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], 
 def _emit(report, fmt: str, show_all: bool) -> None:
     out = sys.stdout
     if fmt == "json":
-        from portatlas.cli.output import print_json
+        from portatlas.render.terminal import print_json
         from portatlas.scan.output import report_dict
 
         print_json(report_dict(report, show_all))
@@ -474,8 +431,8 @@ def _emit(report, fmt: str, show_all: bool) -> None:
 
         out.write(to_xml(report, show_all))
     else:
-        from portatlas.cli.output import Style, terminal_width
-        from portatlas.scan.output import table_lines
+        from portatlas.render.scan import table_lines
+        from portatlas.render.terminal import Style, terminal_width
 
         out.write("\n".join(table_lines(report, Style(), show_all, terminal_width())) + "\n")
     out.flush()

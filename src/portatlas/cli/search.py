@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portatlas.cli.common import open_atlas, parser
-from portatlas.cli.output import Style, print_json, table
+from portatlas.render.terminal import Style, print_json, table
 from portatlas.errors import EXIT_NOT_FOUND
 
 

@@ -57,9 +57,3 @@ def section(answer) -> dict[str, Any] | None:
     if not (data["registry_timeline"] or data["curated_history"] or data["de_facto_uses"]):
         return None
     return data
-
-
-def render(data: dict[str, Any], style) -> list[str]:
-    from portatlas.history.render import section_lines
-
-    return section_lines(data, style)

@@ -287,20 +287,12 @@ def identify_many(targets: Iterable[Target], *, options: Options | None = None,
 
 # --- words ---------------------------------------------------------------------------------
 def describe(verdict: Verdict) -> str:
-    """One sentence comparing the registry with what answers."""
-    where = f"{verdict.port}/{verdict.transport}"
-    reg = (f"{where} is registered to {', '.join(verdict.registered)}" if verdict.registered
-           else f"{where} has no registered service name")
-    if verdict.outcome == IDENTIFIED:
-        what = (verdict.service or verdict.protocol or "?").upper()
-        prod = " ".join(p for p in (verdict.product, verdict.version) if p)
-        answer = f"what answers here is {what}" + (f", {prod}" if prod else "")
-        if verdict.registered and verdict.protocol in [r.lower() for r in verdict.registered]:
-            answer = f"and {what} answers here" + (f" ({prod})" if prod else "")
-        return f"{reg}; {answer}"
-    if verdict.outcome == UNIDENTIFIED:
-        return f"{reg}; something answers but was not recognised ({verdict.reason})"
-    return f"{reg}; {verdict.outcome}: {verdict.reason}"
+    """One sentence comparing the registry with what answers (identify.claim, the same
+    sentence as `portatlas check`)."""
+    from portatlas.identify.claim import claim_vs_truth
+
+    return claim_vs_truth(f"{verdict.port}/{verdict.transport}", list(verdict.registered or ()),
+                          None, verdict.to_dict())
 
 
 def sequence_targets(host: str, ports: Sequence[int], transport: str = "tcp") -> list[Target]:

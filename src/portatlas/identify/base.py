@@ -33,13 +33,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-# outcomes of a port (Verdict.outcome)
-IDENTIFIED = "identified"
-UNIDENTIFIED = "open-unidentified"
-CLOSED = "closed"
-FILTERED = "filtered"
-ERROR = "error"
-INCOMPLETE = "incomplete"  # a deadline or Ctrl-C arrived before the port was decided
+from portatlas.vocab import Outcome
+
+# outcomes of a port (Verdict.outcome; portatlas.vocab.Outcome)
+IDENTIFIED = Outcome.IDENTIFIED
+UNIDENTIFIED = Outcome.UNIDENTIFIED
+CLOSED = Outcome.CLOSED
+FILTERED = Outcome.FILTERED
+ERROR = Outcome.ERROR
+INCOMPLETE = Outcome.INCOMPLETE  # a deadline or Ctrl-C arrived before the port was decided
 
 # verdicts below this confidence are tentative: the driver keeps looking for a surer one
 TENTATIVE = 0.8

@@ -25,26 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from portatlas.identify import registry
 from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE, TENTATIVE,
                                      UNIDENTIFIED, IdentifyInside, NoMatch, Probe, ProbeContext,
                                      Send, StartTLS, Step, Verdict, Wait, escape_evidence)
+from portatlas.identify.observations import MAX_SENDS, SAMPLE_LIMIT, Observations
 from portatlas.identify.options import Options
+from portatlas.parsing import is_ip_literal
+from portatlas.vocab import Behaviour
 from portatlas.identify.tls import TLSConnection, TLSHandshakeError
 
 BANNER_BUDGET = 16384      # bytes kept from a passive banner
 DRAIN_LIMIT = 1 << 20      # bytes read (and dropped) to tell a huge banner from a stream
 DRAIN_TIME = 0.5           # seconds spent on that at most
 BANNER_SETTLE = 0.05       # after a first banner chunk, wait this long for the rest
-MAX_SENDS = 12             # exchanges per conversation (a probe never needs more)
-SAMPLE_LIMIT = 4096        # bytes kept per connection for evidence and nmap matching
-MAX_SAMPLES = 12
 
 
 # --- connections -------------------------------------------------------------------------
@@ -79,77 +77,6 @@ class TCPConnection:
 Connector = Callable[[float], Awaitable[Any]]
 
 
-# --- what we saw -------------------------------------------------------------------------
-@dataclass
-class Observations:
-    """Everything seen on one port, for an unidentified (or partial) answer."""
-
-    bytes_total: int = 0
-    chunks: int = 0
-    t_first: float | None = None
-    t_last: float | None = None
-    connects: int = 0
-    resets: int = 0
-    closed_empty: int = 0      # connections closed by the server before any byte
-    banner_closed: bool = False  # closed while we only listened (before we sent anything)
-    silent: int = 0            # waits that ended with not one byte
-    oversize: int = 0          # read budgets exceeded
-    stream: tuple[str, int, float] | None = None  # (huge-banner|stream, bytes, seconds)
-    tls_refused: str | None = None  # a TLS alert answered our handshake
-    samples: list[tuple[str, bytes]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    tried: dict[str, str] = field(default_factory=dict)
-
-    def received(self, chunk: bytes) -> None:
-        now = time.monotonic()
-        self.bytes_total += len(chunk)
-        self.chunks += 1
-        self.t_first = self.t_first or now
-        self.t_last = now
-
-    def sample(self, label: str, data: bytes) -> None:
-        if data and len(self.samples) < MAX_SAMPLES:
-            self.samples.append((label, bytes(data[:SAMPLE_LIMIT])))
-
-    def note(self, text: str) -> None:
-        if text and text not in self.notes and len(self.notes) < 20:
-            self.notes.append(text)
-
-    @property
-    def first_bytes(self) -> bytes:
-        return self.samples[0][1] if self.samples else b""
-
-    def behaviour(self) -> tuple[str, str]:
-        """(kind, reason) describing a server nothing recognised."""
-        if self.stream:
-            kind, count, seconds = self.stream
-            if kind == "stream":
-                return kind, (f"sends an endless stream: more than {count} bytes in "
-                              f"{seconds:.1f}s without pause")
-            return kind, f"sent a huge banner of {count} bytes, then stopped"
-        if self.bytes_total == 0:
-            if self.banner_closed or (self.closed_empty and self.closed_empty >= self.resets
-                                      and self.closed_empty >= self.silent):
-                # (data we then send to a closed socket earns a reset: the close came first)
-                return "closes", "accepts connections and closes them without a word"
-            if self.resets and self.resets >= self.silent:
-                return "reset", "resets connections without sending anything"
-            return "silent", "accepts connections but never sent a byte to any probe"
-        if self.tls_refused:
-            return "tls-refused", f"speaks TLS but refused our handshake ({self.tls_refused})"
-        if self.resets >= max(1, self.connects // 2) and self.bytes_total < 1024:
-            return "reset", (f"resets connections (after {self.bytes_total} bytes in all)")
-        span = (self.t_last or 0) - (self.t_first or 0)
-        if self.chunks >= 3 and span >= 1.0 and self.bytes_total / max(span, 0.001) < 32:
-            return "tarpit", (f"trickles data: {self.bytes_total} bytes in {self.chunks} "
-                              f"pieces over {span:.1f}s")
-        data = b"".join(s for _, s in self.samples)
-        printable = sum(1 for b in data if 0x20 <= b < 0x7F or b in (9, 10, 13))
-        if data and printable / len(data) >= 0.85:
-            return "text", "sends text no probe recognised"
-        return "binary", "sends binary data no probe recognised"
-
-
 # --- one port over TCP ---------------------------------------------------------------------
 class PortRun:
     """Identification of one TCP port (or of what speaks inside one TLS layer)."""
@@ -179,7 +106,7 @@ class PortRun:
         self.c0: Any = None
         self.c0_banner = b""
         self.running_sf = 0
-        self.sni = opts.server_name or (None if _is_ip(host) else host)
+        self.sni = opts.server_name or (None if is_ip_literal(host) else host)
 
     # -- context for probes
     def context(self) -> ProbeContext:
@@ -293,7 +220,7 @@ class PortRun:
     async def _drain(self) -> None:
         """After a banner filled the budget: does it stop (huge banner) or not (stream)?"""
         conn, count, start = self.c0, BANNER_BUDGET, time.monotonic()
-        kind = "stream"
+        kind = Behaviour.STREAM
         while conn is not None and count < DRAIN_LIMIT:
             left = min(DRAIN_TIME - (time.monotonic() - start), self.left())
             if left <= 0:
@@ -301,13 +228,13 @@ class PortRun:
             try:
                 chunk = await conn.recv(65536, min(left, 0.15))
             except (asyncio.TimeoutError, TimeoutError):
-                kind = "huge-banner"  # 150 ms of quiet: it stopped
+                kind = Behaviour.HUGE_BANNER  # 150 ms of quiet: it stopped
                 break
             except OSError:
-                kind = "huge-banner"
+                kind = Behaviour.HUGE_BANNER
                 break
             if not chunk:
-                kind = "huge-banner"
+                kind = Behaviour.HUGE_BANNER
                 break
             count += len(chunk)
             self.obs.received(chunk)
@@ -646,14 +573,6 @@ def _final(step: Step) -> Step:
     if isinstance(step, (Verdict, NoMatch, IdentifyInside)):
         return step
     return NoMatch("no decision")
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-        return True
-    except ValueError:
-        return False
 
 
 def _oserror_text(exc: BaseException) -> str:

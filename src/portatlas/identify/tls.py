@@ -21,6 +21,8 @@ import warnings
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from portatlas.parsing import is_ip_literal
+
 HANDSHAKE_READ_LIMIT = 65536  # raw bytes accepted during a handshake (certificate chains)
 
 
@@ -71,16 +73,6 @@ def _context(alpn: tuple[str, ...]) -> ssl.SSLContext:
     return ctx
 
 
-def _is_ip(text: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
 class TLSConnection:
     """TLS over an existing Transport. Build it with `await TLSConnection.wrap(...)`."""
 
@@ -96,7 +88,7 @@ class TLSConnection:
     async def wrap(cls, raw: Transport, *, server_name: str | None, alpn: tuple[str, ...],
                    timeout: float) -> tuple["TLSConnection", dict[str, Any]]:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        sni = server_name if server_name and not _is_ip(server_name) else None
+        sni = server_name if server_name and not is_ip_literal(server_name) else None
         obj = _context(tuple(alpn)).wrap_bio(incoming, outgoing, server_side=False,
                                              server_hostname=sni)
         conn = cls(raw, obj, incoming, outgoing)

@@ -21,8 +21,9 @@ from typing import Any
 from portatlas.identify import registry
 from portatlas.identify.base import (CLOSED, FILTERED, TENTATIVE, UNIDENTIFIED, NoMatch, Probe,
                                      ProbeContext, Send, Verdict, escape_evidence)
-from portatlas.identify.driver import MAX_SENDS, Observations
+from portatlas.identify.observations import MAX_SENDS, Observations
 from portatlas.identify.options import Options
+from portatlas.vocab import Behaviour
 
 DATAGRAM_MAX = 65535
 MAX_DATAGRAMS = 32  # replies read per probe (a flood of datagrams is cut here)
@@ -83,7 +84,7 @@ class UDPRun:
             return Verdict(None, outcome=UNIDENTIFIED, confidence=0.0,
                            evidence=escape_evidence(self.obs.first_bytes),
                            reason="answers with datagrams no probe recognised",
-                           extra={"behaviour": "unrecognised-reply",
+                           extra={"behaviour": Behaviour.UNRECOGNISED_REPLY,
                                   "bytes_seen": self.obs.bytes_total,
                                   "probes": dict(self.obs.tried)})
         if self.refused:

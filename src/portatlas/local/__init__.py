@@ -8,6 +8,13 @@ One public surface over per-platform readers (the psutil model):
     >>> [(s.transport, s.endpoint, [h.pid for h in s.holders]) for s in snap.sockets]
     >>> snap.warnings                             # what was hidden (without root) and why
 
+What a user asked to see, and the `portatlas.local/1` document (what the CLI and the web
+UI both call):
+
+    >>> sel = local.Selection.make("8080", tcp=True, user="www-data")
+    >>> snap = local.query(sel)
+    >>> doc = local.report(snap, ["port"])
+
 Readers ("backends"):
   netlink  Linux: sock_diag over netlink, like ss (default; fastest; tells v6-only sockets)
   proc     Linux: /proc/net/{tcp,udp}{,6} text (used when netlink is not allowed)
@@ -28,7 +35,21 @@ import time
 from portatlas.local.model import Holder, Notice, Process, Snapshot, Socket
 
 __all__ = ["listeners", "Snapshot", "Socket", "Process", "Holder", "Notice", "BACKENDS",
-           "default_backend"]
+           "default_backend", "Selection", "query", "report", "parse_sort"]
+
+# The selection/report API lives in submodules that import typing; loaded on first use so that
+# `portatlas PORT` (which imports this package for its "here" section) does not pay for them.
+_LAZY = {"Selection": "selection", "query": "selection", "report": "reports",
+         "parse_sort": "reports", "write_json": "reports"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portatlas.local' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"portatlas.local.{module}"), name)
 
 BACKENDS = ("netlink", "proc", "psutil")
 

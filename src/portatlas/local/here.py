@@ -75,37 +75,3 @@ def _details(answer, transports: tuple[str, ...], sockets, backend: str | None) 
             "backend": snap.backend, "privileged": snap.privileged,
             "sockets": [snap.socket_dict(s) for s in ordered],
             "warnings": [w.to_dict() for w in snap.warnings]}
-
-
-def render(data: dict[str, Any], style) -> list[str]:
-    out = [style("Here", "bold") + style("  (this machine: portatlas local for everything)", "dim")]
-    transports = "/".join(data["transports"]) or "-"
-    if data["listening"] is False:
-        out.append(f"  Nothing listens on {data['port']} here ({transports}, IPv4 and IPv6).")
-    elif data["sockets"]:
-        from portatlas.local import text
-
-        for sock in data["sockets"]:
-            line = (f"  {sock['transport']}  {text.endpoint(sock)}  {sock['state']}  "
-                    f"{sock['exposure']}")
-            if sock["stack"] in ("dual-stack", "ipv6-only"):
-                line += f" ({sock['stack']})"
-            out.append(line)
-            for proc in sock["processes"]:
-                facts = [f"pid {proc['pid']}", text.name_of(proc),
-                         f"user {text.owner_label(proc, sock)}"]
-                place = text.where_from(proc)
-                if place:
-                    facts.append(("container " if proc.get("container") else "unit ") + place)
-                out.append("      " + "  ".join(facts))
-                command = text.command_of(proc)
-                if command:
-                    out.append("        " + style(command, "dim"))
-            if not sock["processes"]:
-                out.append("      " + style(f"process not visible (socket owner "
-                                            f"{text.owner_label(None, sock)})", "dim"))
-            for flag in sock.get("flags") or ():
-                out.append("      " + style(flag["flag"], "yellow") + f": {text.printable(flag['text'])}")
-    for warning in data["warnings"]:
-        out.append("  " + style("note: ", "yellow") + warning["text"])
-    return out

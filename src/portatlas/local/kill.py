@@ -39,7 +39,7 @@ class Target:
 
     @property
     def label(self) -> str:
-        from portatlas.local.text import printable
+        from portatlas.textsafe import printable
 
         p = self.process
         if p is None:
@@ -62,7 +62,7 @@ def targets(snapshot: Snapshot) -> list[Target]:
 
 def check_allowed(chosen: list[Target]) -> None:
     """Raise Refused when a target is PID 1 or this very process."""
-    from portatlas.local.text import printable
+    from portatlas.textsafe import printable
 
     for target in chosen:
         if target.pid == 1:

@@ -209,7 +209,7 @@ class Snapshot:
     """The sockets of one moment, the processes behind them, and what could not be seen."""
 
     __slots__ = ("sockets", "processes", "warnings", "backend", "privileged", "taken_at",
-                 "classified", "_process_dicts")
+                 "classified", "selection", "_process_dicts")
 
     def __init__(self, sockets: list[Socket], processes: dict[int, Process], *,
                  warnings: list[Notice] | None = None, backend: str = "",
@@ -221,6 +221,7 @@ class Snapshot:
         self.privileged = privileged
         self.taken_at = taken_at
         self.classified = False
+        self.selection = None  # the local.Selection it was taken for (set by local.query)
         self._process_dicts: dict[int, dict[str, Any]] = {}
 
     def holders_of(self, sock: Socket) -> list[tuple[Holder, Process | None]]:
@@ -273,4 +274,5 @@ class Snapshot:
                         warnings=self.warnings, backend=self.backend, privileged=self.privileged,
                         taken_at=self.taken_at)
         snap.classified = self.classified
+        snap.selection = self.selection
         return snap

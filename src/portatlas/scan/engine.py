@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 
 class ProbeState:
@@ -42,3 +42,18 @@ class Engine:
 
     def _close(self) -> None:
         raise NotImplementedError
+
+
+def run_async(factory: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine to completion from synchronous code, also when the caller sits inside
+    a running event loop (a web server calling Scanner.run()): then in a helper thread."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()

@@ -1,4 +1,5 @@
-"""Scan results as a table, JSON, NDJSON, CSV (nmap-compatible XML lives in nmap_xml.py).
+"""Scan results as JSON, NDJSON, CSV (nmap-compatible XML lives in nmap_xml.py; the terminal
+table in portatlas.render.scan).
 
 Which ports are listed: every open port (except the catch-all ports of an accept-all host,
 summarised once), and every other port unless more than COLLAPSE_OVER ports of the host
@@ -14,7 +15,7 @@ from typing import Any, Iterable
 
 from portatlas.scan import results as R
 from portatlas.scan.ports import compact
-from portatlas.scan.results import HostReport, PortResult, ScanReport, reason_words
+from portatlas.scan.results import HostReport, PortResult, ScanReport
 
 COLLAPSE_OVER = 25
 SCHEMA = "portatlas.scan/1"
@@ -163,111 +164,3 @@ def csv_text(report: ScanReport, show_all: bool = False) -> str:
                         svc.get("product") or "", svc.get("version") or "",
                         "yes" if r.wildcard else ""])
     return buf.getvalue()
-
-
-# table ------------------------------------------------------------------------------------
-def table_lines(report: ScanReport, style, show_all: bool = False, width: int = 100) -> list[str]:
-    from portatlas.cli.output import table
-
-    out = []
-    n_tcp = len(set().union(*(hr.scanned("tcp") for hr in report.hosts)))
-    n_udp = len(set().union(*(hr.scanned("udp") for hr in report.hosts)))
-    what = " + ".join(x for x in (f"{n_tcp:,} tcp" if n_tcp else "", f"{n_udp:,} udp" if n_udp else "") if x)
-    head = (f"portatlas {report.command} · {len(report.hosts)} host{'s' if len(report.hosts) != 1 else ''}"
-            f" · {what or 'no'} port{'s' if (n_tcp + n_udp) != 1 else ''} · {report.elapsed:.2f} s")
-    out.append(style(head, "bold"))
-    if report.interrupted:
-        out.append(style("interrupted: results so far (ports not probed are counted as unscanned)",
-                         "yellow"))
-    for note in report.notes:
-        out.append(style(f"note: {note}", "dim"))
-    any_service = any(r.service for hr in report.hosts for r in hr.ports.values())
-    for hr in report.hosts:
-        out.append("")
-        host = hr.host
-        label = host.address if host.target == host.address else f"{host.address} ({host.target})"
-        timing = hr.timing.get("tcp") or hr.timing.get("udp") or {}
-        srtt = timing.get("srtt_ms")
-        extra = f" · srtt {srtt:.2f} ms" if srtt is not None else ""
-        out.append(style(label, "bold", "cyan") + f"  {hr.status}{extra}")
-        listed, extraports = partition(hr, show_all)
-        if hr.accept_all:
-            out += _accept_all_lines(hr.accept_all, style, width)
-        rows = []
-        for r in listed:
-            row = [f"  {r.port}/{r.transport}", _state(r.state, style), reason_words(r.reason),
-                   "" if r.rtt is None else _ms(r.rtt), _registered(r)]
-            if any_service:
-                row.append(_service(r.service))
-            rows.append(row)
-        headers = ["  PORT", "STATE", "REASON", "RTT", "REGISTERED"] + (["IDENTIFIED"] if any_service else [])
-        if rows:
-            out += table(rows, headers, style)
-        elif not hr.accept_all:
-            out.append("  no port to list")
-        for group in extraports:
-            reasons = ", ".join(f"{g['count']:,} {reason_words(g['reason'])}" for g in group["reasons"])
-            ports = ",".join(g["ports"] for g in group["reasons"])
-            if len(ports) > width - 20:
-                ports = ports[:width - 23] + "..."
-            out.append(style(f"  not shown: {group['count']:,} {group['transport']} {group['state']} "
-                             f"({reasons})", "dim"))
-            if not show_all:
-                out.append(style(f"    ports {ports}", "dim"))
-    return out
-
-
-def _accept_all_lines(info: dict[str, Any], style, width: int) -> list[str]:
-    from portatlas.cli.output import wrap
-
-    text = (f"accepts connections on every port: {info['catch_all_ports']:,} of "
-            f"{info['scanned_ports']:,} scanned {info['transport']} ports behave the same "
-            f"({info['description']})")
-    lines = wrap(style("accept-all: ", "yellow", "bold") + text, width, "  ")
-    if info.get("banner"):
-        lines.append(f"    banner: {info['banner']}")
-    ports = info.get("catch_all") or ""
-    if len(ports) > width - 24:
-        ports = ports[:width - 27] + "..."
-    lines.append(style(f"    catch-all ports (not listed): {ports}", "dim"))
-    if info.get("distinct_ports"):
-        lines.append("    ports that behave differently (listed below): "
-                     + ",".join(str(p) for p in info["distinct_ports"]))
-    elif info.get("checked") == "sample":
-        lines.append(style(f"    checked a sample of {info['sample_size']} ports; others may differ", "dim"))
-    return lines
-
-
-def _state(state: str, style) -> str:
-    colour = {"open": "green", "closed": "red", "filtered": "yellow", "open|filtered": "yellow"}
-    return style(state, colour.get(state, "dim"))
-
-
-def _ms(rtt: float) -> str:
-    return f"{rtt * 1000:.2f} ms" if rtt < 0.1 else f"{rtt * 1000:.0f} ms"
-
-
-def _registered(r: PortResult) -> str:
-    if r.registered is None:
-        return ""
-    if not r.registered:
-        return "-"
-    first = r.registered[0]
-    if not first["service"]:
-        text = f"\"{first['description'][:50]}\""
-    else:
-        text = first["service"]
-        if first.get("description") and first["description"].lower() != first["service"].lower():
-            text += f" ({first['description'][:40]})"
-    if len(r.registered) > 1:
-        text += f" +{len(r.registered) - 1}"
-    return text
-
-
-def _service(svc: dict[str, Any] | None) -> str:
-    if not svc:
-        return ""
-    if svc.get("outcome") not in (None, "identified"):
-        return svc.get("outcome") or ""
-    parts = [svc.get("protocol") or "?", svc.get("product") or "", svc.get("version") or ""]
-    return " ".join(p for p in parts if p)

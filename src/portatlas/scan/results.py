@@ -1,8 +1,7 @@
 """What a scan found: PortResult per probed port, HostReport per address, ScanReport overall.
 
-The engines work with small integers (state and reason codes) for speed; this module names
-them. Reason names follow nmap's vocabulary where one exists, so the XML output reads the same
-to tools that ingest nmap's.
+The engines work with small integers (state and reason codes) for speed; this module maps them
+to the names of portatlas.vocab (PortState, Reason: nmap's vocabulary where one exists).
 """
 
 from __future__ import annotations
@@ -10,40 +9,24 @@ from __future__ import annotations
 import time
 from typing import Any
 
-# states -----------------------------------------------------------------------------------
-OPEN = "open"
-CLOSED = "closed"
-FILTERED = "filtered"
-OPEN_FILTERED = "open|filtered"
-UNSCANNED = "unscanned"  # not probed yet when the scan was interrupted
+from portatlas.vocab import ANSWERING_REASONS, REASON_WORDS, PortState, Reason
 
+# states (portatlas.vocab.PortState) ---------------------------------------------------------
+OPEN = PortState.OPEN
+CLOSED = PortState.CLOSED
+FILTERED = PortState.FILTERED
+OPEN_FILTERED = PortState.OPEN_FILTERED
+UNSCANNED = PortState.UNSCANNED
+
+# the engines' integer codes index these tuples
 STATES = (OPEN, CLOSED, FILTERED, OPEN_FILTERED, UNSCANNED)
 S_OPEN, S_CLOSED, S_FILTERED, S_OPEN_FILTERED, S_UNSCANNED = range(5)
 
-# reasons (code -> (name, words for people)) ----------------------------------------------
-REASONS: list[tuple[str, str]] = [
-    ("syn-ack", "connection accepted"),                  # 0
-    ("conn-refused", "refused (TCP reset)"),             # 1
-    ("no-response", "no answer"),                        # 2
-    ("port-unreach", "ICMP port unreachable"),           # 3
-    ("host-unreach", "ICMP host unreachable"),           # 4
-    ("net-unreach", "ICMP network unreachable"),         # 5
-    ("admin-prohibited", "ICMP administratively prohibited"),  # 6
-    ("udp-response", "reply received"),                  # 7
-    ("proto-unreach", "ICMP protocol unreachable"),      # 8
-    ("no-route", "no route to the host from here"),      # 9
-    ("local-firewall", "blocked by this machine's firewall"),  # 10
-    ("self-connect", "only reached itself (nothing listens)"),  # 11
-    ("unscanned", "not probed (scan interrupted)"),      # 12
-    ("time-exceeded", "ICMP time exceeded"),             # 13
-    ("error", "local error"),                            # 14
-    ("reset", "refused (TCP reset)"),                    # 15 (SYN scan, nmap's word)
-]
+# reasons (portatlas.vocab.Reason): code -> (name, words for people) -------------------------
+REASONS: list[tuple[str, str]] = [(r, REASON_WORDS[r]) for r in Reason]
 (R_SYN_ACK, R_REFUSED, R_NO_RESPONSE, R_PORT_UNREACH, R_HOST_UNREACH, R_NET_UNREACH,
  R_ADMIN_PROHIBITED, R_UDP_RESPONSE, R_PROTO_UNREACH, R_NO_ROUTE, R_LOCAL_FIREWALL,
  R_SELF_CONNECT, R_UNSCANNED, R_TIME_EXCEEDED, R_ERROR, R_RESET) = range(len(REASONS))
-
-REASON_WORDS = dict(REASONS)
 
 
 def reason_words(reason: str) -> str:
@@ -121,8 +104,7 @@ class HostReport:
     def status(self) -> str:
         """'up' when anything on the host answered (accepted, refused, replied or the host
         itself sent ICMP), else 'unknown': silence proves nothing either way."""
-        answering = ("syn-ack", "conn-refused", "reset", "udp-response", "port-unreach",
-                     "proto-unreach")
+        answering = ANSWERING_REASONS
         if any(reason in answering for (_, _, reason), ports in self.bulk.items() if ports):
             return "up"
         for r in self.ports.values():

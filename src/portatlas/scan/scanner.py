@@ -19,6 +19,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from portatlas.scan import results as R
+from portatlas.scan.engine import run_async
 from portatlas.scan.results import HostReport, PortResult, ScanReport
 from portatlas.scan.timing import TimingOptions
 
@@ -198,18 +199,3 @@ def run_identification(reports: list[HostReport], identify: IdentifyHook,
         await asyncio.gather(*(one(sem, h, r) for h, r in todo))
 
     run_async(main)
-
-
-def run_async(factory: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a coroutine to completion from synchronous code, also when the caller sits inside
-    a running event loop (a web server calling Scanner.run()): then in a helper thread."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(factory())).result()

@@ -23,9 +23,11 @@ import socket
 from collections import Counter
 from typing import Any
 
+from portatlas.scan.engine import run_async
 from portatlas.scan.ports import compact
 from portatlas.scan.results import OPEN, UNSCANNED, HostReport
 from portatlas.scan.sysres import LINGER_RESET
+from portatlas.vocab import Behaviour
 
 MIN_OPEN = 16
 MIN_SHARE = 0.75
@@ -35,14 +37,17 @@ FULL_CHECK_MAX = 4096
 CONCURRENCY = 128
 
 DESCRIPTIONS = {
-    "reset": "each connection is accepted, then reset: a SYN proxy or a front end with "
+    Behaviour.RESET: "each connection is accepted, then reset: a SYN proxy or a front end with "
              "nothing behind the port",
-    "closed": "each connection is accepted, then closed without a word (\"tcpwrapped\")",
-    "banner": "every port greets with the same banner: all ports lead to one service "
+    Behaviour.CLOSES: "each connection is accepted, then closed without a word (\"tcpwrapped\")",
+    Behaviour.BANNER: "every port greets with the same banner: all ports lead to one service "
               "(a firewall redirecting every port)",
-    "silent": "every port accepts and stays silent: a SYN proxy, a tarpit, or every port "
+    Behaviour.SILENT: "every port accepts and stays silent: a SYN proxy, a tarpit, or every port "
               "forwarded to one silent service",
 }
+# the accept-all "kind" in the scan JSON (docs/scan.md) says "closed" where the shared
+# vocabulary says "closes" (tcpwrapped); the schema keeps its word
+KIND_NAMES = {Behaviour.CLOSES: "closed"}
 
 
 def detect_all(reports: list[HostReport], timing_opts) -> None:
@@ -74,7 +79,7 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
     if not counts:
         return None
     common, n = counts.most_common(1)[0]
-    if n < AGREE * len(sample) or common[0] == "unreachable":
+    if n < AGREE * len(sample) or common[0] == Behaviour.UNREACHABLE:
         return None  # ports behave differently: real services
     checked = "sample"
     distinct: list[int] = []
@@ -90,9 +95,9 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
     kind = common[0]
     return {
         "transport": "tcp",
-        "kind": kind,
+        "kind": KIND_NAMES.get(kind, kind),
         "description": DESCRIPTIONS[kind],
-        "banner": _EXAMPLES.get(common[1], common[1]) if kind == "banner" else None,
+        "banner": _EXAMPLES.get(common[1], common[1]) if kind == Behaviour.BANNER else None,
         "open_ports": len(opened),
         "scanned_ports": scanned,
         "catch_all_ports": len(catch_all),
@@ -117,8 +122,6 @@ def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, tuple]:
 
         return dict(await asyncio.gather(*(one(p) for p in ports)))
 
-    from portatlas.scan.scanner import run_async
-
     return run_async(main)
 
 
@@ -133,21 +136,21 @@ async def fingerprint(host, port: int, wait: float) -> tuple:
         try:
             await asyncio.wait_for(loop.sock_connect(sock, host.sockaddr(port)), max(1.0, 2 * wait))
         except (ConnectionResetError, ConnectionAbortedError):
-            return ("reset",)  # accepted, then reset before we could look: a SYN proxy
+            return (Behaviour.RESET,)  # accepted, then reset before we could look: a SYN proxy
         except (OSError, asyncio.TimeoutError):
-            return ("unreachable",)
+            return (Behaviour.UNREACHABLE,)
         try:
             data = await asyncio.wait_for(loop.sock_recv(sock, 512), wait)
         except asyncio.TimeoutError:
-            return ("silent",)
+            return (Behaviour.SILENT,)
         except ConnectionResetError:
-            return ("reset",)
+            return (Behaviour.RESET,)
         except OSError:
-            return ("reset",)
+            return (Behaviour.RESET,)
         if not data:
-            return ("closed",)
+            return (Behaviour.CLOSES,)
         _EXAMPLES.setdefault(normalise_banner(data), raw_banner(data))
-        return ("banner", normalise_banner(data))
+        return (Behaviour.BANNER, normalise_banner(data))
     finally:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)

@@ -15,6 +15,7 @@ from portatlas.parsing import parse_port, parse_query
 from portatlas.web import views
 from portatlas.web.portspace import BLOCK
 from portatlas.web.pages import client_address, strict_transport
+from portatlas.web.responses import json_response
 from portatlas.web.security import HEADER, Forbidden, WrongMediaType, check_csrf, read_body
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ def _web(request: Request) -> "Web":
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    from portatlas.web.app import json_response
-
     return json_response(data, status, headers)
 
 

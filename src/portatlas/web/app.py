@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from portatlas.web import api, pages
 from portatlas.web.config import WebConfig
 from portatlas.web.feedback import FeedbackStore, RateLimited
 from portatlas.web.render import Prepared, make_env, render
+from portatlas.web.responses import NotAvailable, json_response
 from portatlas.web.security import (COOKIE, Forbidden, GuardMiddleware, TooLarge, WrongMediaType,
                                     cookie_header, new_cookie, token_for)
 from portatlas.web.state import AtlasState
@@ -27,12 +27,6 @@ from portatlas.web.state import AtlasState
 STATIC = Path(__file__).parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".svg": "image/svg+xml"}
-
-
-class NotAvailable(PortatlasError):
-    """A feature this installation does not have (e.g. no portatlas.local)."""
-
-    exit_code = 4
 
 
 class StaticFiles:
@@ -133,11 +127,6 @@ class Web:
             body = prepared.fill(values)
         return Response(body, prepared.status, headers=headers,
                         media_type="text/html; charset=utf-8")
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(body, status, headers=headers, media_type="application/json")
 
 
 # errors -------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """This machine, live: the /local page and /api/local.
 
-The selection is turned into the arguments of `portatlas local` and handed to that command's
-own parser, Selection and report(), so the page, the API and the CLI select, classify and
-describe sockets in exactly one way. A look is reused for at most live_ttl seconds.
+The query parameters become a portatlas.local Selection (Selection.make, the same checks as the
+CLI's arguments), and the look and its report are portatlas.local's query() and report(), so
+the page, the API and the CLI select, classify and describe sockets in exactly one way. A look
+is reused for at most live_ttl seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from portatlas.errors import UsageError
 if TYPE_CHECKING:
     from portatlas.web.app import Web
 
-# query parameter -> how it becomes `portatlas local` arguments
+# the query parameters /local and /api/local take
 PARAMS = ("port", "transport", "family", "all", "process", "user", "sort")
 MAX_ROWS = 2000  # the page shows at most this many sockets (the JSON has them all)
 
@@ -23,16 +24,18 @@ def available() -> bool:
     import importlib.util
 
     try:
-        return all(importlib.util.find_spec(m) is not None
-                   for m in ("portatlas.local", "portatlas.cli.local"))
+        return importlib.util.find_spec("portatlas.local") is not None
     except ModuleNotFoundError:
         return False
 
 
-def local_argv(params: Any, strict: bool = False) -> list[str]:
-    """/local?port=8080&transport=tcp&all=1 -> ['8080', '-t', '--all'].
+def selection_from(params: Any, strict: bool = False) -> tuple[Any, list[str]]:
+    """/local?port=8080&transport=tcp&all=1 -> (the Selection, the sort keys).
 
     strict (the API): an empty value is an error; the page's form sends empty fields."""
+    from portatlas.local.reports import DEFAULT_SORT, parse_sort
+    from portatlas.local.selection import Selection
+
     unknown = [k for k in params.keys() if k not in PARAMS]
     if unknown:
         raise UsageError(f"unknown parameter {unknown[0]!r}; use {', '.join(PARAMS)}")
@@ -40,58 +43,53 @@ def local_argv(params: Any, strict: bool = False) -> list[str]:
         empty = [k for k in params.keys() if params.get(k) == ""]
         if empty:
             raise UsageError(f"parameter {empty[0]!r} is empty")
-    argv: list[str] = []
-    port = params.get("port")
-    if port:
-        if port.startswith("-"):
-            raise UsageError(f"{port!r} is not a port or range")
-        argv.append(port)
+    port = params.get("port") or None
+    if port and port.startswith("-"):
+        raise UsageError(f"{port!r} is not a port or range")
     transport = params.get("transport")
-    if transport:
-        if transport not in ("tcp", "udp"):
-            raise UsageError("transport must be tcp or udp")
-        argv.append("-t" if transport == "tcp" else "-u")
+    if transport and transport not in ("tcp", "udp"):
+        raise UsageError("transport must be tcp or udp")
     family = params.get("family")
-    if family:
-        if family not in ("ipv4", "ipv6"):
-            raise UsageError("family must be ipv4 or ipv6")
-        argv.append("-4" if family == "ipv4" else "-6")
-    if params.get("all") not in (None, "", "0"):
-        if params.get("all") != "1":
-            raise UsageError("all must be 0 or 1")
-        argv.append("--all")
+    if family and family not in ("ipv4", "ipv6"):
+        raise UsageError("family must be ipv4 or ipv6")
+    everything = params.get("all") not in (None, "", "0")
+    if everything and params.get("all") != "1":
+        raise UsageError("all must be 0 or 1")
+    words = {}
     for name in ("process", "user", "sort"):
         value = params.get(name)
         if value:
             if len(value) > 100 or value.startswith("-"):
                 raise UsageError(f"{name} must be a short word")
-            argv += [f"--{name}", value]
-    return argv
+            words[name] = value
+    selection = Selection.make(port, tcp=transport == "tcp", udp=transport == "udp",
+                               ipv4=family == "ipv4", ipv6=family == "ipv6", everything=everything,
+                               user=words.get("user"),
+                               processes=(words["process"],) if "process" in words else ())
+    return selection, parse_sort(words.get("sort") or ",".join(DEFAULT_SORT))
 
 
-def look(web: "Web", argv: list[str]) -> dict[str, Any]:
+def look(web: "Web", selection: Any, sort: list[str]) -> dict[str, Any]:
     """One classified look at this machine, as `portatlas local --json` would print it."""
-    from portatlas.cli.local import Selection, build_parser, parse_sort, report
     from portatlas.local.classify import Classifier
+    from portatlas.local.reports import report
+    from portatlas.local.selection import query
 
-    args = build_parser().parse_args(argv)
-    selection = Selection(args)
-    sort = parse_sort(args.sort)
-    snap = selection.take()
+    snap = query(selection)
     Classifier(web.state.atlas).classify(snap)
-    return report(snap, selection, sort, False)
+    return report(snap, sort, False)
 
 
 def local_data(web: "Web", params: Any, strict: bool = False) -> dict[str, Any]:
     """Context for the page and body for the API (under 'json')."""
     if not available():
-        from portatlas.web.app import NotAvailable
+        from portatlas.web.responses import NotAvailable
 
         raise NotAvailable("this installation cannot look at this machine's sockets "
                            "(portatlas.local is missing)")
-    argv = local_argv(params, strict)
+    selection, sort = selection_from(params, strict)
     web.state.current()
-    data = web.state.fresh(("local", tuple(argv)), lambda: look(web, argv))
+    data = web.state.fresh(("local", selection, tuple(sort)), lambda: look(web, selection, sort))
     sockets = data["sockets"]
     form = {k: params.get(k, "") for k in PARAMS}
     return {"json": data, "sockets": sockets[:MAX_ROWS], "cut": max(0, len(sockets) - MAX_ROWS),

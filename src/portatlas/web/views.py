@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from portatlas.atlas import trojan_caveat
 from portatlas.model import DYNAMIC, SYSTEM, USER, Entry, distinct_entries, range_class
 from portatlas.sections import SECTIONS, collect
 from portatlas.web.portspace import BLOCK, STATUSES, block_shade
@@ -52,7 +53,7 @@ def port_context(web: "Web", port: int, transport: str | None) -> dict[str, Any]
         "range": answer.range_class,
         "nmap": answer.nmap,
         "trojans": answer.trojans,
-        "trojan_caveat": _trojan_caveat(),
+        "trojan_caveat": trojan_caveat(),
         "neighbours": neighbours,
         "howto": [(OS_LABELS[os_name], os_name, kinds) for os_name, kinds in answer.howto.items()],
         "sections": [section_view(key, module, answer.extra[key]) for key, module in modules.items()],
@@ -62,18 +63,13 @@ def port_context(web: "Web", port: int, transport: str | None) -> dict[str, Any]
     }
 
 
-def _trojan_caveat() -> str:
-    from portatlas.kb.trojans import CAVEAT
-
-    return CAVEAT
-
-
 def section_view(key: str, module: Any, data: dict) -> dict[str, Any]:
-    """A section from another part of portatlas, shown the way that part renders it."""
-    from portatlas.cli.output import Style
+    """A section from another part of portatlas, shown the way the CLI renders it."""
+    from portatlas.render.port import section_lines
+    from portatlas.render.terminal import Style
 
     try:
-        lines = module.render(data, Style(enabled=False))
+        lines = section_lines(key, data, Style(enabled=False))
     except Exception:  # a section that cannot render must not take the page down
         lines = []
     view = {"key": key, "title": SECTION_TITLES.get(key, key.replace("_", " ").capitalize()),
@@ -86,7 +82,7 @@ def section_view(key: str, module: Any, data: dict) -> dict[str, Any]:
 def _timeline(data: dict) -> list[dict[str, Any]] | None:
     """Registry events in the order and words of `portatlas history` (its own helpers)."""
     try:
-        from portatlas.history.render import describe, merge_transports, when
+        from portatlas.render.history import describe, merge_transports, when
 
         return [{"transports": transports, "when": when(event), "what": describe(event),
                  "kind": event.get("kind")}
@@ -129,8 +125,8 @@ def here_html(web: "Web", port: int, transport: str | None) -> str:
 
 
 def local_text() -> Any:
-    """portatlas.local's text helpers (endpoint, process name, ...), for the templates."""
-    from portatlas.local import text
+    """The text helpers of `portatlas local` (endpoint, process name, ...), for the templates."""
+    from portatlas.render import local as text
 
     return text
 

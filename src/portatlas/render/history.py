@@ -7,7 +7,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-from portatlas.cli.output import terminal_width, wrap
+from portatlas.render.terminal import terminal_width, wrap
 
 _BASIS = {"registered": "registration date", "modified": "modification date",
           "note": "record's note"}

@@ -1,4 +1,5 @@
-"""Terminal output: colour only on a terminal (honouring NO_COLOR/FORCE_COLOR), JSON otherwise.
+"""Terminal output: colour only on a terminal (honouring NO_COLOR/FORCE_COLOR), word wrap,
+tables and JSON. The front ends and the other renderers use this; nothing below them does.
 
 A small hand-rolled styler instead of rich: lookups must start in a few milliseconds.
 """

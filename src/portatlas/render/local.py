@@ -1,36 +1,16 @@
-"""Terminal text for sockets, from their JSON-ready dicts (so the CLI, the "here" section of a
-port answer and --watch all print the same way)."""
+"""Terminal text for `portatlas local`: sockets, from their JSON-ready dicts (so the CLI, the
+"here" section of a port answer and --watch all print the same way)."""
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import sys
+import time
 from typing import Any
 
-from portatlas.cli.output import Style
 from portatlas.local.model import format_endpoint
-
-# Process names, command lines and paths are chosen by whoever runs the process: shown raw, a
-# newline would break the table and an escape sequence could rewrite the user's terminal.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(match: re.Match) -> str:
-    char = match.group()
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-@lru_cache(maxsize=4096)
-def printable(text: str | None) -> str:
-    """text with control characters written as escapes (\\n, \\x1b). Cached: the same
-    command line is shown on every socket its process holds."""
-    if not text:
-        return text or ""
-    if text.isprintable():
-        return text
-    return _CONTROL.sub(_escape, text)
+from portatlas.render.terminal import Style, terminal_width
+from portatlas.textsafe import printable  # noqa: F401  (part of this module's vocabulary)
 
 
 def endpoint(sock: dict[str, Any]) -> str:
@@ -128,13 +108,11 @@ def socket_table(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
 def _visible_len(cell: str) -> int:
     if "\x1b[" not in cell:
         return len(cell)
-    import re
-
     return len(re.sub(r"\x1b\[[0-9;]*m", "", cell))
 
 
 def columns(rows: list[list[str]], head: list[str], style: Style) -> list[str]:
-    """Left-aligned columns two spaces apart, the last one unpadded (as cli.output.table, but
+    """Left-aligned columns two spaces apart, the last one unpadded (as render.terminal.table, but
     linear in the number of cells: a busy server's table has tens of thousands of them)."""
     count = len(head)
     measure = len if not style.enabled else _visible_len
@@ -209,3 +187,51 @@ def long_lines(sock: dict[str, Any], style: Style) -> list[str]:
 
 def warning_lines(warnings: list[dict[str, str]], style: Style) -> list[str]:
     return [style("note: ", "yellow") + printable(w["text"]) for w in warnings]
+
+
+def report_lines(data: dict[str, Any], style: Style, long: bool = False) -> list[str]:
+    """The text of `portatlas local` from a portatlas.local/1 report dict."""
+    sockets = data["sockets"]
+    what = "socket" if data["include_established"] else "listening socket"
+    what += "s" if data["count"] != 1 else ""
+    who = "as root" if data["privileged"] else "without root: other users' processes are hidden"
+    procs = data["process_count"]
+    out = [style(f"{data['count']} {what}", "bold")
+           + f", {procs} process{'es' if procs != 1 else ''}  ·  {data['host']}  ·  {data['backend']}  ·  {who}"]
+    if sockets:
+        out.append("")
+        if long:
+            for sock in sockets:
+                out += long_lines(sock, style)
+                out.append("")
+            out.pop()
+        else:
+            width = terminal_width() if sys.stdout.isatty() else None
+            out += socket_table(sockets, peers=data["include_established"], style=style, width=width)
+            flags = flag_lines(sockets, style)
+            if flags:
+                out += ["", style("Flags", "bold")] + flags
+            if any(s.get("expected_program") is False for s in sockets):
+                out += ["", style("REGISTERED x? = registered for x, but held by a program not "
+                                  "known to serve x", "dim")]
+    if data["warnings"]:
+        out.append("")
+        out += warning_lines(data["warnings"], style)
+    return out
+
+
+def event_line(event: str, sock: dict[str, Any], when: float, style: Style) -> str:
+    """One line of `portatlas local --watch` (event: appeared, disappeared, changed)."""
+    mark, colour = {"appeared": ("+", "green"), "disappeared": ("-", "red"),
+                    "changed": ("~", "cyan")}[event]
+    who = ", ".join(f"pid {p['pid']} {name_of(p)} ({owner_label(p, sock)})"
+                    for p in sock["processes"]) or f"process not visible (owner {owner_label(None, sock)})"
+    flags = ",".join(f["flag"] for f in sock.get("flags") or ())
+    parts = [time.strftime("%H:%M:%S", time.localtime(when)), style(mark, colour, "bold"),
+             sock["transport"], endpoint(sock), sock["state"], sock["exposure"],
+             ("now held by " if event == "changed" else "") + who]
+    if sock.get("services"):
+        parts.append(f"registered {registered(sock)}")
+    if flags:
+        parts.append(style(f"[{flags}]", "yellow"))
+    return "  ".join(parts)
