@@ -24,14 +24,16 @@ def worker_facts(addresses: list[tuple[str, int, int]]) -> dict:
     facts: dict = {"portatlas": None, "error": None, "python": platform.python_version(),
                    "no_route": []}
     try:
-        import portatlas
+        from portatlas import __version__
 
-        facts["portatlas"] = getattr(portatlas, "__version__", "unknown")
-        # the shard code must import, too; importing the engines now also spares the
-        # first shard that time (every worker does it at once, during this check)
-        import portatlas.cluster.work  # noqa: F401
-        import portatlas.scan.scanner  # noqa: F401
-        import portatlas.scan.tcp  # noqa: F401
+        facts["portatlas"] = __version__
+        # the shard code must import, too (by name: this check is about the install, not a
+        # dependency of this module); importing the engines now also spares the first shard
+        # that time (every worker does it at once, during this check)
+        import importlib
+
+        for name in ("portatlas.cluster.work", "portatlas.scan.scanner", "portatlas.scan.tcp"):
+            importlib.import_module(name)
     except Exception as exc:  # noqa: BLE001 - whatever fails is reported, not raised
         facts["error"] = f"{type(exc).__name__}: {exc}"[:200]
     unreachable = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EPERM,
