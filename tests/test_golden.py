@@ -38,6 +38,8 @@ VOLATILE = {
     "rtt_ms", "srtt_ms", "rttvar_ms", "timeout_ms", "samples", "tries", "loss_evidence",
     # processes and sockets of this run
     "pid", "ppid", "inode", "cgroup", "exe", "cmdline",
+    # a veth pair's MAC address is random per run (scan host discovery)
+    "mac",
     # per-run certificates and keys
     "sha256", "serial", "not_before", "not_after", "fingerprint",
     # what depends on the installed Debian daemon or this machine's kernel, not on portatlas

@@ -172,11 +172,39 @@ def comparable(report: dict) -> list:
     for h in report["hosts"]:
         h = dict(h)
         h.pop("timing", None)
+        if h.get("discovery"):
+            h["discovery"] = {k: v for k, v in h["discovery"].items() if k != "rtt_ms"}
         h["ports"] = sorted((_port(p) for p in h["ports"]),
                             key=lambda p: (p["transport"], p["port"]))
         h["extraports"] = sorted(h["extraports"], key=lambda e: (e["transport"], e["state"]))
         hosts.append(h)
     return sorted(hosts, key=lambda h: (h["family"], h["address"]))
+
+
+def differences(a: dict, b: dict, limit: int = 5) -> list[str]:
+    """The first few differences between two reports, as comparable() sees them."""
+    out = []
+    ha = {(h["family"], h["address"]): h for h in comparable(a)}
+    hb = {(h["family"], h["address"]): h for h in comparable(b)}
+    for key in sorted(set(ha) | set(hb)):
+        x, y = ha.get(key), hb.get(key)
+        if x is None or y is None:
+            out.append(f"{key}: only in {'second' if x is None else 'first'}")
+            continue
+        for field in sorted(set(x) | set(y)):
+            if x.get(field) != y.get(field):
+                if field == "ports":
+                    px = {(p["port"], p["transport"]): p for p in x["ports"]}
+                    py = {(p["port"], p["transport"]): p for p in y["ports"]}
+                    for pk in sorted(set(px) | set(py)):
+                        if px.get(pk) != py.get(pk):
+                            out.append(f"{key} port {pk}: {px.get(pk)} != {py.get(pk)}")
+                            break
+                else:
+                    out.append(f"{key} {field}: {x.get(field)} != {y.get(field)}")
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
 def _port(p: dict) -> dict:

@@ -217,6 +217,13 @@ def scan_main(argv: list[str]) -> int:
     p.add_argument("--xml", action="store_const", dest="format", const="xml",
                    help="nmap-compatible XML")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
+    disc = p.add_mutually_exclusive_group()
+    disc.add_argument("-Pn", "--no-ping", action="store_true", dest="no_ping",
+                      help="no host discovery: treat every target as up and scan it")
+    disc.add_argument("-sn", "--ping-only", action="store_true", dest="ping_only",
+                      help="host discovery only: list the live hosts and how each answered")
+    p.add_argument("--open", action="store_true", dest="open_only",
+                   help="show only hosts with open ports (and only their open ports)")
     p.add_argument("--no-accept-all", action="store_true",
                    help="do not test hosts with many open ports for accept-everything behaviour")
     from portatlas.cli.identify import add_arguments as add_identify_arguments
@@ -247,6 +254,13 @@ def scan_main(argv: list[str]) -> int:
         raise UsageError("--workers must be between 1 and 64")
     _check_cluster_options(args)
     timing = _timing(args)
+    if args.ping_only:
+        given = [flag for flag, on in (("-p", args.ports is not None), ("--top", args.top is not None),
+                                       ("--udp", args.udp), ("--tcp", args.tcp),
+                                       ("--identify", args.identify), ("--syn", args.syn),
+                                       ("--open", args.open_only), ("--all", args.all)) if on]
+        if given:
+            raise UsageError(f"--ping-only lists live hosts and probes no ports; leave out {given[0]}")
     from portatlas.scan.ports import parse_port_spec, top_ports
     from portatlas.scan.targets import DEFAULT_MAX_HOSTS, parse_targets
 
@@ -254,6 +268,8 @@ def scan_main(argv: list[str]) -> int:
     if max_hosts < 1:
         raise UsageError("--max-hosts must be at least 1")
     transports = [t for t, on in (("tcp", args.tcp or not args.udp), ("udp", args.udp)) if on]
+    if args.ping_only:
+        transports = []
     # check every argument before resolving names or touching the network
     spec_ports: dict[str, list[int]] = {}
     atlas = None
@@ -265,7 +281,7 @@ def scan_main(argv: list[str]) -> int:
         for t in transports:
             spec_ports[t] = parse_port_spec(args.ports,
                                             service_ports=_service_ports(atlas, t) if atlas else None)
-    else:
+    elif transports:
         count = args.top if args.top is not None else DEFAULT_TOP
         atlas = _open_atlas_quietly(args.db)
         nmap_top = atlas.store.nmap_top if atlas is not None else None
@@ -283,25 +299,42 @@ def scan_main(argv: list[str]) -> int:
                "port_source": port_source if args.ports is None else "spec",
                "timing": timing.to_dict(), "identify": bool(args.identify),
                "tcp_scan": "syn" if args.syn else "connect",
-               "accept_all_detection": not args.no_accept_all}
+               "accept_all_detection": not args.no_accept_all,
+               "discovery": _discovery_description(args), "open_only": bool(args.open_only)}
+    from portatlas.scan.discovery import DiscoveryOptions
+
+    discovery = DiscoveryOptions(enabled=not args.no_ping)
     if args.cluster:
         report = _run_cluster(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []),
                               timing, args, argv=["scan", *argv], on_result=stream,
-                              options=options)
+                              options=options, discovery=discovery)
     else:
         report = _run(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []), timing,
                       args, command="scan", argv=["scan", *argv],
                       identify=identify_hook(args.identify,
                                              _identify_options(args) if args.identify else None),
-                      progress=not args.no_progress, on_result=stream, options=options,
-                      accept_all=not args.no_accept_all, workers=args.workers, syn=args.syn)
-    if atlas is None:
-        atlas = _open_atlas_quietly(args.db)
-    from portatlas.scan.scanner import attach_registered
+                      progress=not args.no_progress and not args.ping_only, on_result=stream,
+                      options=options, accept_all=not args.no_accept_all,
+                      workers=args.workers, syn=args.syn, discovery=discovery)
+    if not args.ping_only:
+        if atlas is None:
+            atlas = _open_atlas_quietly(args.db)
+        from portatlas.scan.scanner import attach_registered
 
-    attach_registered(report.hosts, atlas)
-    _emit(report, fmt, args.all)
+        attach_registered(report.hosts, atlas)
+    _emit(report, fmt, args.all, open_only=args.open_only)
     return EXIT_INTERRUPTED if report.interrupted else 0
+
+
+def _discovery_description(args) -> dict[str, Any]:
+    """How hosts are found, for --json's options: "ping-only", "on" or "off" (-Pn), and
+    whether raw probes (ARP/ND/ICMP/SYN) or TCP connects are used."""
+    if args.no_ping:
+        return {"mode": "off", "probes": None}
+    from portatlas.scan.discovery import can_use_raw
+
+    return {"mode": "ping-only" if args.ping_only else "on",
+            "probes": "raw" if can_use_raw() else "connect"}
 
 
 def _ndjson_streamer(atlas, args):
@@ -314,7 +347,11 @@ def _ndjson_streamer(atlas, args):
         atlas = _open_atlas_quietly(args.db)
     out = sys.stdout
 
+    open_only = bool(getattr(args, "open_only", False))
+
     def stream(hr, result) -> None:
+        if open_only and result.state != "open":
+            return
         if result.state in ("open", "open|filtered"):
             result.registered = registered_for(atlas, result.port, result.transport)
         out.write(ndjson_port(hr, result) + "\n")
@@ -345,7 +382,8 @@ def _describe_ports(ports: list[int]) -> str:
 
 def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[str],
          identify=None, progress: bool = True, on_result=None, options: dict[str, Any] | None = None,
-         accept_all: bool = True, workers: int | None = None, syn: bool = False):
+         accept_all: bool = True, workers: int | None = None, syn: bool = False,
+         discovery=None):
     from portatlas.scan.progress import Progress
     from portatlas.scan.scanner import Scanner
 
@@ -357,7 +395,7 @@ def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[
                       workers=workers, on_result=on_result,
                       on_progress=bar.update if bar.enabled else None,
                       detect_accept_all=accept_all, identify=identify, syn=syn, command=command,
-                      argv=argv, options=options)
+                      argv=argv, options=options, discovery=discovery)
     try:
         report = scanner.run()
     finally:
@@ -384,7 +422,7 @@ def _check_cluster_options(args) -> None:
 
 
 def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], on_result=None,
-                 options: dict[str, Any] | None = None):
+                 options: dict[str, Any] | None = None, discovery=None):
     """The scan on a Dask cluster (portatlas.cluster): same report, same hooks."""
     from portatlas.cluster import ClusterScanner
     from portatlas.scan.progress import Progress
@@ -392,7 +430,7 @@ def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], 
     total = len(hosts) * (len(tcp_ports) + len(udp_ports))
     bar = Progress(total, f"scanning {len(hosts)} host{'s' if len(hosts) != 1 else ''} "
                           f"on {args.cluster}",
-                   enabled=None if not args.no_progress else False)
+                   enabled=None if not (args.no_progress or args.ping_only) else False)
 
     def note(text: str) -> None:
         print(f"portatlas: warning: {text}", file=sys.stderr)
@@ -403,36 +441,38 @@ def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], 
                              on_progress=bar.update if bar.enabled else None, on_note=note,
                              detect_accept_all=not args.no_accept_all,
                              identify=_identify_options(args) if args.identify else None,
-                             syn=args.syn, command="scan", argv=argv, options=options)
+                             syn=args.syn, command="scan", argv=argv, options=options,
+                             discovery=discovery)
     try:
         return scanner.run()
     finally:
         bar.finish()
 
 
-def _emit(report, fmt: str, show_all: bool) -> None:
+def _emit(report, fmt: str, show_all: bool, open_only: bool = False) -> None:
     out = sys.stdout
     if fmt == "json":
         from portatlas.render.terminal import print_json
         from portatlas.scan.output import report_dict
 
-        print_json(report_dict(report, show_all))
+        print_json(report_dict(report, show_all, open_only=open_only))
     elif fmt == "ndjson":
         from portatlas.scan.output import ndjson_tail
 
-        for line in ndjson_tail(report):
+        for line in ndjson_tail(report, open_only=open_only):
             out.write(line + "\n")
     elif fmt == "csv":
         from portatlas.scan.output import csv_text
 
-        out.write(csv_text(report, show_all))
+        out.write(csv_text(report, show_all, open_only=open_only))
     elif fmt == "xml":
         from portatlas.scan.nmap_xml import to_xml
 
-        out.write(to_xml(report, show_all))
+        out.write(to_xml(report, show_all, open_only=open_only))
     else:
         from portatlas.render.scan import table_lines
         from portatlas.render.terminal import Style, terminal_width
 
-        out.write("\n".join(table_lines(report, Style(), show_all, terminal_width())) + "\n")
+        out.write("\n".join(table_lines(report, Style(), show_all, terminal_width(),
+                                         open_only=open_only)) + "\n")
     out.flush()

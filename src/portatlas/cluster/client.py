@@ -71,7 +71,8 @@ class ClusterScanner:
                  on_progress: Callable[[int, int], None] | None = None,
                  on_note: Callable[[str], None] | None = None, detect_accept_all: bool = True,
                  identify: Any = None, syn: bool = False, command: str = "scan",
-                 argv: list[str] | None = None, options: dict[str, Any] | None = None) -> None:
+                 argv: list[str] | None = None, options: dict[str, Any] | None = None,
+                 discovery: Any = None) -> None:
         self.kind, self.where = parse_cluster(cluster)
         self.cluster = cluster
         self.hosts = hosts
@@ -86,6 +87,7 @@ class ClusterScanner:
         self.detect_accept_all = detect_accept_all
         self.identify = identify
         self.syn = syn
+        self.discovery = discovery  # portatlas.scan.discovery.DiscoveryOptions | None
         self.reports = [HostReport(h) for h in hosts]
         self.report = ScanReport(self.reports, command=command, argv=list(argv or []),
                                  options=dict(options or {}))
@@ -106,6 +108,7 @@ class ClusterScanner:
             plan = self._plan(len(workers))
             try:
                 self._sweep(plan, workers)
+                self._sweep_gaps(workers)
             except KeyboardInterrupt:
                 report.interrupted = True
             self._check_complete()
@@ -144,6 +147,7 @@ class ClusterScanner:
             address = self._local.scheduler_address
         else:
             address = self.where
+            _reachable(address)
             try:
                 self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT,
                                                   set_as_default=False,
@@ -225,12 +229,15 @@ class ClusterScanner:
     def _plan(self, workers: int):
         from portatlas.cluster.shards import ShardPlan, default_shards
 
-        count = self.requested_shards or default_shards(self.total, workers)
+        # a ping scan (-sn: no ports) deals out the hosts themselves
+        units = len(self.hosts) * max(1, len(self.tcp_ports) + len(self.udp_ports))
+        count = self.requested_shards or default_shards(units, workers)
         plan = ShardPlan(len(self.hosts), self.tcp_ports, self.udp_ports, count, self.seed)
         self.info["shards"] = plan.shards
         return plan
 
-    def _task(self, shard: int, parts: dict[int, dict[str, list[int]]]) -> dict[str, Any]:
+    def _task(self, shard: int, parts: dict[int, dict[str, list[int]]],
+              discovery: Any) -> dict[str, Any]:
         from portatlas import __version__
 
         rows = []
@@ -238,28 +245,32 @@ class ClusterScanner:
             h = self.hosts[index]
             rows.append((index, h.target, h.address, h.family, h.scope_id))
         return {"version": __version__, "shard": shard, "hosts": rows, "plan": parts,
-                "timing": self.timing.to_dict(), "syn": self.syn}
+                "timing": self.timing.to_dict(), "syn": self.syn, "discovery": discovery}
 
-    def _sweep(self, plan, workers: list[str]) -> None:
+    def _sweep(self, plan, workers: list[str], discovery: Any = "default",
+               first: int = 0) -> None:
+        """Run every shard of `plan` (numbered from `first`), merging each as it finishes."""
         from distributed import as_completed
 
         from portatlas.cluster.work import run_shard
 
+        if discovery == "default":
+            discovery = self.discovery
         client = self._client
-        usable = list(workers)
+        usable = workers
         pending: dict[Any, int] = {}
         parts_of: dict[int, dict[int, dict[str, list[int]]]] = {}
         retries_of: dict[int, int] = {}
 
         def submit(shard: int, parts: dict[int, dict[str, list[int]]], where: list[str]):
             key = f"portatlas-shard-{self.run_id}-{shard}-{retries_of.get(shard, 0)}"
-            fut = client.submit(run_shard, self._task(shard, parts), key=key, pure=False,
-                                workers=where, allow_other_workers=False)
+            fut = client.submit(run_shard, self._task(shard, parts, discovery), key=key,
+                                pure=False, workers=list(where), allow_other_workers=False)
             pending[fut] = shard
             parts_of[shard] = parts
             return fut
 
-        futures = [submit(k, plan.shard(k), usable) for k in range(plan.shards)]
+        futures = [submit(first + k, plan.shard(k), usable) for k in range(plan.shards)]
         done = as_completed(futures, loop=client.loop)
         try:
             for fut in done:
@@ -267,7 +278,7 @@ class ClusterScanner:
                 if fut.status != "finished":
                     raise ClusterError(self._task_failure(fut, shard))
                 result = fut.result()
-                self._merge(result)
+                self._merge(result, parts_of[shard])
                 self._count(result["worker"], result["reports"])
                 if result["no_route"]:
                     # the route went away on that worker while the scan ran: its hosts run
@@ -302,11 +313,17 @@ class ClusterScanner:
             return f"lost the Dask scheduler at {self.info['scheduler']} during the scan"
         return f"shard {shard} failed on the cluster: {_why(exc)}"
 
-    def _merge(self, result: dict[str, Any]) -> None:
+    def _merge(self, result: dict[str, Any], planned: dict[int, dict[str, list[int]]]) -> None:
         on_result = self.on_result
         count = 0
         for index, part in result["reports"].items():
             hr = self.reports[index]
+            if part.discovery is not None and self._merge_status(hr, part.discovery):
+                # settled down in this shard: its probes there are done, and moot
+                count += sum(map(len, planned[index].values()))
+                continue
+            if _down(hr):
+                continue  # stray answers for a host already settled down elsewhere
             for key, r in part.ports.items():
                 hr.ports[key] = r
                 count += 1
@@ -331,6 +348,45 @@ class ClusterScanner:
         if self.on_progress is not None:
             self.on_progress(self.done, self.open_count)
 
+    def _merge_status(self, hr: HostReport, status) -> bool:
+        """The host's discovery status after one more shard's (the rule of the local
+        Scanner: up from anyone wins, then down, then -Pn's assumption). True when this
+        shard settled the host down (its answers in the shard are then moot)."""
+        old = hr.discovery
+        if status.state == "down":
+            if old is None or (old.state == "up" and old.reason == "user-set"):
+                hr.discovery = status
+                hr.ports.clear()
+                hr.bulk.clear()
+            return True
+        if old is None or old.state != "up" or (old.reason == "user-set"
+                                                  and status.reason != "user-set"):
+            hr.discovery = status
+        return False
+
+    def _sweep_gaps(self, workers: list[str]) -> None:
+        """Probes that are missing for hosts that are up: a shard found the host down
+        (its discovery missed it, another shard's did not). They run again, without
+        discovery, so that the answer has no holes."""
+        missing: dict[int, dict[str, list[int]]] = {}
+        for index, hr in enumerate(self.reports):
+            if _down(hr):
+                continue
+            for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
+                seen = hr.scanned(transport)
+                gap = [p for p in ports if p not in seen]
+                if gap:
+                    missing.setdefault(index, {"tcp": [], "udp": []})[transport] = gap
+        if not missing or self.discovery is None:
+            return
+        from portatlas.scan.discovery import DiscoveryOptions
+
+        self.report.notes.append(f"{len(missing)} hosts were found up by some shards and not "
+                                 "by others; their remaining ports were scanned again")
+        plan = _FixedPlan(missing)
+        self._sweep(plan, workers, discovery=DiscoveryOptions(enabled=False),
+                    first=self.info["shards"])
+
     def _count(self, worker: str, reports: dict[int, HostReport]) -> None:
         entry = self._entry(worker)
         entry["shards"] += 1
@@ -353,6 +409,14 @@ class ClusterScanner:
         without one would be a bug, and is reported rather than hidden."""
         gaps = 0
         for hr in self.reports:
+            if _down(hr):
+                continue
+            if self.discovery is not None and hr.discovery is None:
+                from portatlas.scan.hoststatus import HostStatus, assumed_up
+
+                hr.discovery = (HostStatus("unknown", "unscanned", "none")
+                                if self.report.interrupted and self.discovery.enabled
+                                else assumed_up())
             for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
                 seen = hr.scanned(transport)
                 missing = [p for p in ports if p not in seen]
@@ -429,6 +493,47 @@ class ClusterScanner:
                 except Exception:  # noqa: BLE001 - closing must not hide the scan's outcome
                     pass
         self._client = self._local = None
+
+
+class _FixedPlan:
+    """A plan of given parts (the gaps' second round): one shard per host group."""
+
+    def __init__(self, parts: dict[int, dict[str, list[int]]], per_shard: int = 8192) -> None:
+        self.groups: list[dict[int, dict[str, list[int]]]] = [{}]
+        size = 0
+        for index, ports in parts.items():
+            n = sum(map(len, ports.values()))
+            if self.groups[-1] and size + n > per_shard:
+                self.groups.append({})
+                size = 0
+            self.groups[-1][index] = ports
+            size += n
+        self.shards = len(self.groups)
+
+    def shard(self, k: int) -> dict[int, dict[str, list[int]]]:
+        return self.groups[k]
+
+
+def _reachable(address: str) -> None:
+    """A plain TCP connection to the scheduler first: Dask's own connect retries a refused
+    connection until its timeout, where one attempt already tells."""
+    import socket
+
+    rest = address.partition("://")[2]
+    host, _, port = rest.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer in {CONNECT_TIMEOUT:.0f} s"
+        elif isinstance(exc, socket.gaierror):
+            reason = f"cannot resolve {host!r}"
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
+
+
+def _down(hr: HostReport) -> bool:
+    return hr.discovery is not None and hr.discovery.state == "down"
 
 
 def _why(exc: BaseException) -> str:

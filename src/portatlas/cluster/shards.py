@@ -74,13 +74,18 @@ class ShardPlan:
                  seed: int) -> None:
         self.hosts = hosts
         self.slots = [("tcp", p) for p in tcp_ports] + [("udp", p) for p in udp_ports]
+        # no ports at all (a ping scan): the hosts themselves are dealt out
+        self.hosts_only = not self.slots
+        if self.hosts_only:
+            self.slots = [("", 0)]
         self.total = hosts * len(self.slots)
         self.shards = max(1, min(shards, self.total)) if self.total else 0
         self.seed = seed
         self.permutation = Permutation(self.total, seed)
 
     def probes(self, shard: int) -> Iterator[tuple[int, str, int]]:
-        """Every probe of shard `shard` (0-based), in permuted order."""
+        """Every probe of shard `shard` (0-based), in permuted order; in a ping scan,
+        (host, "", 0) for each of its hosts."""
         if not 0 <= shard < self.shards:
             raise IndexError(shard)
         step, hosts, slots, n = self.permutation._step, self.hosts, self.slots, self.total
@@ -95,7 +100,9 @@ class ShardPlan:
         """{host index: {transport: [port, ...]}} for one shard, ports sorted."""
         out: dict[int, dict[str, list[int]]] = {}
         for host, transport, port in self.probes(shard):
-            out.setdefault(host, {"tcp": [], "udp": []})[transport].append(port)
+            ports = out.setdefault(host, {"tcp": [], "udp": []})
+            if transport:
+                ports[transport].append(port)
         for plan in out.values():
             plan["tcp"].sort()
             plan["udp"].sort()

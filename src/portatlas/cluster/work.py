@@ -19,7 +19,8 @@ _ONE_AT_A_TIME = threading.Lock()
 
 # A shard task: {"version", "shard", "hosts": [(index, target, address, family, scope_id)],
 #   "plan": {index: {"tcp": [port], "udp": [port]}}, "timing": TimingOptions.to_dict(),
-#   "syn": bool}
+#   "syn": bool, "discovery": DiscoveryOptions | None (host discovery for the shard's hosts,
+#   in the engine's loop, as in a one-machine scan)}
 # Its result: {"shard", "worker", "reports": {index: HostReport}, "no_route": [index],
 #   "notes": [str], "elapsed_s": float}
 
@@ -72,9 +73,13 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
         indices = [rows[i][0] for i in keep]
         plan = task["plan"]
         port_plan = {t: [plan[index][t] for index in indices] for t in ("tcp", "udp")}
-        scanner = Scanner(hosts, tcp_ports=[], udp_ports=[], timing=TimingOptions(**task["timing"]),
-                          workers=1, detect_accept_all=False, identify=None,
-                          syn=task.get("syn", False), port_plan=port_plan)
+        # every port of the shard, for what the Scanner says about its options; the plan
+        # says which host gets which
+        union = {t: sorted({p for ports in port_plan[t] for p in ports}) for t in port_plan}
+        scanner = Scanner(hosts, tcp_ports=union["tcp"], udp_ports=union["udp"],
+                          timing=TimingOptions(**task["timing"]), workers=1,
+                          detect_accept_all=False, identify=None, syn=task.get("syn", False),
+                          port_plan=port_plan, discovery=task.get("discovery"))
         report = scanner.run()
         return {"shard": task["shard"], "worker": _worker_address(),
                 "reports": dict(zip(indices, report.hosts)),

@@ -9,12 +9,41 @@ from __future__ import annotations
 from typing import Any
 
 from portatlas.render.terminal import table, wrap
-from portatlas.scan.output import partition
-from portatlas.scan.results import PortResult, ScanReport, reason_words
+from portatlas.scan.output import only_open, partition, shown_hosts
+from portatlas.scan.results import HostReport, PortResult, ScanReport, reason_words
+from portatlas.textsafe import printable
 
 
 # table ------------------------------------------------------------------------------------
-def table_lines(report: ScanReport, style, show_all: bool = False, width: int = 100) -> list[str]:
+def down_groups(report: ScanReport) -> list[tuple[str, int]]:
+    """(why, count) of the hosts that are down, most common first: one table line each."""
+    from portatlas.scan.hoststatus import describe
+
+    counts: dict[str, int] = {}
+    for hr in report.hosts:
+        if hr.status == "down":
+            why = describe(hr.discovery) if hr.discovery is not None else "no response"
+            counts[why] = counts.get(why, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _discovery_words(hr: HostReport) -> str:
+    """How a live host answered discovery, its MAC and vendor (the vendor file is the
+    system's, not ours to trust: made printable)."""
+    d = hr.discovery
+    if d is None or d.state != "up" or d.reason == "user-set":
+        return ""
+    text = f" · {d.words()}"
+    if d.mac:
+        text += f" · MAC {d.mac}" + (f" ({printable(d.vendor)[:60]})" if d.vendor else "")
+    return text
+
+
+def table_lines(report: ScanReport, style, show_all: bool = False, width: int = 100,
+                open_only: bool = False) -> list[str]:
+    """The scan table: live hosts one block each (with --open only those with open ports),
+    then one line per reason for the hosts that are down ("248 hosts down: no ARP reply").
+    A ping scan (no ports) lists each live host on one line."""
     out = []
     n_tcp = len(set().union(*(hr.scanned("tcp") for hr in report.hosts)))
     n_udp = len(set().union(*(hr.scanned("udp") for hr in report.hosts)))
@@ -28,15 +57,28 @@ def table_lines(report: ScanReport, style, show_all: bool = False, width: int = 
     for note in report.notes:
         out.append(style(f"note: {note}", "dim"))
     any_service = any(r.service for hr in report.hosts for r in hr.ports.values())
-    for hr in report.hosts:
+    ping_only = not (n_tcp or n_udp)
+    shown = shown_hosts(report, open_only)
+    for hr in shown:
+        if hr.status == "down":
+            continue  # one summary line per reason below
+        if ping_only:
+            host = hr.host
+            label = host.address if host.target == host.address else f"{host.address} ({host.target})"
+            rtt = hr.discovery.rtt if hr.discovery is not None else None
+            out.append(style(label, "bold", "cyan") + f"  {hr.status}{_discovery_words(hr)}"
+                       + (f" · {_ms(rtt)}" if rtt is not None else ""))
+            continue
         out.append("")
         host = hr.host
         label = host.address if host.target == host.address else f"{host.address} ({host.target})"
         timing = hr.timing.get("tcp") or hr.timing.get("udp") or {}
         srtt = timing.get("srtt_ms")
         extra = f" · srtt {srtt:.2f} ms" if srtt is not None else ""
-        out.append(style(label, "bold", "cyan") + f"  {hr.status}{extra}")
+        out.append(style(label, "bold", "cyan") + f"  {hr.status}{_discovery_words(hr)}{extra}")
         listed, extraports = partition(hr, show_all)
+        if open_only:
+            listed, extraports = only_open(hr, listed), []
         if hr.accept_all:
             out += _accept_all_lines(hr.accept_all, style, width)
         rows = []
@@ -60,6 +102,18 @@ def table_lines(report: ScanReport, style, show_all: bool = False, width: int = 
                              f"({reasons})", "dim"))
             if not show_all:
                 out.append(style(f"    ports {ports}", "dim"))
+    if ping_only or any(hr.status == "down" for hr in report.hosts):
+        out.append("")
+    if ping_only:
+        up = sum(1 for hr in report.hosts if hr.status == "up")
+        out.append(style(f"{up:,} host{'s' if up != 1 else ''} up", "bold"))
+    for why, count in down_groups(report):
+        out.append(style(f"{count:,} host{'s' if count != 1 else ''} down: {why}", "dim"))
+    hidden = len([hr for hr in report.hosts if hr.status != "down"]) - len(
+        [hr for hr in shown if hr.status != "down"])
+    if hidden:
+        out.append(style(f"not shown: {hidden:,} host{'s' if hidden != 1 else ''} up without "
+                         "open ports (--open)", "dim"))
     return out
 
 

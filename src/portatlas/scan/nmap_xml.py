@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from xml.sax.saxutils import escape, quoteattr
 
-from portatlas.scan.output import partition
+from portatlas.scan.output import _status_reason, only_open, partition, shown_hosts
 from portatlas.scan.ports import compact
 from portatlas.scan.results import HostReport, ScanReport
 
@@ -23,7 +23,7 @@ def _attrs(**kw) -> str:
     return "".join(f" {k}={quoteattr(str(v))}" for k, v in kw.items() if v is not None)
 
 
-def to_xml(report: ScanReport, show_all: bool = False) -> str:
+def to_xml(report: ScanReport, show_all: bool = False, open_only: bool = False) -> str:
     from portatlas import __version__
 
     start = int(report.started)
@@ -44,11 +44,10 @@ def to_xml(report: ScanReport, show_all: bool = False) -> str:
                                             services=compact(ports)) + "/>")
     out.append('<verbose level="0"/>')
     out.append('<debugging level="0"/>')
-    up = 0
-    for hr in report.hosts:
-        if hr.status == "up":
-            up += 1
-        out.extend(_host(hr, report, show_all))
+    up = sum(1 for hr in report.hosts if hr.status == "up")
+    down = sum(1 for hr in report.hosts if hr.status == "down")
+    for hr in shown_hosts(report, open_only):
+        out.extend(_host(hr, report, show_all, open_only))
     end = int(report.finished or time.time())
     summary = (f"portatlas done: {len(report.hosts)} IP address{'es' if len(report.hosts) != 1 else ''}"
                f" ({up} host{'s' if up != 1 else ''} up) scanned in {report.elapsed:.2f} seconds")
@@ -56,29 +55,34 @@ def to_xml(report: ScanReport, show_all: bool = False) -> str:
                                               elapsed=f"{report.elapsed:.2f}",
                                               exit="error" if report.interrupted else "success",
                                               errormsg="interrupted" if report.interrupted else None)
-               + "/>" + "<hosts" + _attrs(up=up, down=0, total=len(report.hosts)) + "/></runstats>")
+               + "/>" + "<hosts" + _attrs(up=up, down=down, total=len(report.hosts)) + "/></runstats>")
     out.append("</nmaprun>")
     return "\n".join(out) + "\n"
 
 
-def _host(hr: HostReport, report: ScanReport, show_all: bool) -> list[str]:
+def _host(hr: HostReport, report: ScanReport, show_all: bool, open_only: bool = False) -> list[str]:
     host = hr.host
     status = hr.status
-    first_reason = next((r.reason for r in hr.detailed_ports()
-                         if r.reason in ("syn-ack", "conn-refused", "reset", "udp-response",
-                                         "port-unreach")),
-                        None) or next((reason for (_, _, reason), ports in hr.bulk.items() if ports),
-                                      "no-response")
+    # the DTD knows up, down, unknown and skipped
     lines = ["<host" + _attrs(starttime=int(report.started),
                               endtime=int(report.finished or time.time())) + ">",
-             "<status" + _attrs(state=status, reason=first_reason if status == "up" else "no-response",
+             "<status" + _attrs(state=status, reason=_status_reason(hr) or "no-response",
                                 reason_ttl=0) + "/>",
              "<address" + _attrs(addr=host.address, addrtype=host.family_name) + "/>"]
+    disc = hr.discovery
+    if disc is not None and disc.mac:
+        lines.append("<address" + _attrs(addr=disc.mac.upper(), addrtype="mac",
+                                         vendor=disc.vendor) + "/>")
     if host.target != host.address and "/" not in host.target and "-" not in host.target:
         lines.append("<hostnames><hostname" + _attrs(name=host.target, type="user") + "/></hostnames>")
     else:
         lines.append("<hostnames></hostnames>")
+    if status == "down":
+        lines.append("</host>")
+        return lines
     listed, extra = partition(hr, show_all)
+    if open_only:
+        listed, extra = only_open(hr, listed), []
     lines.append("<ports>")
     for group in extra:
         lines.append("<extraports" + _attrs(state=group["state"], count=group["count"]) + ">")
@@ -87,7 +91,7 @@ def _host(hr: HostReport, report: ScanReport, show_all: bool) -> list[str]:
                                                   proto=group["transport"], ports=g["ports"]) + "/>")
         lines.append("</extraports>")
     wild = [r for r in hr.detailed_ports() if r.wildcard]
-    if wild and not show_all:
+    if wild and not show_all and not open_only:
         by_transport: dict[str, list[int]] = {}
         for r in wild:
             by_transport.setdefault(r.transport, []).append(r.port)

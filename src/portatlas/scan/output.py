@@ -54,12 +54,30 @@ def partition(hr: HostReport, show_all: bool = False) -> tuple[list[PortResult],
     return listed, extra
 
 
+def shown_hosts(report: ScanReport, open_only: bool = False) -> list[HostReport]:
+    """The hosts a rendering lists: all of them, or with --open those with an open port."""
+    if not open_only:
+        return list(report.hosts)
+    return [hr for hr in report.hosts if hr.status != "down" and any(
+        r.state == R.OPEN for r in hr.ports.values())]
+
+
+def only_open(hr: HostReport, listed: list[PortResult]) -> list[PortResult]:
+    return [r for r in listed if r.state == R.OPEN]
+
+
 # JSON -------------------------------------------------------------------------------------
-def host_dict(hr: HostReport, show_all: bool = False, with_ports: bool = True) -> dict[str, Any]:
+def host_dict(hr: HostReport, show_all: bool = False, with_ports: bool = True,
+              open_only: bool = False) -> dict[str, Any]:
     listed, extra = partition(hr, show_all)
+    if open_only:
+        listed, extra = only_open(hr, listed), []
+    disc = hr.discovery
     out: dict[str, Any] = {
         **hr.host.to_dict(),
         "status": hr.status,
+        "status_reason": _status_reason(hr),
+        "discovery": disc.to_dict() if disc is not None else None,
         "counts": {k: v for k, v in hr.counts().items() if v},
         "timing": hr.timing,
         "accept_all": hr.accept_all,
@@ -70,7 +88,20 @@ def host_dict(hr: HostReport, show_all: bool = False, with_ports: bool = True) -
     return out
 
 
-def report_dict(report: ScanReport, show_all: bool = False) -> dict[str, Any]:
+def _status_reason(hr: HostReport) -> str | None:
+    """nmap's word for why the host has its status (XML <status reason>)."""
+    if hr.discovery is not None and (hr.discovery.reason != "user-set" or hr.status != "up"):
+        if hr.status == hr.discovery.state or hr.discovery.reason == "user-set":
+            return hr.discovery.reason
+    answering = ("syn-ack", "conn-refused", "reset", "udp-response", "port-unreach", "proto-unreach")
+    if hr.status == "up":
+        first = next((r.reason for r in hr.detailed_ports() if r.reason in answering), None)
+        return first or next((reason for (_, _, reason), ports in hr.bulk.items()
+                              if ports and reason in answering), "user-set")
+    return "no-response"
+
+
+def report_dict(report: ScanReport, show_all: bool = False, open_only: bool = False) -> dict[str, Any]:
     import datetime as dt
 
     def iso(ts: float | None) -> str | None:
@@ -89,7 +120,8 @@ def report_dict(report: ScanReport, show_all: bool = False) -> dict[str, Any]:
         "options": report.options,
         "notes": report.notes,
         "summary": summary(report),
-        "hosts": [host_dict(hr, show_all) for hr in report.hosts],
+        "hosts": [host_dict(hr, show_all, open_only=open_only)
+                  for hr in shown_hosts(report, open_only)],
     }
 
 
@@ -100,6 +132,7 @@ def summary(report: ScanReport) -> dict[str, Any]:
             totals[k] += v
     return {"hosts": len(report.hosts),
             "hosts_up": sum(1 for hr in report.hosts if hr.status == "up"),
+            "hosts_down": sum(1 for hr in report.hosts if hr.status == "down"),
             "ports": {k: v for k, v in totals.items() if v},
             "accept_all_hosts": sum(1 for hr in report.hosts if hr.accept_all)}
 
@@ -127,10 +160,10 @@ def ndjson_port(hr: HostReport, result: PortResult) -> str:
     return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
 
-def ndjson_tail(report: ScanReport) -> Iterable[str]:
+def ndjson_tail(report: ScanReport, open_only: bool = False) -> Iterable[str]:
     """After the stream of ports: one line per host (with what only the end can tell:
     accept-all verdicts, identification, timing), then one summary line."""
-    for hr in report.hosts:
+    for hr in shown_hosts(report, open_only):
         d = {"type": "host", **host_dict(hr, with_ports=False)}
         late = [r.to_dict() for r in hr.detailed_ports() if r.service is not None or r.wildcard]
         if late:
@@ -146,16 +179,27 @@ CSV_FIELDS = ["target", "address", "port", "transport", "state", "reason", "rtt_
               "registered", "service_protocol", "service_product", "service_version", "wildcard"]
 
 
-def csv_text(report: ScanReport, show_all: bool = False) -> str:
+def csv_text(report: ScanReport, show_all: bool = False, open_only: bool = False) -> str:
+    """One row per listed port. A host that is down, and every host of a ping scan (no
+    ports probed), is one row with the port and transport empty, the host's status in
+    `state` and its reason in `reason`."""
     import csv
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
-    for hr in report.hosts:
+    ping_only = not any(hr.scanned("tcp") or hr.scanned("udp") for hr in report.hosts)
+    for hr in shown_hosts(report, open_only):
+        if hr.status == "down" or (ping_only and not hr.ports and not hr.bulk):
+            rtt = hr.discovery.rtt if hr.discovery is not None else None
+            w.writerow([hr.host.target, hr.host.address, "", "", hr.status, _status_reason(hr) or "",
+                        "" if rtt is None else f"{rtt * 1000:.3f}", "", "", "", "", "", ""])
+            continue
         listed, _ = partition(hr, show_all)
-        rows = listed if show_all else listed + [r for r in hr.detailed_ports() if r.wildcard]
+        if open_only:
+            listed = only_open(hr, listed)
+        rows = listed if show_all or open_only else listed + [r for r in hr.detailed_ports() if r.wildcard]
         for r in sorted(rows, key=lambda r: (r.transport, r.port)):
             svc = r.service or {}
             w.writerow([hr.host.target, hr.host.address, r.port, r.transport, r.state, r.reason,

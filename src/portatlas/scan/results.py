@@ -93,6 +93,7 @@ class HostReport:
         self.bulk: dict[tuple[str, str, str], list[int]] = {}
         self.timing: dict[str, dict[str, float | None]] = {}   # transport -> srtt/rttvar/timeout
         self.accept_all: dict[str, Any] | None = None          # see portatlas.scan.wildcard
+        self.discovery = None   # portatlas.scan.discovery.HostStatus when discovery ran (or -Pn)
 
     def add(self, result: PortResult) -> None:
         self.ports[(result.port, result.transport)] = result
@@ -102,8 +103,12 @@ class HostReport:
 
     @property
     def status(self) -> str:
-        """'up' when anything on the host answered (accepted, refused, replied or the host
-        itself sent ICMP), else 'unknown': silence proves nothing either way."""
+        """'up' when discovery found the host or anything on it answered (accepted,
+        refused, replied or the host itself sent ICMP), 'down' when discovery (or a failed
+        ARP/ND under -Pn) settled it so, else 'unknown': silence proves nothing either way."""
+        if self.discovery is not None and self.discovery.state in ("up", "down") \
+                and self.discovery.reason != "user-set":
+            return self.discovery.state
         answering = ANSWERING_REASONS
         if any(reason in answering for (_, _, reason), ports in self.bulk.items() if ports):
             return "up"

@@ -56,17 +56,40 @@ def _share(opts: TimingOptions, workers: int) -> TimingOptions:
 
 def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
                emit: Callable[[Batch, dict], None], *, workers: int = 1,
-               ports_per_host: list[list[int]] | None = None) -> RunOutcome:
+               ports_per_host: list[list[int]] | None = None,
+               discovery=None, on_host: Callable[[int, object], None] | None = None) -> RunOutcome:
     """Scan every port of `ports` on every host (or, with `ports_per_host`, each host's own
-    list: a cluster shard); `emit` gets result batches as they come."""
+    list: a cluster shard); `emit` gets result batches as they come.
+
+    `discovery` (portatlas.scan.discovery.DiscoveryOptions, "tcp" engine only) runs host
+    discovery in the engine's own loop: a host's ports are probed once it is found up.
+    `on_host(index, HostStatus)` hears every host settled up or down (by discovery, or a
+    -Pn host that a failed ARP/ND or a router's host unreachable settled down early).
+    With workers and many hosts, each worker discovers and scans its share of the hosts."""
+    if transport != "tcp":
+        discovery = None
+        if transport != "tcp-syn":
+            on_host = None
     plan = ports_per_host if ports_per_host is not None else [ports] * len(hosts)
-    if workers <= 1 or max(map(len, plan), default=0) < workers:
-        return _run_here(transport, hosts, plan, opts, emit)
-    return _run_forked(transport, hosts, plan, opts, emit, workers)
+    longest = max(map(len, plan), default=0)
+    if workers <= 1 or (longest < workers and (discovery is None or len(hosts) < workers)):
+        return _run_here(transport, hosts, plan, opts, emit, discovery, on_host)
+    return _run_forked(transport, hosts, plan, opts, emit, workers, discovery, on_host)
 
 
 def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
-                 opts: TimingOptions, emit: Callable[[Batch, dict], None]):
+                 opts: TimingOptions, emit: Callable[[Batch, dict], None], discovery=None,
+                 on_host=None, host_indices: list[int] | None = None):
+    if transport == "tcp" and (discovery is not None or on_host is not None):
+        from portatlas.scan.tcp import TcpConnectEngine
+
+        stage = None
+        if discovery is not None and discovery.enabled:
+            from portatlas.scan.discovery import Discovery
+
+            stage = Discovery(hosts, discovery, opts, host_indices=host_indices)
+        return TcpConnectEngine(hosts, ports_per_host, opts, emit, discovery=stage,
+                                on_host=on_host, host_indices=host_indices)
     if transport == "udp":
         from portatlas.scan.udp import UdpEngine
 
@@ -74,15 +97,16 @@ def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
     if transport == "tcp-syn":
         from portatlas.scan.syn import SynEngine
 
-        return SynEngine(hosts, ports_per_host, opts, emit)
+        return SynEngine(hosts, ports_per_host, opts, emit, on_host=on_host,
+                         host_indices=host_indices)
     from portatlas.scan.tcp import TcpConnectEngine
 
     return TcpConnectEngine(hosts, ports_per_host, opts, emit)
 
 
 def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-              emit: Callable[[Batch, dict], None]) -> RunOutcome:
-    engine = _make_engine(transport, hosts, ports_per_host, opts, emit)
+              emit: Callable[[Batch, dict], None], discovery=None, on_host=None) -> RunOutcome:
+    engine = _make_engine(transport, hosts, ports_per_host, opts, emit, discovery, on_host)
     engine.run()
     outcome = RunOutcome()
     outcome.timings = {i: t.to_dict() for i, t in engine.timings().items()}
@@ -94,18 +118,27 @@ def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts
 
 
 def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: TimingOptions,
-                emit: Callable[[Batch, dict], None], workers: int) -> RunOutcome:
+                emit: Callable[[Batch, dict], None], workers: int, discovery=None,
+                on_host=None) -> RunOutcome:
     share = _share(opts, workers)
     children: list[tuple[int, int]] = []  # (pid, read fd)
+    # many hosts with discovery: each worker takes a share of the hosts (and discovers
+    # them); otherwise a share of the ports of every host (discovery of a few hosts is
+    # repeated per worker: a handful of packets; "up" from any worker wins)
+    by_host = discovery is not None and len(hosts) >= workers
     sys.stdout.flush()
     sys.stderr.flush()
     for w in range(workers):
-        mine = [ports[w::workers] for ports in plan]
+        if by_host:
+            indices = list(range(w, len(hosts), workers))
+            part = ([hosts[i] for i in indices], [plan[i] for i in indices], indices)
+        else:
+            part = (hosts, [ports[w::workers] for ports in plan], None)
         r, wfd = os.pipe()
         pid = os.fork()
         if pid == 0:  # worker
             os.close(r)
-            _worker(transport, hosts, mine, share, wfd)  # never returns
+            _worker(transport, part, share, wfd, discovery, on_host is not None)  # never returns
         os.close(wfd)
         children.append((pid, r))
     outcome = RunOutcome()
@@ -113,7 +146,7 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
     buffers: dict[int, bytearray] = {fd: bytearray() for _, fd in children}
     finished = [0]
     try:
-        _collect(children, emit, outcome, samples, buffers, finished)
+        _collect(children, emit, outcome, samples, buffers, finished, on_host=on_host)
     except KeyboardInterrupt:
         outcome.interrupted = True
         for pid, _ in children:
@@ -121,7 +154,8 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        _collect(children, emit, outcome, samples, buffers, finished, draining=True)
+        _collect(children, emit, outcome, samples, buffers, finished, draining=True,
+                 on_host=on_host)
     finally:
         for pid, fd in children:
             try:
@@ -140,8 +174,9 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
     return outcome
 
 
-def _worker(transport: str, hosts: list, plan: list[list[int]], opts: TimingOptions,
-            wfd: int) -> None:
+def _worker(transport: str, part: tuple, opts: TimingOptions, wfd: int, discovery=None,
+            want_hosts: bool = False) -> None:
+    hosts, plan, indices = part
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -156,7 +191,9 @@ def _worker(transport: str, hosts: list, plan: list[list[int]], opts: TimingOpti
                 view = view[n:]
 
         engine = _make_engine(transport, hosts, plan, opts,
-                              lambda batch, bulk: send("r", (batch, bulk)))
+                              lambda batch, bulk: send("r", (batch, bulk)), discovery,
+                              (lambda i, st: send("h", (i, st))) if want_hosts else None,
+                              host_indices=indices)
         engine.run()
         send("done", ({i: (t.to_dict(), t.samples) for i, t in engine.timings().items()},
                       engine.notes))
@@ -171,7 +208,7 @@ def _worker(transport: str, hosts: list, plan: list[list[int]], opts: TimingOpti
 
 def _collect(children: list[tuple[int, int]], emit: Callable[[Batch, dict], None], outcome: RunOutcome,
              samples: dict[int, int], buffers: dict[int, bytearray], finished: list[int],
-             draining: bool = False) -> None:
+             draining: bool = False, on_host=None) -> None:
     import selectors
     import time
 
@@ -205,6 +242,9 @@ def _collect(children: list[tuple[int, int]], emit: Callable[[Batch, dict], None
                 del buf[:4 + size]
                 if kind == "r":
                     emit(*payload)
+                elif kind == "h":
+                    if on_host is not None:
+                        on_host(*payload)
                 elif kind == "done":
                     finished[0] += 1
                     timings, notes = payload

@@ -10,7 +10,16 @@ Hooks:
  - on_progress(done, open): after every batch of answers (progress bars);
  - identify: an async callable (host, PortResult) -> Verdict | dict | None, run for every
    open port after the sweep (and after accept-all detection, so a catch-all host is not
-   fingerprinted thousands of times); its answer lands in PortResult.service.
+   fingerprinted thousands of times); its answer lands in PortResult.service;
+ - on_host(host_report): a host was settled up or down (host discovery).
+
+Host discovery: `discovery=DiscoveryOptions()` finds which hosts are up first, in the TCP
+connect engine's own loop (portatlas.scan.discovery); hosts found down get no probes and
+are reported with their state and reason (HostReport.discovery). `DiscoveryOptions(
+enabled=False)` is -Pn: every host is scanned, and a host whose first answer says it is
+not there (failed ARP/ND, a router's host unreachable) is settled down and its queued
+probes dropped. `discovery=None` (the library default) scans every host as before.
+No ports at all with discovery is a ping scan (-sn).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ class Scanner:
                  detect_accept_all: bool = True,
                  identify: IdentifyHook | None = None, syn: bool = False, command: str = "scan",
                  argv: list[str] | None = None, options: dict[str, Any] | None = None,
+                 discovery=None, on_host: Callable[[HostReport], None] | None = None,
                  port_plan: dict[str, list[list[int]]] | None = None) -> None:
         self.hosts = hosts
         self.tcp_ports = tcp_ports
@@ -61,6 +71,8 @@ class Scanner:
                                  options=dict(options or {}))
         self.total = sum(len(ps) for plan in self.port_plan.values() for ps in plan)
         self.done = 0
+        self.discovery = discovery      # DiscoveryOptions | None
+        self.host_hook = on_host
 
     # ------------------------------------------------------------------------------------
     def run(self) -> ScanReport:
@@ -74,22 +86,53 @@ class Scanner:
             self.timing.max_concurrency = max(16, soft - 64)
             report.notes.append(f"file-descriptor limit {soft}: at most "
                                 f"{self.timing.max_concurrency} probes at once")
+        disc = self.discovery
+        in_loop = disc is not None and any(self.port_plan["tcp"]) and not self.syn
         try:
+            if disc is not None and not in_loop:
+                self._discover_first()
             for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
                 plan = self.port_plan[transport]
                 probes = sum(map(len, plan))
                 if not probes:
                     continue
                 engine = "tcp-syn" if transport == "tcp" and self.syn else transport
-                workers = choose_workers(probes, self.workers) if engine != "udp" else 1
                 emit = self._emitter(transport)
-                outcome = run_engine(engine, self.hosts, ports, self.timing, emit,
-                                     workers=workers, ports_per_host=plan)
+                if engine == "tcp" and disc is not None:
+                    # discovery (or, with -Pn, settling dead hosts) inside the engine's loop
+                    indices = list(range(len(self.hosts)))
+                    outcome = run_engine(engine, self.hosts, ports, self.timing, emit,
+                                         workers=choose_workers(probes, self.workers),
+                                         discovery=disc if in_loop else _no_discovery(),
+                                         on_host=self._on_host, ports_per_host=plan)
+                    in_loop = False
+                else:
+                    indices = [i for i, hr in enumerate(self.reports) if not _is_down(hr)]
+                    hosts = [self.hosts[i] for i in indices]
+                    sub_plan = [plan[i] for i in indices]
+                    probes = sum(map(len, sub_plan))
+                    workers = choose_workers(probes, self.workers) if engine != "udp" else 1
+                    if not probes:
+                        continue
+                    settle = None
+                    if engine == "tcp-syn" and disc is not None and not disc.enabled:
+                        # -Pn: dead hosts are settled at their first failure here too
+                        settle = (lambda i, st, ix=indices: self._on_host(ix[i], st))
+                    outcome = run_engine(engine, hosts, ports, self.timing,
+                                         _remap(emit, indices), workers=workers, on_host=settle,
+                                         ports_per_host=sub_plan)
                 for index, timing in outcome.timings.items():
-                    self.reports[index].timing[transport] = timing
-                report.notes.extend(outcome.notes)
+                    self.reports[indices[index] if index < len(indices) else index].timing[transport] = timing
+                report.notes.extend(x for x in outcome.notes if x not in report.notes)
         except KeyboardInterrupt:
             report.interrupted = True
+        if disc is not None:
+            from portatlas.scan.hoststatus import HostStatus, assumed_up
+
+            for hr in self.reports:
+                if hr.discovery is None:
+                    hr.discovery = assumed_up() if not disc.enabled or not report.interrupted \
+                        else HostStatus("unknown", "unscanned", "none")
         self._mark_unscanned()
         if self.detect_accept_all and not report.interrupted:
             try:
@@ -106,6 +149,34 @@ class Scanner:
         report.finished = time.time()
         return report
 
+    def _discover_first(self) -> None:
+        """Discovery in a loop of its own (ping scans, SYN and UDP scans): statuses first."""
+        from portatlas.scan.discovery import discover
+
+        statuses = discover(self.hosts, self.discovery, self.timing,
+                            on_status=lambda i, st: self._on_host(i, st))
+        for index, status in enumerate(statuses):
+            if self.reports[index].discovery is None:
+                self._on_host(index, status)
+
+    def _on_host(self, index: int, status) -> None:
+        hr = self.reports[index]
+        old = hr.discovery
+        if old is not None and old.state == "up" and old.reason != "user-set":
+            return  # up from any worker or probe wins: something answered
+        if old is not None and old.state == "down" and status.state != "up":
+            return
+        hr.discovery = status
+        if status.state == "down":
+            # its ports will not be probed (or their answers are moot): count them as done
+            per_host = sum(len(plan[index]) for plan in self.port_plan.values())
+            seen = len(hr.scanned("tcp")) + len(hr.scanned("udp"))
+            self.done += max(0, per_host - seen)
+            hr.ports.clear()
+            hr.bulk.clear()
+        if self.host_hook is not None:
+            self.host_hook(hr)
+
     def _emitter(self, transport: str) -> Callable[[list[tuple], dict], None]:
         reports = self.reports
         states, reasons = R.STATES, R.REASONS
@@ -113,8 +184,10 @@ class Scanner:
 
         def emit(batch: list[tuple], bulk: dict) -> None:
             for index, port, state, reason, rtt, tries in batch:
-                result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
                 hr = reports[index]
+                if hr.discovery is not None and hr.discovery.state == "down":
+                    continue  # settled down: its stray answers are moot
+                result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
                 hr.ports[(port, transport)] = result
                 if state == R.S_OPEN:
                     self.open_count += 1
@@ -122,6 +195,8 @@ class Scanner:
                     on_result(hr, result)
             for (index, state, reason), ports in bulk.items():
                 hr = reports[index]
+                if hr.discovery is not None and hr.discovery.state == "down":
+                    continue
                 hr.add_bulk(transport, states[state], reasons[reason][0], ports)
                 if on_result is not None:  # only NDJSON streaming needs an object per port
                     for port in ports:
@@ -137,11 +212,36 @@ class Scanner:
         if not self.report.interrupted and self.done >= self.total:
             return
         for i, hr in enumerate(self.reports):
+            if _is_down(hr):
+                continue
             for transport, plan in self.port_plan.items():
                 seen = hr.scanned(transport)
                 missing = [p for p in plan[i] if p not in seen]
                 if missing:
                     hr.add_bulk(transport, R.UNSCANNED, "unscanned", missing)
+
+
+def _is_down(hr: HostReport) -> bool:
+    return hr.discovery is not None and hr.discovery.state == "down"
+
+
+def _no_discovery():
+    from portatlas.scan.discovery import DiscoveryOptions
+
+    return DiscoveryOptions(enabled=False)
+
+
+def _remap(emit: Callable[[list[tuple], dict], None], indices: list[int]):
+    """An emitter for an engine that scans a subset of the hosts (the live ones): its host
+    indices are positions in the subset."""
+    if indices == list(range(len(indices))):
+        return emit
+
+    def sub(batch: list[tuple], bulk: dict) -> None:
+        emit([(indices[b[0]], *b[1:]) for b in batch],
+             {(indices[k[0]], *k[1:]): v for k, v in bulk.items()})
+
+    return sub
 
 
 def attach_registered(reports: list[HostReport], atlas, *, states=(R.OPEN, R.OPEN_FILTERED)) -> None:

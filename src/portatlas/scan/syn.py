@@ -77,7 +77,7 @@ class _Probe(ProbeState):
 
 class _SynHost:
     __slots__ = ("index", "host", "timing", "queue", "fresh", "cursor", "outstanding", "dst",
-                 "base_sum", "key", "isn_base")
+                 "base_sum", "key", "isn_base", "heard", "down")
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
         self.index = index
@@ -91,6 +91,8 @@ class _SynHost:
         self.base_sum = 0
         self.key = self.dst  # answers are matched on the raw 4-byte address
         self.isn_base = 0
+        self.heard = False   # anything from the host itself
+        self.down = False    # settled down (-Pn): queued probes dropped
 
     def has_work(self) -> bool:
         return bool(self.queue) or self.cursor < len(self.fresh)
@@ -106,7 +108,12 @@ class _SynHost:
 
 class SynEngine(Engine):
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-                 emit: Callable[[list[tuple], dict], None], *, flush_interval: float = 0.05) -> None:
+                 emit: Callable[[list[tuple], dict], None], *, flush_interval: float = 0.05,
+                 on_host: Callable[[int, object], None] | None = None,
+                 host_indices: list[int] | None = None) -> None:
+        """`on_host`: a host whose first answer says it is not there (the kernel's failed
+        ARP, a router's ICMP host/net unreachable) is settled down, its queued probes
+        dropped, and on_host(index, HostStatus) told (scan -Pn)."""
         if os.geteuid() != 0:
             from portatlas.errors import UsageError
 
@@ -114,8 +121,18 @@ class SynEngine(Engine):
         self.opts = opts
         self.emit = emit
         self.flush_interval = flush_interval
-        self.hosts = [_SynHost(i, h, ports, HostTiming(opts))
+        self.hosts = [_SynHost(host_indices[i] if host_indices else i, h, ports, HostTiming(opts))
                       for i, (h, ports) in enumerate(zip(hosts, ports_per_host))]
+        self.on_host = on_host
+        self.by_address = {hs.host.address: hs for hs in self.hosts}
+        self.neighbours = None
+        if on_host is not None:
+            from portatlas.scan.neighbours import NeighbourWatch
+
+            try:
+                self.neighbours = NeighbourWatch()
+            except OSError:
+                self.neighbours = None
         self.secret = int.from_bytes(os.urandom(4), "big")
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
         self.icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -178,6 +195,33 @@ class SynEngine(Engine):
     def _close(self) -> None:
         for s in (self.raw, self.icmp, self.reserve):
             s.close()
+        if self.neighbours is not None:
+            self.neighbours.close()
+
+    def _settle_down(self, hs: _SynHost, reason: int, by: str | None) -> None:
+        if hs.down or hs.heard or self.on_host is None:
+            return
+        hs.down = True
+        dropped = len(hs.fresh) - hs.cursor + len(hs.queue)
+        hs.cursor = len(hs.fresh)
+        hs.queue.clear()
+        for probe in [p for p in self.pending.values() if p.hs is hs]:
+            if probe.waiting:
+                probe.waiting = False
+                hs.outstanding -= 1
+                self.inflight -= 1
+            probe.done = True
+            probe.gen += 1
+            del self.pending[(hs.key, probe.port)]
+            dropped += 1
+        from portatlas.scan.hoststatus import DOWN, HostStatus
+
+        if by is None:
+            status = HostStatus(DOWN, "no-response", "arp")
+        else:
+            status = HostStatus(DOWN, R.REASONS[reason][0], "port-scan", by=by)
+        status.dropped = dropped
+        self.on_host(hs.index, status)
 
     def timings(self) -> dict[int, HostTiming]:
         return {hs.index: hs.timing for hs in self.hosts}
@@ -186,6 +230,8 @@ class SynEngine(Engine):
         poller = select.poll()
         poller.register(self.raw.fileno(), select.POLLIN)
         poller.register(self.icmp.fileno(), select.POLLIN)
+        if self.neighbours is not None:
+            poller.register(self.neighbours.fileno(), select.POLLIN)
         monotonic = time.monotonic
         last_flush = monotonic()
         while True:
@@ -202,6 +248,11 @@ class SynEngine(Engine):
                 now = monotonic()
                 self._read_tcp(now)
                 self._read_icmp(now)
+                if self.neighbours is not None:
+                    for address in self.neighbours.failed():
+                        hs = self.by_address.get(address)
+                        if hs is not None:
+                            self._settle_down(hs, R.R_HOST_UNREACH, None)
             now = monotonic()
             self._expire(now)
             if now - last_flush >= self.flush_interval:
@@ -283,6 +334,7 @@ class SynEngine(Engine):
             probe = pending.get((pkt[12:16], src_port))
             if probe is None or ((ack - 1) & 0xFFFFFFFF) != probe.isn:
                 continue
+            probe.hs.heard = True
             if flags & 0x12 == 0x12:
                 self._answered(probe, R.S_OPEN, R.R_SYN_ACK, now)
             elif flags & 0x04:
@@ -331,6 +383,16 @@ class SynEngine(Engine):
             if probe is None:
                 continue
             state, reason = icmp_reason(2, icmp_type, code, False)
+            sender = socket.inet_ntoa(pkt[12:16])
+            if sender == probe.hs.host.address:
+                probe.hs.heard = True
+            elif reason in (R.R_HOST_UNREACH, R.R_NET_UNREACH):
+                from portatlas.scan.tcp import _is_own
+
+                self._answered(probe, state, reason, now)
+                # from this machine itself: our own ARP failed
+                self._settle_down(probe.hs, reason, None if _is_own(sender) else sender)
+                continue
             self._answered(probe, state, reason, now)
 
     def _answered(self, probe: _Probe, state: int, reason: int, now: float) -> None:

@@ -54,8 +54,10 @@ def enable_recverr(sock: socket.socket, family: int) -> bool:
         return False
 
 
-def read_icmp_error(sock: socket.socket) -> tuple[int, int, int, tuple | None] | None:
-    """(origin, ICMP type, ICMP code, original destination) of one queued error, or None."""
+def read_icmp_error(sock: socket.socket) -> tuple[int, int, int, tuple | None, str | None] | None:
+    """(origin, ICMP type, ICMP code, original destination, offender) of one queued error,
+    or None. The offender is the address that sent the ICMP error (the target itself, a
+    router on the way, or this machine for a failed ARP/ND), None when the kernel gave none."""
     try:
         _, ancdata, _, addr = sock.recvmsg(0, 512, _ERRQUEUE_FLAGS)
     except OSError:  # BlockingIOError: nothing queued (the usual case)
@@ -64,7 +66,22 @@ def read_icmp_error(sock: socket.socket) -> tuple[int, int, int, tuple | None] |
         if (level, kind) in _RECVERR_LEVELS \
                 and len(data) >= _EXTENDED_ERR.size:
             _errno, origin, icmp_type, code, _pad, _info, _data = _EXTENDED_ERR.unpack_from(data)
-            return origin, icmp_type, code, addr
+            return origin, icmp_type, code, addr, _offender(data[_EXTENDED_ERR.size:])
+    return None
+
+
+def _offender(raw: bytes) -> str | None:
+    """SO_EE_OFFENDER: the sockaddr that follows struct sock_extended_err."""
+    if len(raw) < 8:
+        return None
+    family = int.from_bytes(raw[:2], sys.byteorder)
+    try:
+        if family == socket.AF_INET:
+            return socket.inet_ntop(socket.AF_INET, raw[4:8])
+        if family == socket.AF_INET6 and len(raw) >= 24:
+            return socket.inet_ntop(socket.AF_INET6, raw[8:24])
+    except (OSError, ValueError):
+        return None
     return None
 
 

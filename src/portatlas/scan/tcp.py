@@ -69,6 +69,21 @@ def icmp_reason(origin: int, icmp_type: int, code: int, v6: bool) -> tuple[int, 
     return R.S_FILTERED, R.R_HOST_UNREACH
 
 
+_OWN: set[str] | None = None
+
+
+def _is_own(address: str | None) -> bool:
+    """An ICMP error from this machine itself (or none named): our ARP/ND failed."""
+    global _OWN
+    if address is None:
+        return True
+    if _OWN is None:
+        from portatlas.scan.routes import _local_v4, _local_v6
+
+        _OWN = _local_v4() | _local_v6()
+    return address in _OWN
+
+
 class _Probe(ProbeState):
     __slots__ = ("sock", "self_connects")
 
@@ -80,7 +95,8 @@ class _Probe(ProbeState):
 
 class _HostState:
     __slots__ = ("index", "host", "timing", "ports", "cursor", "retry", "immediate",
-                 "imm_hits", "imm_misses", "family", "v6", "sweep_sock", "sweep_poll")
+                 "imm_hits", "imm_misses", "family", "v6", "sweep_sock", "sweep_poll",
+                 "held", "heard", "down")
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
         self.index = index
@@ -96,6 +112,9 @@ class _HostState:
         self.v6 = host.family == socket.AF_INET6
         self.sweep_sock: socket.socket | None = None  # the reused socket of the fast path
         self.sweep_poll = None
+        self.held: list[int] | None = None  # ports waiting for discovery to find the host up
+        self.heard = False                  # anything from the host itself (or known up)
+        self.down = False                   # settled down: its queued probes were dropped
 
     def has_work(self) -> bool:
         return bool(self.retry) or self.cursor < len(self.ports)
@@ -115,7 +134,15 @@ class TcpConnectEngine(Engine):
 
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
                  emit: Callable[[list[Result], dict], None], *, flush_interval: float = 0.05,
-                 host_indices: list[int] | None = None) -> None:
+                 host_indices: list[int] | None = None, discovery=None,
+                 on_host: Callable[[int, object], None] | None = None,
+                 settle_dead: bool = True) -> None:
+        """`discovery`: a portatlas.scan.discovery.Discovery stage for the same hosts (and
+        host_indices), run in this loop: a host's ports wait until it is found up. Without
+        it every host counts as up (-Pn) and, with `settle_dead`, the first sign that a
+        host is not there (a failed ARP/ND, a router's host unreachable, before anything
+        from the host was heard) settles it down and drops its queued probes. `on_host`
+        hears (host index, HostStatus) for every host settled either way."""
         self.opts = opts
         self.emit = emit
         self.flush_interval = flush_interval
@@ -126,6 +153,25 @@ class TcpConnectEngine(Engine):
             self.states.append(_HostState(host_indices[i] if host_indices else i, host, ports, timing))
             first = first or timing
         self.poller = Poller()
+        self.discovery = discovery
+        self.on_host = on_host
+        self.settle_dead = settle_dead
+        self.by_index = {hs.index: hs for hs in self.states}
+        self._requeued = True
+        self.neighbours = None
+        if discovery is not None:
+            for hs in self.states:
+                hs.held, hs.ports = hs.ports, []
+            self.poller.persistent(discovery.fileno())
+        elif settle_dead and on_host is not None:
+            from portatlas.scan.neighbours import NeighbourWatch
+
+            try:
+                self.neighbours = NeighbourWatch()
+                self.poller.persistent(self.neighbours.fileno())
+            except OSError:
+                self.neighbours = None  # no netlink: the ICMP path still settles some
+        self.by_address = {hs.host.address: hs for hs in self.states}
         self.by_fd: dict[int, _Probe] = {}
         self.heap: list = []
         self.seq = 0
@@ -138,6 +184,8 @@ class TcpConnectEngine(Engine):
         self.bulk: dict[tuple[int, int, int], list[int]] = {}
         self.pause_until = 0.0
         self.rate = RateLimiter(opts.rate, time.monotonic()) if opts.rate else None
+        if discovery is not None and self.rate is not None:
+            discovery.rate = self.rate  # one --rate for discovery and port probes together
         self.interrupted = False
         self.notes: list[str] = []
         self._emfile_noted = False
@@ -148,13 +196,24 @@ class TcpConnectEngine(Engine):
         active = deque(hs for hs in self.states if hs.has_work())
         monotonic = time.monotonic
         last_flush = monotonic()
+        disc = self.discovery
+        disc_fd = disc.fileno() if disc is not None else -1
+        neigh_fd = self.neighbours.fileno() if self.neighbours is not None else -1
         while True:
             now = monotonic()
+            if disc is not None:
+                disc.step(now)
+                self._discovered(disc, active)
+                if disc.done:
+                    disc.close()
+                    self.discovery = disc = None
             if active and now >= self.pause_until:
                 self._launch(active, now)
-            if not active and not self.by_fd:
+            if not active and not self.by_fd and disc is None:
                 break
             wait = self._next_wait(active, monotonic())
+            if disc is not None:
+                wait = min(wait, disc.next_wakeup(monotonic()))
             ready = self.poller.poll(wait) if (wait > 0 or self.by_fd) else []
             now = monotonic()
             by_fd = self.by_fd
@@ -162,14 +221,65 @@ class TcpConnectEngine(Engine):
                 probe = by_fd.get(fd)
                 if probe is not None:
                     self._answered_async(probe, now)
+                elif fd == disc_fd and disc is not None:
+                    disc.on_readable(now)
+                elif fd == neigh_fd:
+                    for address in self.neighbours.failed():
+                        hs = self.by_address.get(address)
+                        if hs is not None:
+                            self._settle_down(hs, R.R_HOST_UNREACH, None, local=True)
             if self.heap and self.heap[0][0] <= now:
                 self._expire(now)
-            for hs in self.states:
-                if hs.has_work() and hs not in active:
-                    active.append(hs)
+            if self._requeued:
+                self._requeued = False
+                queued = set(map(id, active))
+                for hs in self.states:
+                    if id(hs) not in queued and hs.has_work():
+                        active.append(hs)
             if now - last_flush >= self.flush_interval:
                 self._flush()
                 last_flush = now
+
+    def _discovered(self, disc, active: deque) -> None:
+        """Hosts the discovery stage settled: up ones get their ports, down ones none."""
+        for index, status in disc.settled():
+            hs = self.by_index.get(index)
+            if hs is None:
+                continue
+            if status.state == "up" and hs.held is not None:
+                hs.ports, hs.held = hs.held, None
+                hs.heard = True
+                if hs.has_work():
+                    active.append(hs)
+            else:
+                hs.held = None
+                hs.down = True
+            if self.on_host is not None:
+                self.on_host(index, status)
+
+    def _settle_down(self, hs: _HostState, reason: int, by: str | None, local: bool) -> None:
+        """A -Pn host gave its first answer and it says the host is not there: drop every
+        probe still queued for it (those in flight end by themselves)."""
+        if hs.down or hs.heard or not self.settle_dead:
+            return
+        hs.down = True
+        dropped = len(hs.ports) - hs.cursor + len(hs.retry)
+        hs.cursor = len(hs.ports)
+        hs.retry.clear()
+        # the probes in flight have nothing left to learn either
+        for probe in [p for p in self.by_fd.values() if p.hs is hs]:
+            self._discard(self._release(probe))
+            dropped += 1
+        if self.on_host is not None:
+            from portatlas.scan.hoststatus import DOWN, HostStatus
+
+            if local:
+                method = "nd" if hs.v6 else "arp"
+                status = HostStatus(DOWN, "no-response", method)
+            else:
+                status = HostStatus(DOWN, R.REASONS[reason][0], "port-scan", by=by)
+            status.dropped = dropped
+            self.on_host(hs.index, status)
 
     def _next_wait(self, active: deque, now: float) -> float:
         wait = 0.25
@@ -294,6 +404,8 @@ class TcpConnectEngine(Engine):
             if events and events[0][1] & pollerr:
                 self._requeue_icmp(hs, sock, closed, n_before)
         answered = len(closed) - n_before
+        if answered:
+            hs.heard = True
         hs.imm_hits += answered
         timing.bulk_answered(answered)
 
@@ -360,6 +472,7 @@ class TcpConnectEngine(Engine):
         sock = self._socket(hs.family)
         if sock is None:
             hs.retry.appendleft(probe)
+            self._requeued = True
             return False
         addr = hs.host.sockaddr(probe.port)
         probe.tries += 1
@@ -388,6 +501,7 @@ class TcpConnectEngine(Engine):
             self._discard(sock)
             probe.tries -= 1
             hs.retry.appendleft(probe)
+            self._requeued = True
             self.pause_until = time.monotonic() + 0.05
             return False
         self._finish(probe, sock, r, time.monotonic())
@@ -449,6 +563,7 @@ class TcpConnectEngine(Engine):
             hs = probe.hs
             if probe.tries < hs.timing.allowed_tries:
                 hs.retry.append(probe)
+                self._requeued = True
             else:
                 hs.timing.gave_up()
                 self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None, probe.tries))
@@ -469,6 +584,7 @@ class TcpConnectEngine(Engine):
                 if probe.self_connects < 3:
                     probe.tries -= 1
                     hs.retry.appendleft(probe)
+                    self._requeued = True
                 else:
                     self.out.append((hs.index, probe.port, R.S_CLOSED, R.R_SELF_CONNECT, None, probe.tries))
                 return
@@ -485,12 +601,19 @@ class TcpConnectEngine(Engine):
             icmp = self._icmp_for(sock, probe.port)
             if icmp is not None:
                 state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+                if len(icmp) > 4 and icmp[4] == hs.host.address:
+                    hs.heard = True  # the host's own firewall answered: it is there
+                elif reason in (R.R_HOST_UNREACH, R.R_NET_UNREACH):
+                    self._settle_down(hs, reason, icmp[4] if len(icmp) > 4 else None,
+                                      local=_is_own(icmp[4] if len(icmp) > 4 else None))
             elif r in (errno.EACCES, errno.EPERM):
                 state, reason = R.S_FILTERED, R.R_LOCAL_FIREWALL
             elif rtt < 0.0005 and r == errno.ENETUNREACH:
                 state, reason = R.S_FILTERED, R.R_NO_ROUTE
             else:
                 state, reason = R.S_FILTERED, _UNREACH.get(r, R.R_HOST_UNREACH)
+                if reason == R.R_HOST_UNREACH:
+                    self._settle_down(hs, reason, None, local=True)
             self._discard(sock)
             if reason in (R.R_NO_ROUTE, R.R_LOCAL_FIREWALL):
                 self.out.append((hs.index, probe.port, state, reason, None, probe.tries))
@@ -500,6 +623,7 @@ class TcpConnectEngine(Engine):
             self._discard(sock)
             if probe.tries < hs.timing.allowed_tries:
                 hs.retry.append(probe)
+                self._requeued = True
             else:
                 self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None, probe.tries))
             return
@@ -509,6 +633,8 @@ class TcpConnectEngine(Engine):
             if len(self.notes) < 5:
                 self.notes.append(f"{hs.host.address} port {probe.port}: {errno.errorcode.get(r, r)}")
             return
+        if reason in (R.R_SYN_ACK, R.R_REFUSED):
+            hs.heard = True
         hs.timing.sample(rtt)
         hs.timing.answered(probe.tries, now)
         self.out.append((hs.index, probe.port, state, reason, rtt, probe.tries))
@@ -519,6 +645,11 @@ class TcpConnectEngine(Engine):
         hs = probe.hs
         self._discard(sock)
         state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+        offender = icmp[4] if len(icmp) > 4 else None
+        if offender == hs.host.address:
+            hs.heard = True
+        elif reason in (R.R_HOST_UNREACH, R.R_NET_UNREACH):
+            self._settle_down(hs, reason, offender, local=_is_own(offender))
         rtt = now - probe.sent
         hs.timing.sample(rtt)
         hs.timing.answered(probe.tries, now)
@@ -543,6 +674,12 @@ class TcpConnectEngine(Engine):
             self.emit(batch, bulk)
 
     def _close(self) -> None:
+        if self.discovery is not None:
+            self.discovery.close()
+            self.discovery = None
+        if self.neighbours is not None:
+            self.neighbours.close()
+            self.neighbours = None
         for probe in list(self.by_fd.values()):
             self._discard(probe.sock)
         self.by_fd.clear()

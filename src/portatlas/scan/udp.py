@@ -222,7 +222,7 @@ class UdpEngine(Engine):
             err = read_icmp_error(sock)
             if err is None:
                 break
-            origin, icmp_type, code, dest = err
+            origin, icmp_type, code, dest = err[:4]
             if dest is None:
                 continue
             probe = self.by_key.get((dest[0], dest[1]))
