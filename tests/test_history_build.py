@@ -89,23 +89,24 @@ def test_user_added_release_joins_the_timeline(isolated, monkeypatch):
 
 
 def test_unchanged_releases_are_read_back_not_parsed(isolated, monkeypatch):
-    from portatlas.history import releases, store
+    from portatlas.history import incremental, releases, store
     from portatlas.kb.build import build
 
     monkeypatch.setenv("PORTATLAS_HISTORY", str(_history_dir(isolated, OLD_2017, OLD_2024)))
-    parsed: list[list[str]] = []
-    real = releases.parse_files
+    parsed: list[str] = []
+    real = incremental.ReleaseParser.parse
 
-    def recording(locations):
-        parsed.append(list(locations))
-        return real(locations)
+    def recording(self, location):
+        parsed.append(location)
+        return real(self, location)
 
-    monkeypatch.setattr(releases, "parse_files", recording)
+    monkeypatch.setattr(incremental.ReleaseParser, "parse", recording)
     db = isolated / "db.sqlite3"
     build(db, str(IANA_XML))
+    assert len(parsed) == 2
     first = _snapshot(db)
     build(db, str(IANA_XML))
-    assert [len(p) for p in parsed] == [2, 0]
+    assert len(parsed) == 2  # the second build parsed nothing
     assert _snapshot(db) == first
     # a change of importer code (the fingerprint) means parsing again
     assert store.cached_releases(db, "another-code") == {}
@@ -123,13 +124,14 @@ def _snapshot(db: Path) -> tuple:
         conn.close()
 
 
-def test_parallel_parse_equals_sequential():
-    from portatlas.history.releases import parse_file, parse_files
+def test_series_parse_equals_one_by_one():
+    from portatlas.history.incremental import parse_series
+    from portatlas.history.releases import parse_file
 
-    parallel = parse_files([str(OLD_2017), str(OLD_2024)])
-    sequential = [parse_file(str(OLD_2017)), parse_file(str(OLD_2024))]
-    assert [r.records for r in parallel] == [r.records for r in sequential]
-    assert [r.label for r in parallel] == ["2017-03-10", "2024-03-18"]
+    series = parse_series([str(OLD_2017), str(OLD_2024)])
+    one_by_one = [parse_file(str(OLD_2017)), parse_file(str(OLD_2024))]
+    assert [r.records for r in series] == [r.records for r in one_by_one]
+    assert [r.label for r in series] == ["2017-03-10", "2024-03-18"]
 
 
 def test_bad_release_file_is_skipped_with_a_warning(isolated, monkeypatch, capsys):

@@ -135,12 +135,12 @@ def test_counts_equal_independent_count(cli, expected, old, new):
 
 def test_files_and_database_labels_agree(cli):
     from_files = _diff(cli, str(OLD_2017), str(OLD_2024))
-    from_db = _diff(cli, "oldest", "previous")
+    from_db = _diff(cli, "oldest", "2024-03-18")
     assert from_files["counts"] == from_db["counts"]
     assert from_files["by_range_class"] == from_db["by_range_class"]
     assert from_files["old"]["from"] == "file" and from_db["old"]["from"] == "database"
     mixed = _diff(cli, "2024-03-18", str(IANA_XML))
-    assert mixed["counts"] == _diff(cli, "previous", "current")["counts"]
+    assert mixed["counts"] == _diff(cli, "2024-03-18", "current")["counts"]
 
 
 def test_diff_json_schema_and_details(cli):

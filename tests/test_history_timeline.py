@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HISTORY, IANA_XML
+from conftest import HISTORY, IANA_XML, SHARED
+
+RELEASES = sorted((SHARED / "iana" / "releases").glob("*.xml"))
+# every release the test database imports, oldest first (the file names carry the dates)
+ALL_FILES = [HISTORY / "service-names-port-numbers-2017-03-10.xml",
+             HISTORY / "service-names-port-numbers-2024-03-18.xml", *RELEASES, IANA_XML]
 
 NS = "{http://www.iana.org/assignments}"
 OLD_2017 = HISTORY / "service-names-port-numbers-2017-03-10.xml"
@@ -44,10 +49,17 @@ def timeline(atlas_db):
     conn.close()
 
 
-def test_releases_are_the_three_files_oldest_first(timeline):
+def _updated(path: Path) -> str:
+    """The release's <updated> date, read from the head of the file (no full parse)."""
+    head = path.read_bytes()[:2048].decode("utf-8")
+    return head.split("<updated>", 1)[1].split("</updated>", 1)[0].strip()
+
+
+def test_releases_are_all_the_files_oldest_first(timeline):
     releases = timeline(2)["releases"]
-    assert [r["label"] for r in releases] == ["2017-03-10", "2024-03-18", "2026-08-17"]
-    assert [r["current"] for r in releases] == [False, False, True]
+    assert len(RELEASES) == 39 and len(releases) == 42
+    assert [r["label"] for r in releases] == [_updated(f) for f in ALL_FILES]
+    assert [r["current"] for r in releases] == [False] * 41 + [True]
     assert all(r["format"] == "xml" and r["date_basis"] == "registry" for r in releases)
 
 
@@ -65,7 +77,8 @@ def test_compressnet_deassigned_on_2025_02_13(timeline, port, transport):
     assert first["record"]["service"] == "compressnet"
     assert first["by_release"] == "2017-03-10" and first["after_release"] is None
     assert gone["date"] == "2025-02-13" and gone["date_basis"] == "note"
-    assert (gone["after_release"], gone["by_release"]) == ("2024-03-18", "2026-08-17")
+    # de-assigned in 2025-02 (the note), first seen so in the first release after 2024-03-18
+    assert (gone["after_release"], gone["by_release"]) == ("2024-03-18", "2025-08-26")
     assert gone["before"]["service"] == "compressnet"
     assert gone["record"]["service"] is None and gone["record"]["status"] == "deassigned"
     assert "previously compressnet" in gone["record"]["notes"]
@@ -133,7 +146,18 @@ def test_rename_between_2024_and_today(timeline):
     assert len(renamed) == 1
     change = next(c for c in renamed[0]["changes"] if c["field"] == "service")
     assert (change["old"], change["new"]) == ("pearldoc-xact", "panquest-xact")
-    assert renamed[0]["after_release"] == "2024-03-18"
+    # dated to within days: the last release with the old name and the first with the new
+    lo, hi = 1, len(ALL_FILES) - 1  # ALL_FILES[1] (2024) has the old name, the last the new
+    while hi - lo > 1:  # bisect on the files, parsed with ElementTree
+        mid = (lo + hi) // 2
+        if [n for n, _ in _named(ALL_FILES[mid], 1980, "tcp")] == ["panquest-xact"]:
+            hi = mid
+        else:
+            lo = mid
+    first_new = hi
+    assert [n for n, _ in _named(ALL_FILES[first_new - 1], 1980, "tcp")] == ["pearldoc-xact"]
+    assert (renamed[0]["after_release"], renamed[0]["by_release"]) == \
+        (_updated(ALL_FILES[first_new - 1]), _updated(ALL_FILES[first_new]))
 
 
 def test_note_dates_before_the_oldest_release(timeline):
@@ -235,7 +259,7 @@ def test_port_answer_has_labelled_history_section(cli):
                         section_schema)
     text = cli("9200", "--no-local").stdout
     assert "In practice" in text and "Elasticsearch" in text
-    assert "unchanged in all 3 releases" in text
+    assert "unchanged in all 42 releases" in text
     assert "history" not in json.loads(cli("57", "--json", "--no-local", "--no-history").stdout)
 
 

@@ -32,7 +32,9 @@ def ensure_database(db: str, notify: Callable[[str], None] | None = None) -> Non
     location = choose_source()
     if notify:
         notify(f"portatlas: no database yet; building {db} from {location}")
-    build(db, location)
+    # a first query must stay quick: only a few older releases go into the timeline
+    # ('portatlas data history' or 'data update' imports them all; docs/history.md)
+    build(db, location, history="quick")
 
 
 class Atlas:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Exit codes (documented in docs/cli.md): 0 found/ok, 1 not found, 2 usage error,
+# Exit codes (documented in the README): 0 found/ok, 1 not found, 2 usage error,
 # 3 data problem (no or bad registry), 4 network or system failure, 130 interrupted.
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -34,3 +34,9 @@ class DataError(PortatlasError):
     """A registry source or the database is missing, unreadable or malformed."""
 
     exit_code = EXIT_DATA
+
+
+class NetworkError(PortatlasError):
+    """A network or system failure: a refused or failed download, an unreachable host."""
+
+    exit_code = EXIT_SYSTEM

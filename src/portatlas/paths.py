@@ -79,20 +79,29 @@ def registry_candidates() -> list[str]:
 
 
 def history_candidates() -> list[str]:
-    """Older registry releases (XML) for the change history, oldest first."""
+    """Older registry releases (XML) for the change history, in search order.
+
+    The first of these that holds any *.xml: the folders of $PORTATLAS_HISTORY (all of them),
+    <data dir>/sources/history/, or the shared reference data (iana/history/ and
+    iana/releases/ together). Files are sorted by name within each folder.
+    """
     from pathlib import Path
 
-    found: list[Path] = []
     env = os.environ.get("PORTATLAS_HISTORY")
-    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
-    dirs.append(data_dir() / "sources" / "history")
-    dirs.extend(shared / "iana" / "history" for shared in _shared_dirs())
-    for folder in dirs:
-        if folder.is_dir():
-            found.extend(sorted(folder.glob("*.xml")))
-            if found:
-                break
-    return [str(p) for p in found]
+    groups: list[list[Path]] = []
+    if env:
+        groups.append([Path(p) for p in env.split(os.pathsep) if p])
+    groups.append([data_dir() / "sources" / "history"])
+    groups.extend([shared / "iana" / "history", shared / "iana" / "releases"]
+                  for shared in _shared_dirs())
+    for folders in groups:
+        found: list[Path] = []
+        for folder in folders:
+            if folder.is_dir():
+                found.extend(sorted(folder.glob("*.xml")))
+        if found:
+            return [str(p) for p in found]
+    return []
 
 
 def trojan_candidates() -> list[str]:

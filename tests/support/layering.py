@@ -40,6 +40,7 @@ PLACES = {
     "portatlas.scan": "domain",
     "portatlas.identify": "domain",
     "portatlas.cluster": "domain",
+    "portatlas.changes": "domain",
     "portatlas.atlas": "domain",
     "portatlas.ranking": "domain",
     "portatlas.sections": "domain",
@@ -49,6 +50,7 @@ PLACES = {
     "portatlas.parsing": "core",
     "portatlas.paths": "core",
     "portatlas.textsafe": "core",
+    "portatlas.io_limits": "core",
     "portatlas.vocab": "core",
     "portatlas": "facade",
 }

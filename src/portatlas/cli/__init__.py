@@ -18,6 +18,7 @@ COMMANDS = {
     "scan": "portatlas.cli.scan",
     "serve": "portatlas.cli.serve",
     "history": "portatlas.cli.history",
+    "changes": "portatlas.cli.changes",
     "port": "portatlas.cli.port",
 }
 
@@ -28,13 +29,14 @@ usage: portatlas PORT[/TRANSPORT] | RANGE | SERVICE [--json]
 What runs on port N? Ask by port (57, 57/tcp), range (6000-6010) or service name (http).
 
 commands:
-  search TEXT        ranked free-text search of the registry ("mail transfer")
+  search TEXT        ranked free-text search of the registry and notes ("mail transfer")
   local              what listens on this machine (like ss -tulpn), with flags
   free PORT          end the process holding PORT (asks first)
   check HOST PORT    is it open there, and what answers
   scan TARGETS       sweep ports on hosts you name
   history PORT       a port's registry history and real-world use
-  data update|info|diff  manage the registry database
+  changes            what appeared or changed between saved snapshots (local --save, scan --save)
+  data update|info|diff|history  manage the registry database
   serve              the atlas in your browser (local web UI)
 
 every command takes --json; exit codes: 0 found, 1 not found, 2 usage error,
@@ -44,9 +46,12 @@ every command takes --json; exit codes: 0 found, 1 not found, 2 usage error,
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if not args or args[0] in ("-h", "--help", "help"):
+    if not args:  # a usage error: the usage goes to stderr, the exit code says so
+        sys.stderr.write(OVERVIEW)
+        return 2
+    if args[0] in ("-h", "--help", "help"):
         sys.stdout.write(OVERVIEW)
-        return 0 if args else 2
+        return 0
     if args[0] in ("-V", "--version"):
         from portatlas import __version__
 
@@ -64,6 +69,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(module_name: str, argv: list[str]) -> int:
     """Import and run a command; turn every expected failure into one line and an exit code."""
+    from portatlas.errors import EXIT_INTERRUPTED, PortatlasError
+    from portatlas.textsafe import SafeStream
+
+    # Whatever a command prints passes a filter that lets no control sequence through but
+    # portatlas's own colours (portatlas/textsafe.py): the backstop behind the renderers.
+    saved = sys.stdout, sys.stderr
+    if sys.stdout is not None and not isinstance(sys.stdout, SafeStream):
+        sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
+    if sys.stderr is not None and not isinstance(sys.stderr, SafeStream):
+        sys.stderr = SafeStream(sys.stderr)  # type: ignore[assignment]
+    try:
+        return _run(module_name, argv)
+    finally:
+        if sys.stdout is not None:
+            sys.stdout, sys.stderr = saved
+
+
+def _run(module_name: str, argv: list[str]) -> int:
     from portatlas.errors import EXIT_INTERRUPTED, PortatlasError
 
     try:

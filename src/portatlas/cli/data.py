@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from portatlas.cli.common import parser
 from portatlas.render.terminal import Style, print_json, table
 from portatlas.errors import UsageError
 
+USAGE = ("usage: portatlas data {update,info,diff,history} [options]\n\n"
+         "  update [--from PATH|URL]  (re)build the database from a registry source\n"
+         "  info                      what is loaded, from where, how old\n"
+         "  diff OLD NEW              what changed between two registry releases\n"
+         "  history                   import every registry release found into the timeline")
+
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: portatlas data {update,info,diff} [options]\n\n"
-              "  update [--from PATH|URL]  (re)build the database from a registry source\n"
-              "  info                      what is loaded, from where, how old\n"
-              "  diff OLD NEW              what changed between two registry releases")
+        # asked for (--help): stdout and 0; nothing given: a usage error, on stderr with 2
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     sub, rest = argv[0], argv[1:]
     if sub == "update":
@@ -26,7 +31,9 @@ def main(argv: list[str]) -> int:
         from portatlas.cli.history import diff_main
 
         return diff_main(rest)
-    raise UsageError(f"unknown data command {sub!r}; use update, info or diff")
+    if sub == "history":
+        return history(rest)
+    raise UsageError(f"unknown data command {sub!r}; use update, info, diff or history")
 
 
 def update(argv: list[str]) -> int:
@@ -93,4 +100,29 @@ def info(argv: list[str]) -> int:
              p["location"]] for p in prov]
     print()
     print("\n".join(table(rows, ["kind", "records", "date", "sha256", "location"], style)))
+    return 0
+
+
+def history(argv: list[str]) -> int:
+    p = parser("portatlas data history", "Import every registry release found (see "
+               "docs/history.md) into the database's timeline, keeping the registry as it is. "
+               "Releases already in the database are reused; new ones are parsed.")
+    args = p.parse_args(argv)
+    from portatlas import paths
+    from portatlas.history.rebuild import rebuild
+
+    result = rebuild(paths.db_path(args.db))
+    if args.json:
+        print_json(result)
+        return 0
+    older = [r for r in result["releases"] if not r["current"]]
+    print(f"history of {result['database']}: {len(result['releases'])} releases "
+          f"({len(older)} older + {'the current one' if len(older) < len(result['releases']) else 'no current one'}) "
+          f"in {result['seconds']:.2f}s")
+    print(f"  {result['parsed']} parsed, {result['reused']} reused from the database, "
+          f"{len(result['skipped'])} skipped; {result['records_parsed']} records parsed, "
+          f"{result['records_reused']} recognised from earlier releases")
+    if result["releases"]:
+        first, last = result["releases"][0], result["releases"][-1]
+        print(f"  from {first['label']} to {last['label']}")
     return 0

@@ -40,11 +40,25 @@ def main(argv: list[str]) -> int:
         lines += section_lines(data, style, compact=False)
         if data["releases"]:
             lines.append("")
-            lines.append(style("Releases imported", "bold"))
-            lines += table([[f"  {r['label']}", r["format"], f"{r['records']} records",
-                             "current" if r["current"] else ""] for r in data["releases"]])
+            lines.append(style("Releases imported", "bold") + f"  ({len(data['releases'])})")
+            lines += table([[f"  {r['label']}", r["format"], f"{r['records']} records" if r["records"] != "" else "",
+                             "current" if r["current"] else ""]
+                            for r in _some(data["releases"])])
+        if data.get("releases_not_imported"):
+            lines.append(style(f"  {data['releases_not_imported']} more releases were found but "
+                               "not imported (quick first build): run 'portatlas data history'",
+                               "dim"))
         print("\n".join(lines))
     return 0 if found else EXIT_NOT_FOUND
+
+
+def _some(releases: list[dict], edge: int = 3) -> list[dict]:
+    """The first and last few releases, with a "…" row between when there are many."""
+    if len(releases) <= 2 * edge + 1:
+        return releases
+    gap = {"label": f"… {len(releases) - 2 * edge} more", "format": "", "records": "",
+           "current": False}
+    return releases[:edge] + [gap] + releases[-edge:]
 
 
 def diff_main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from portatlas.cli.common import Parser, parser
 from portatlas.errors import EXIT_NOT_FOUND, EXIT_SYSTEM, NotFound, PortatlasError, UsageError
 from portatlas.local.reports import (DEFAULT_SORT, SORT_KEYS, _dumps, _iso, classified,
-                                     parse_sort, report, write_json)
+                                     parse_sort, report, write_json, write_report_json)
 from portatlas.local.selection import Selection
 from portatlas.render import local as render
 from portatlas.render.terminal import Style
@@ -54,6 +54,15 @@ def build_parser(prog: str = "portatlas local") -> Parser:
     out.add_argument("--identify", action="store_true",
                      help="connect to each listener of this host (in this namespace) and say "
                           "what answers there (docs/identify.md)")
+    keep = p.add_argument_group("snapshots (docs/changes.md)")
+    keep.add_argument("--save", action="store_true",
+                      help="record this look (listeners, processes, exposure, identification "
+                           "with --identify) for `portatlas changes`; with --watch, every look")
+    keep.add_argument("--changes", action="store_true",
+                      help="with --save: print only what changed since the previous snapshot "
+                           "(nothing when nothing did: for a cron line or systemd timer)")
+    keep.add_argument("--snapshots", metavar="PATH",
+                      help="snapshot file (default: beside the database, or $PORTATLAS_SNAPSHOTS)")
     act = p.add_argument_group("ending the holder of a port")
     act.add_argument("--kill", action="store_true",
                      help="end the processes holding PORT (shows them and asks first)")
@@ -97,8 +106,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     selection = selection_from(args)
     sort = parse_sort(args.sort)
-    if args.interval < 0.1:
-        raise UsageError("--interval must be at least 0.1 seconds")
+    if not 0.1 <= args.interval <= 86400:  # also refuses nan and inf
+        raise UsageError("--interval must be from 0.1 to 86400 seconds")
     if args.count < 0:
         raise UsageError("--count cannot be negative")
     if args.kill:
@@ -107,6 +116,10 @@ def main(argv: list[str]) -> int:
         return free_port(args, selection, "portatlas local --kill")
     if args.yes:
         raise UsageError("--yes only goes with --kill (or portatlas free)")
+    if args.changes and not args.save:
+        raise UsageError("--changes goes with --save")
+    if args.watch and args.save:
+        return watch_saving(args, selection, sort)
     if args.watch and not args.identify:
         return watch(args, selection, sort)
     import gc
@@ -116,7 +129,17 @@ def main(argv: list[str]) -> int:
     classified(snap, args.db)
     if args.identify:
         return identify_listeners(args, snap, selection, sort)
-    if args.json:
+    if args.save:
+        data = report(snap, sort, args.reverse)
+        saved = save_snapshot(args, data)
+        if args.changes:
+            return print_saved_changes(saved, args.json)
+        if args.json:
+            write_report_json(data)
+        else:
+            print("\n".join(render.report_lines(data, Style(), args.long)))
+        print(saved_line(saved), file=sys.stderr)
+    elif args.json:
         write_json(snap, sort, args.reverse)
     else:
         print("\n".join(render.report_lines(report(snap, sort, args.reverse), Style(), args.long)))
@@ -136,6 +159,11 @@ def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int
         raise UsageError("--identify and --watch do not go together")
     data = report(snap, sort, args.reverse)
     identify_all(data["sockets"], _identify_options())
+    if args.save:
+        saved = save_snapshot(args, data)
+        if args.changes:
+            return print_saved_changes(saved, args.json)
+        print(saved_line(saved), file=sys.stderr)
     if args.json:
         from portatlas.render.terminal import print_json
 
@@ -192,6 +220,83 @@ def watch(args, selection: Selection, sort: list[str]) -> int:
     return 0
 
 
+# -- snapshots (portatlas changes) ---------------------------------------------------------------
+def save_snapshot(args, data: dict[str, Any]):
+    """Store a report() as this host's listener snapshot; returns the changes package's Saved."""
+    from portatlas.changes import SnapshotStore, local_items, snapshot_path
+
+    with SnapshotStore(args.snapshots or snapshot_path(args.db)) as store:
+        meta = {"backend": data["backend"], "privileged": data["privileged"],
+                "selection": data["selection"]}
+        return store.save("local", data["host"], local_items(data), meta=meta)
+
+
+def saved_line(saved) -> str:
+    n = len(saved.changes)
+    if saved.previous is None:
+        return f"saved snapshot {saved.snapshot.id} (the first one; 'portatlas changes' compares later ones)"
+    return (f"saved snapshot {saved.snapshot.id}: {n} change{'s' if n != 1 else ''} since the "
+            f"previous one ('portatlas changes' shows them)")
+
+
+def print_saved_changes(saved, as_json: bool) -> int:
+    """--save --changes: only the changes since the previous snapshot (silent when none)."""
+    from portatlas.cli.changes import SCHEMA
+    from portatlas.render.changes import change_line
+
+    changes = [c.to_dict() for c in saved.changes]
+    if as_json:
+        _emit({"schema": SCHEMA, "kind": "local", "name": saved.snapshot.name,
+               "intervals": [{"from": saved.previous.to_dict() if saved.previous else None,
+                              "to": saved.snapshot.to_dict(), "changes": changes}]})
+    elif changes:
+        style = Style()
+        when = _iso(saved.snapshot.taken_at)
+        for change in changes:
+            print(f"{when}  " + change_line(change, style))
+    return 0
+
+
+def watch_saving(args, selection: Selection, sort: list[str]) -> int:
+    """--watch --save: save every look and print what changed, as `portatlas changes` words it."""
+    from portatlas.cli.changes import SCHEMA
+    from portatlas.render.changes import change_line
+
+    if args.identify:
+        raise UsageError("--identify and --watch do not go together")
+    style = Style()
+    classifier = None
+    looks = 0
+    try:
+        while True:
+            snap = selection.take()
+            classifier = classified(snap, args.db, classifier)
+            saved = save_snapshot(args, report(snap, sort, args.reverse))
+            stamp = _iso(saved.snapshot.taken_at)
+            if looks == 0:
+                if args.json:
+                    _emit({"schema": SCHEMA, "event": "snapshot", "time": stamp,
+                           "snapshot": saved.snapshot.to_dict()})
+                else:
+                    print(style(f"{saved_line(saved)}; watching every {args.interval:g} s "
+                                "(Ctrl-C to stop)", "dim"))
+            for change in saved.changes:
+                as_dict = change.to_dict()
+                if args.json:
+                    _emit({"schema": SCHEMA, "event": change.change, "time": stamp,
+                           "change": as_dict})
+                else:
+                    print(f"{stamp}  " + change_line(as_dict, style))
+            sys.stdout.flush()
+            if args.count and looks >= args.count:
+                break
+            looks += 1
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass  # the normal way to end a watch
+    return 0
+
+
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(_dumps(obj) + "\n")
     sys.stdout.flush()
@@ -213,8 +318,8 @@ def free_port(args, selection: Selection, prog: str) -> int:
 
     if selection.ports is None or selection.ports[0] != selection.ports[1]:
         raise UsageError(f"{prog} needs one PORT (e.g. 8080 or 53/udp)")
-    if args.grace < 0:
-        raise UsageError("--grace cannot be negative")
+    if not 0 <= args.grace <= 3600:  # also refuses nan and inf
+        raise UsageError("--grace must be from 0 to 3600 seconds")
     port = selection.ports[0]
     snap = selection.take()
     if not snap.sockets:

@@ -202,7 +202,9 @@ def scan_main(argv: list[str]) -> int:
                    help="read targets from FILE ('-' for standard input)")
     ports = p.add_mutually_exclusive_group()
     ports.add_argument("-p", "--ports", metavar="SPEC",
-                       help="ports: 22,80,8000-8100, -1024, 60000-, '-' for all, or service names")
+                       help="ports: 22,80,8000-8100, -1024, 60000-, '-' for all, or service "
+                            "names; per transport: U:53,161,T:22,80 or 53/udp,22/tcp (both "
+                            "transports in one run)")
     ports.add_argument("--top", type=int, metavar="N",
                        help=f"the N most often open ports (default: --top {DEFAULT_TOP})")
     p.add_argument("--udp", action="store_true", help="scan UDP (instead of TCP unless --tcp)")
@@ -234,6 +236,11 @@ def scan_main(argv: list[str]) -> int:
                         "above 4,096 probes)")
     p.add_argument("--max-hosts", type=int, metavar="N", default=None,
                    help="refuse target lists covering more addresses (default 65536)")
+    p.add_argument("--save", metavar="NAME",
+                   help="record the result as a snapshot named NAME: `portatlas changes --scan "
+                        "NAME` lists what changed between runs (docs/changes.md)")
+    p.add_argument("--snapshots", metavar="PATH",
+                   help="snapshot file (default: beside the database, or $PORTATLAS_SNAPSHOTS)")
     g = p.add_argument_group("cluster (docs/scan.md: scanning on a cluster)")
     g.add_argument("--cluster", metavar="ADDRESS",
                    help="run the scan on a Dask cluster: tcp://SCHEDULER:8786 (its workers "
@@ -246,6 +253,8 @@ def scan_main(argv: list[str]) -> int:
                         "(default: random)")
     _timing_options(p)
     args = p.parse_args(argv)
+    if args.save is not None and not args.save.strip():
+        raise UsageError("--save needs a name for the scan (e.g. --save office-lan)")
     fmt = args.format or ("json" if args.json else "table")
     if args.json and args.format not in (None, "json"):
         raise UsageError(f"--json and --format {args.format} disagree; pick one")
@@ -275,12 +284,20 @@ def scan_main(argv: list[str]) -> int:
     atlas = None
     port_source = "spec"
     if args.ports is not None:
-        needs_names = any(item.strip()[:1].isalpha() for item in args.ports.split(","))
-        if needs_names:
+        from portatlas.scan.ports import has_transports, parse_transport_spec
+
+        if _names_services(args.ports):
             atlas = _open_atlas_quietly(args.db)
-        for t in transports:
-            spec_ports[t] = parse_port_spec(args.ports,
-                                            service_ports=_service_ports(atlas, t) if atlas else None)
+        if has_transports(args.ports):
+            # U:53,T:22,80 or 53/udp: each transport gets its own ports (and engine) in one run
+            spec_ports = parse_transport_spec(
+                args.ports, transports,
+                service_ports=(lambda name, t: _service_ports(atlas, t)(name)) if atlas else None)
+            transports = [t for t in ("tcp", "udp") if t in spec_ports]
+        else:
+            for t in transports:
+                spec_ports[t] = parse_port_spec(
+                    args.ports, service_ports=_service_ports(atlas, t) if atlas else None)
     elif transports:
         count = args.top if args.top is not None else DEFAULT_TOP
         atlas = _open_atlas_quietly(args.db)
@@ -323,6 +340,8 @@ def scan_main(argv: list[str]) -> int:
 
         attach_registered(report.hosts, atlas)
     _emit(report, fmt, args.all, open_only=args.open_only)
+    if args.save:
+        _save_scan(report, args)
     return EXIT_INTERRUPTED if report.interrupted else 0
 
 
@@ -335,6 +354,38 @@ def _discovery_description(args) -> dict[str, Any]:
 
     return {"mode": "ping-only" if args.ping_only else "on",
             "probes": "raw" if can_use_raw() else "connect"}
+
+
+def _names_services(spec: str) -> bool:
+    """Does a -p spec name services (http, U:domain, ssh/tcp), so the registry is needed?"""
+    for item in spec.split(","):
+        item = item.strip()
+        if len(item) >= 2 and item[1] == ":" and item[0].isalpha():
+            item = item[2:].strip()
+        if item[:1].isalpha():
+            return True
+    return False
+
+
+def _save_scan(report, args) -> None:
+    """`--save NAME`: the scan as a snapshot; an interrupted scan is not saved (its missing
+    ports would read as changes next time)."""
+    from portatlas.changes import SnapshotStore, scan_items, snapshot_path
+    from portatlas.scan.output import report_dict
+
+    if report.interrupted:
+        print("portatlas: note: the scan was interrupted; not saved as a snapshot", file=sys.stderr)
+        return
+    doc = report_dict(report)
+    meta = {"ports": doc["options"].get("ports") or {},
+            "hosts": [h.get("address") or h.get("target") for h in doc["hosts"]]}
+    with SnapshotStore(args.snapshots or snapshot_path(args.db)) as store:
+        saved = store.save("scan", args.save, scan_items(doc), taken_at=report.started, meta=meta)
+    n = len(saved.changes)
+    first = " (the first one)" if saved.previous is None else \
+        f": {n} change{'s' if n != 1 else ''} since the previous run"
+    print(f"saved scan snapshot {args.save!r}{first}; 'portatlas changes --scan {args.save}' "
+          "shows them", file=sys.stderr)
 
 
 def _ndjson_streamer(atlas, args):

@@ -1,4 +1,4 @@
-"""`portatlas search TEXT`: ranked free-text search of the registry."""
+"""`portatlas search TEXT`: ranked free-text search of the registry and our curated notes."""
 
 from __future__ import annotations
 
@@ -21,8 +21,18 @@ def main(argv: list[str]) -> int:
     else:
         style = Style()
         if not hits:
-            print(f"nothing in the registry matches {text!r}")
-        rows = [[h.entry.ports or "-", h.entry.transport or "-", h.entry.service or "-",
-                 h.entry.description] for h in hits]
+            print(f"nothing in the registry or the notes matches {text!r}")
+        rows = []
+        for h in hits:
+            if h.entry is not None:
+                rows.append([h.entry.ports or "-", h.entry.transport or "-",
+                             h.entry.service or "-", h.entry.description])
+            else:
+                note = h.note or {}
+                rows.append([str(h.port), "/".join(note.get("transports", [])) or "-",
+                             "[note]", note.get("title", "")])
         print("\n".join(table(rows, ["port", "proto", "service", "description"], style)))
+        if any(h.entry is None for h in hits):
+            print(style("[note]: portatlas's own note on the port, with sources "
+                        "(portatlas history PORT shows it)", "dim"))
     return 0 if hits else EXIT_NOT_FOUND

@@ -27,9 +27,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--feedback-db", metavar="PATH",
                    help="where 'Was this page helpful?' answers go (default "
                         "$PORTATLAS_FEEDBACK_DB or <data dir>/feedback.sqlite3)")
+    p.add_argument("--snapshots", metavar="PATH",
+                   help="snapshots shown under 'Latest changes' (default: beside the database, "
+                        "or $PORTATLAS_SNAPSHOTS; docs/changes.md)")
     p.add_argument("--workers", default="1",
                    help=f"server processes (1-{MAX_WORKERS}; default 1). More use more cores.")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.add_argument("--request-timeout", default="10", metavar="S",
+                   help="seconds a client has to send a whole request (0.5-300; default 10); "
+                        "slower and silent connections are closed")
+    p.add_argument("--max-connections", default=None, metavar="N",
+                   help="most open connections (16-100000; default: 4096, or less when the "
+                        "descriptor limit is lower)")
     args = p.parse_args(argv)
 
     from portatlas.parsing import parse_port
@@ -48,7 +57,12 @@ def main(argv: list[str]) -> int:
 
     from portatlas.web.config import WebConfig, local_hosts
 
-    config = WebConfig(args.db, feedback_db=args.feedback_db, allow_check=targets)
+    config = WebConfig(args.db, feedback_db=args.feedback_db, allow_check=targets,
+                       request_timeout=_seconds(args.request_timeout, "--request-timeout",
+                                                0.5, 300),
+                       max_connections=_count(args.max_connections, "--max-connections",
+                                              16, 100000),
+                       snapshots=args.snapshots)
     _prepare(config)
     sock = _bind(args.host, port)
     actual_port = sock.getsockname()[1]
@@ -70,6 +84,24 @@ def main(argv: list[str]) -> int:
     else:
         _serve_many(config, sock, args.access_log, workers, ready)
     return 0
+
+
+def _seconds(text: str, name: str, lo: float, hi: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not lo <= value <= hi:  # also refuses nan and inf
+        raise UsageError(f"{name} must be a number of seconds from {lo:g} to {hi:g}")
+    return value
+
+
+def _count(text: str | None, name: str, lo: int, hi: int) -> int | None:
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and lo <= int(text) <= hi):
+        raise UsageError(f"{name} must be a whole number from {lo} to {hi}")
+    return int(text)
 
 
 def _json_line(data: dict[str, Any]) -> str:
@@ -130,10 +162,16 @@ def _announcement(host: str, port: int, workers: int, config: Any) -> dict[str, 
             "source": source, "allow_check": list(config.allow_check)}
 
 
-def _uvicorn_config(app: Any, access_log: bool):
+def _uvicorn_config(app: Any, access_log: bool, config: Any = None):
     import uvicorn
 
-    return uvicorn.Config(app, loop="auto", http="auto", ws="none", lifespan="off",
+    from portatlas.web.protocol import GuardedProtocol, Limits
+
+    # request timeout and connection cap (portatlas/web/protocol.py, docs/web.md)
+    limits = Limits(getattr(config, "request_timeout", None) or 10.0,
+                    getattr(config, "max_connections", None))
+    protocol = type("PortatlasHTTP", (GuardedProtocol,), {"limits": limits})
+    return uvicorn.Config(app, loop="auto", http=protocol, ws="none", lifespan="off",
                           access_log=access_log, log_level="info" if access_log else "warning",
                           proxy_headers=False,  # never trust X-Forwarded-For: rate limits use the peer
                           server_header=False, timeout_keep_alive=5, backlog=2048)
@@ -178,7 +216,7 @@ def _serve_one(config: Any, sock: Any, access_log: bool, ready: Callable[[], Non
     from portatlas.web.app import create_app
 
     app = create_app(config)
-    server = _server_class()(_uvicorn_config(app, access_log))
+    server = _server_class()(_uvicorn_config(app, access_log, config))
     server.on_ready = ready
     server.run(sockets=[sock])
 
@@ -204,7 +242,7 @@ def _serve_many(config: Any, sock: Any, access_log: bool, workers: int,
 
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 app = create_app(config)
-                server = _server_class()(_uvicorn_config(app, access_log))
+                server = _server_class()(_uvicorn_config(app, access_log, config))
                 server.on_ready = lambda: os.write(write_end, b"r")
                 server.run(sockets=[sock])
             except BaseException as exc:  # report, never fall back into the parent's code

@@ -99,8 +99,10 @@ def source_view(source: dict[str, Any]) -> dict[str, Any]:
     out = dict(source)
     kind = source["type"]
     if kind == "rfc":
-        out["label"] = f"RFC {source['number']}"
-        out["url"] = f"https://www.rfc-editor.org/rfc/rfc{source['number']}"
+        section = source.get("section")
+        out["label"] = f"RFC {source['number']}" + (f", section {section}" if section else "")
+        out["url"] = f"https://www.rfc-editor.org/rfc/rfc{source['number']}" + (
+            f"#section-{section}" if section else "")
     elif kind == "ien":
         out["label"] = f"IEN {source['number']}"
     elif kind == "registry":
@@ -108,7 +110,9 @@ def source_view(source: dict[str, Any]) -> dict[str, Any]:
         out.setdefault("service", None)
         out["label"] = f"IANA registry: {what} {source['port']}/{source['transport']}"
     elif kind == "vendor":
-        out["label"] = f"{source['vendor']}: {source['document']}"
+        edition = ", ".join(str(source[k]) for k in ("version", "date") if source.get(k))
+        out["label"] = f"{source['vendor']}: {source['document']}" + (
+            f" ({edition})" if edition else "")
     elif kind == "document":
         out["label"] = f"{source['publisher']}: {source['title']}"
     elif kind == "standard":

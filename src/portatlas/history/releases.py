@@ -1,15 +1,15 @@
 """Registry releases: found, read, parsed with the registry importer, and normalised.
 
-Parsing a 4 MB release takes about half a second, so `portatlas data update` avoids it where
-it can: a release whose bytes (sha256) and importer code are unchanged since the database
-being replaced was built is read back from that database instead (see store.cached_releases),
-and two or more releases that do need parsing are parsed in parallel processes.
+Parsing a 4 MB release in full takes about half a second, so `portatlas data update` avoids
+it where it can: a release whose bytes (sha256) and importer code are unchanged since the
+database being replaced was built is read back from that database instead (see
+store.cached_releases), and a series of releases is parsed incrementally, each record
+parsed once across the series (history.incremental).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -22,7 +22,8 @@ MAX_RELEASES = 62
 # Sources of the code that turns a file into history records: when any of them changes,
 # releases cached in an older database are parsed again.
 _CODE_FILES = ("kb/iana_xml.py", "kb/iana_csv.py", "kb/records.py", "kb/sources.py",
-               "history/compare.py", "history/releases.py", "model.py")
+               "history/compare.py", "history/releases.py", "history/incremental.py",
+               "model.py")
 
 
 class Release:
@@ -101,40 +102,6 @@ def file_sha256(location: str) -> str:
     except OSError as exc:
         raise DataError(f"{location}: cannot read ({exc.strerror or exc})") from None
     return digest.hexdigest()
-
-
-def _parse_quietly(location: str) -> Release | DataError:
-    try:
-        return parse_file(location)
-    except DataError as exc:
-        return exc
-
-
-def parse_files(locations: list[str]) -> list[Release | DataError]:
-    """Parse several release files, in parallel processes when that helps.
-
-    Returns, in the same order, each file's Release or the DataError that says why it could
-    not be used, so that one bad file does not hide the others.
-    """
-    if len(locations) < 2 or (os.cpu_count() or 1) < 2 or not _fork_is_safe():
-        return [_parse_quietly(loc) for loc in locations]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = min(len(locations) - 1, (os.cpu_count() or 1) - 1, 3)
-    # the last file is parsed here while the pool works on the others
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = [pool.submit(_parse_quietly, loc) for loc in locations[:-1]]
-        last = _parse_quietly(locations[-1])
-        results: list[Release | DataError] = [f.result() for f in futures]
-    return results + [last]
-
-
-def _fork_is_safe() -> bool:
-    """Forking a process with other threads running can deadlock; only fork when alone."""
-    import threading
-
-    return threading.active_count() == 1 and hasattr(os, "fork")
 
 
 def order(releases: Iterable[Release]) -> list[Release]:

@@ -44,6 +44,8 @@ def history_data(conn, port: int, transport: str | None) -> dict[str, Any]:
         notes = [n for n in notes if transport in n["transports"]]
     return {
         "releases": timeline["releases"],
+        # older releases found at build time but left out (the quick automatic build)
+        "releases_not_imported": reader.older_not_imported(),
         "registry_timeline": timeline["events"],
         "curated_history": [n for n in notes if n["kind"] == "history"],
         "de_facto_uses": [n for n in notes if n["kind"] == "use"],

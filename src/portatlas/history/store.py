@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # releases.py imports hashlib; a port lookup never needs it
     from portatlas.history.releases import Release
 
 FORMAT = "1"  # bump when the tables below change meaning
+TABLES = ("history_release", "history_record", "history_people", "history_note",
+          "history_note_fts")
 
 SCHEMA = """
 CREATE TABLE history_release(
@@ -48,18 +50,33 @@ _RECORD_COLUMNS = ("service, port_lo, port_hi, transport, description, status, a
 
 
 def write(conn: sqlite3.Connection, releases: list[Release], current_people: set[str],
-          note_rows: list[tuple], code: str) -> None:
-    """Create and fill the history tables (called inside the atomic database build)."""
-    conn.executescript(SCHEMA)
+          note_rows: list[tuple], code: str, found: int | None = None) -> None:
+    """Create and fill the history tables (inside the atomic database build, or of a copy
+    of the database for `portatlas data history`). `found`: older release files found,
+    imported or not (so that answers can say when some were left out)."""
+    for table in TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
     conn.executemany(
         "INSERT INTO history_release VALUES (?,?,?,?,?,?,?,?,?,?)",
         ((i, r.label, r.date, r.date_basis, r.location, r.format, r.sha256, len(r.records),
           int(r.current), code) for i, r in enumerate(releases)))
-    versions: dict[tuple, int] = {}
+    # Releases parsed in one series share their unchanged record objects, so collect by
+    # identity first (cheap) and merge equal records by value only once per distinct object.
+    by_object: dict[int, list] = {}
     for i, release in enumerate(releases):
         bit = 1 << i
         for record in release.records:
-            versions[record] = versions.get(record, 0) | bit
+            slot = by_object.get(id(record))
+            if slot is None:
+                by_object[id(record)] = [record, bit]
+            else:
+                slot[1] |= bit
+    versions: dict[tuple, int] = {}
+    for record, mask in by_object.values():
+        versions[record] = versions.get(record, 0) | mask
     conn.executemany(
         f"INSERT INTO history_record(releases, {_RECORD_COLUMNS}) VALUES ({','.join('?' * 15)})",
         ((mask,) + record for record, mask in versions.items()))
@@ -73,8 +90,13 @@ def write(conn: sqlite3.Connection, releases: list[Release], current_people: set
     conn.executemany(
         "INSERT INTO history_note(port, kind, transports, category, title, text, sources, related)"
         " VALUES (?,?,?,?,?,?,?,?)", note_rows)
+    from portatlas.history.search import index_rows
+
+    index_rows(conn)
+    older = sum(1 for r in releases if not r.current)
     conn.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)",
-                     (("history_format", FORMAT), ("history_releases", str(len(releases)))))
+                     (("history_format", FORMAT), ("history_releases", str(len(releases))),
+                      ("history_older_found", str(max(found or 0, older)))))
 
 
 def cached_releases(db: Path, code: str) -> dict[str, Release]:
@@ -113,8 +135,9 @@ def cached_releases(db: Path, code: str) -> dict[str, Release]:
         people = dict(((pid, (name, org)) for pid, name, org in conn.execute(
             "SELECT id, name, org FROM people UNION ALL SELECT id, name, org FROM history_people")))
         out = {}
-        for idx, label, date, basis, location, fmt_, sha, current, _ in usable:
-            out[sha] = Release(label, date, basis, location, fmt_, sha, by_idx[idx], people)
+        for idx, label, date, basis, location, fmt_, sha, current, _code in usable:
+            out[sha] = Release(label, date, basis, location, fmt_, sha, by_idx[idx], people,
+                               bool(current))
         return out
     except sqlite3.Error:
         return {}
@@ -147,6 +170,18 @@ class HistoryReader:
                 for release in self._releases:
                     release["current"] = bool(release["current"])
         return self._releases
+
+    def older_not_imported(self) -> int:
+        """Older release files that were found at build time but not imported (quick build)."""
+        if not self.available:
+            return 0
+        try:
+            row = self.conn.execute(
+                "SELECT value FROM meta WHERE key='history_older_found'").fetchone()
+        except sqlite3.Error:
+            return 0
+        older = sum(1 for r in self.releases() if not r["current"])
+        return max(0, int(row[0]) - older) if row and row[0].isdigit() else 0
 
     def records_covering(self, port: int) -> list[tuple[int, tuple]]:
         """(release bitmask, record) for every record version whose ports include `port`."""

@@ -130,7 +130,14 @@ class PortRun:
                                reason=f"no answer to the connection attempt in "
                                       f"{self.opts.connect_timeout:g}s (dropped by a firewall?)")
             except OSError as exc:
-                return _connect_error(exc)
+                if not _accepted_then_reset(exc):
+                    return _connect_error(exc)
+                # The server accepted and reset before connect() returned: the same server
+                # that, a moment later, resets after connect() returned. Counted the same
+                # way, so that it gets the same answer whichever happened first.
+                self.obs.connects += 1
+                self.obs.resets += 1
+                return self._unidentified()
         self.obs.connects += 1
         self.c0 = first_conn
         running: dict[asyncio.Task, type[Probe]] = {}
@@ -353,6 +360,11 @@ class PortRun:
                     conn = await self.connector(min(self.opts.connect_timeout,
                                                     max(self.left(), 0.001)))
                 except (OSError, asyncio.TimeoutError, TimeoutError, TLSHandshakeError) as exc:
+                    if isinstance(exc, OSError) and _accepted_then_reset(exc):
+                        self.obs.connects += 1
+                        self.obs.resets += 1
+                        self.obs.tried[cls.name] = "connection reset"
+                        return None
                     self.obs.tried[cls.name] = f"could not connect: {_oserror_text(exc)}"
                     return None
                 self.obs.connects += 1
@@ -581,6 +593,11 @@ def _oserror_text(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
+
+
+def _accepted_then_reset(exc: OSError) -> bool:
+    """connect() failed because the handshake completed and the server reset at once."""
+    return exc.errno in (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE)
 
 
 def _connect_error(exc: OSError) -> Verdict:

@@ -78,6 +78,8 @@ class NmapProbes:
 
 
 _CACHE: dict[str, NmapProbes] = {}
+# Debian's file is about 2.5 MB; anything far bigger is not nmap's probes file
+MAX_PROBES_BYTES = 32 << 20
 
 
 def load(path: str | Path | None = None) -> NmapProbes:
@@ -88,11 +90,14 @@ def load(path: str | Path | None = None) -> NmapProbes:
     key = str(where)
     if key in _CACHE:
         return _CACHE[key]
+    from portatlas.io_limits import read_limited
+
     try:
-        text = where.read_text(encoding="latin-1")
-    except OSError as exc:
-        raise DataError(f"cannot read nmap service probes at {where}: {exc.strerror or exc} "
-                        "(install Debian's nmap-common, or give --nmap-probes PATH)") from None
+        text = read_limited(key, limit=MAX_PROBES_BYTES, what="nmap's service probes file",
+                            allow_stdin=False).decode("latin-1")
+    except DataError as exc:
+        raise DataError(f"cannot read nmap service probes: {exc} (install Debian's "
+                        "nmap-common, or give --nmap-probes PATH)") from None
     db = NmapProbes(where)
     probe = "?"
     for number, raw in enumerate(text.splitlines(), 1):

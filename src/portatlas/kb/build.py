@@ -39,11 +39,12 @@ def _registry_kind(source: Source) -> str:
     return "etc-services" if source.format == "services" else "iana-registry"
 
 
-def build(db: str | Path, location: str) -> dict:
+def build(db: str | Path, location: str, *, history: str = "all") -> dict:
     """Import `location` (path or URL) plus the optional enrichments into the database at `db`.
 
     Everything is read and validated before anything is written; on error the previous
-    database is untouched.
+    database is untouched. `history`: "all" imports every registry release found into the
+    timeline; "quick" (the automatic first build) only the first few (docs/history.md).
     """
     source = read_source(location)
     registry = parse_source(source)
@@ -77,6 +78,7 @@ def build(db: str | Path, location: str) -> dict:
                                "sha256": nmap_source.sha256, "records": len(rows_nmap)})
 
     data.target = db  # contributors may reuse work stored in the database being replaced
+    data.history = history
     for contribute in CONTRIBUTORS:
         contribute(data, registry)
     write_database(db, data)

@@ -12,7 +12,8 @@ import re
 from typing import IO
 
 from portatlas.errors import DataError
-from portatlas.kb.records import RawRecord, Registry, build_entries, reference_from_token
+from portatlas.kb.records import (RawRecord, Registry, build_entries, reference_from_token,
+                                 refuse_controls)
 from portatlas.model import Person
 
 HEADER = ["Service Name", "Port Number", "Transport Protocol", "Description", "Assignee",
@@ -21,6 +22,10 @@ HEADER = ["Service Name", "Port Number", "Transport Protocol", "Description", "A
 _TOKEN = re.compile(r"\[([^\[\]]+)\]")
 _PERSON_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
 _MAX_FIELD = 1 << 20  # a registry field is a few hundred bytes; refuse absurd ones
+# One CSV record as RFC 4180 writes it: quoted fields ("" for a quote inside) or unquoted
+# fields without any quote, separated by commas, ending with a line break or the file.
+_FIELD = r'(?:"(?:[^"]|"")*"|[^",\r\n]*)'
+_RECORD = re.compile(_FIELD + "(?:," + _FIELD + r")*(?:\r?\n)?")
 
 
 def _person_id(cell: str) -> str | None:
@@ -54,9 +59,18 @@ def _note_tokens(text: str) -> list:
 def parse_registry_csv(stream: IO[bytes], *, label: str = "CSV",
                        people: dict[str, Person] | None = None) -> Registry:
     """Parse the registry CSV from a binary stream; raises DataError on any broken row."""
+    raw_lines: list[str] = []
+
+    def lines_kept(source: IO[str]):
+        # the csv module does not say whether a field was quoted: keep the raw text of each
+        # record so that a quote inside an unquoted field (a"b) can be refused below
+        for line in source:
+            raw_lines.append(line)
+            yield line
+
     try:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text, strict=True)
+        reader = csv.reader(lines_kept(text), strict=True)
         header = next(reader, None)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{label}: unreadable CSV ({exc})") from None
@@ -68,8 +82,14 @@ def parse_registry_csv(stream: IO[bytes], *, label: str = "CSV",
     if people:
         registry.people.update(people)
     try:
+        raw_lines.clear()
         for row in reader:
             where = f"{label} line {reader.line_num}"
+            record_text = "".join(raw_lines)
+            raw_lines.clear()
+            if '"' in record_text and not _RECORD.fullmatch(record_text):
+                raise DataError(f"{where}: stray quote (a \" inside a field that is not quoted)")
+            refuse_controls(record_text, where)
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(HEADER):

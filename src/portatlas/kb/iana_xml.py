@@ -28,7 +28,9 @@ def _local(tag: str) -> str:
 class _Parser:
     """Collects records and people from expat events."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "XML") -> None:
+        self.label = label
+        self.parser: Any = None
         self.registry = Registry(source_format="xml")
         self._stack: list[str] = []
         self._text: list[str] = []
@@ -54,6 +56,9 @@ class _Parser:
             return
         if name == "record" and depth == 1:
             self._record = RawRecord(date=attrs.get("date"), updated=attrs.get("updated"))
+            # errors about this record name the file and the line it starts on
+            line = self.parser.CurrentLineNumber if self.parser is not None else "?"
+            self._record.where = f"{self.label} line {line} (record {len(self.registry.records) + 1})"
         elif name == "person" and self._record is None:
             self._person = {"id": attrs.get("id", "")}
         elif self._record is not None:
@@ -149,8 +154,9 @@ class _Parser:
 
 def parse_registry_xml(stream: IO[bytes], *, label: str = "XML") -> Registry:
     """Parse the registry from a binary stream; raises DataError on anything malformed."""
-    handler = _Parser()
+    handler = _Parser(label)
     parser = xml.parsers.expat.ParserCreate(namespace_separator=_SEP)
+    handler.parser = parser
     parser.StartElementHandler = handler.start
     parser.EndElementHandler = handler.end
     parser.CharacterDataHandler = handler.chars
@@ -171,6 +177,7 @@ def parse_registry_xml(stream: IO[bytes], *, label: str = "XML") -> Registry:
     except xml.parsers.expat.ExpatError as exc:
         raise DataError(f"{label}: not a well-formed registry XML file ({exc})") from None
     registry = handler.registry
+    registry.label = label
     if not registry.records:
         raise DataError(f"{label}: no registry records found (is this IANA's service-names-port-numbers.xml?)")
     build_entries(registry)

@@ -48,6 +48,9 @@ class Registry:
         self.people_raw: list[dict[str, Any]] = []
         self.people: dict[str, Person] = {}
         self.entries: list[Entry] = []
+        # where the records came from, for messages ("file.xml record 12")
+        self.label: str | None = None
+        self.duplicates = 0
 
     @property
     def newest_record_date(self) -> str | None:
@@ -105,14 +108,41 @@ def parse_ports(number: str, where: str) -> tuple[int | None, int | None]:
     if not number:
         return None, None
     lo_text, sep, hi_text = number.partition("-")
-    try:
-        lo = int(lo_text)
-        hi = int(hi_text) if sep else lo
-    except ValueError:
-        raise DataError(f"{where}: bad port number {number!r}") from None
+    # ASCII digits only: int() would also read '٥٧' (Arabic-Indic) or '５７' as 57
+    if not (_ascii_number(lo_text) and (not sep or _ascii_number(hi_text))):
+        raise DataError(f"{where}: bad port number {number!r}")
+    lo = int(lo_text)
+    hi = int(hi_text) if sep else lo
     if not (0 <= lo <= hi <= 65535):
         raise DataError(f"{where}: port number out of range {number!r}")
     return lo, hi
+
+
+def _ascii_number(text: str) -> bool:
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
+
+
+# Characters no registry text has: C0 controls other than tab/newline/CR, DEL, C1 controls.
+# The XML parser refuses C0 controls itself; the CSV and services importers and any C1
+# control are checked here, so a terminal escape or a NUL never gets into the database.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def refuse_controls(text: str, where: str) -> None:
+    """DataError if `text` holds a control character (named by its code and column)."""
+    match = _CONTROL.search(text)
+    if match:
+        raise DataError(f"{where}: control character U+{ord(match.group()):04X} at column "
+                        f"{match.start() + 1} (refused: registry text never has one)")
+
+
+def record_key(entry: Entry) -> tuple:
+    """Everything an entry says: two records with the same key are the same record."""
+    return (entry.service, entry.port_lo, entry.port_hi, entry.transport, entry.description,
+            entry.assignee.id if entry.assignee else None,
+            entry.contact.id if entry.contact else None, entry.registered, entry.modified,
+            tuple((r.kind, r.value, r.section) for r in entry.references), entry.service_code,
+            entry.unauthorized, entry.notes)
 
 
 def reference_from_token(token: str) -> Reference:
@@ -137,13 +167,19 @@ def build_entries(registry: Registry) -> None:
     """Resolve people and references, validate, and fill registry.entries."""
     people = registry.people
     for raw in registry.people_raw:
+        for value in raw.values():
+            if isinstance(value, str):
+                refuse_controls(value, f"{registry.label or 'registry'} person {raw.get('id')!r}")
         person = person_from_raw(raw)
         if person.id:
             people[person.id] = person
     entries = registry.entries
     source = f"iana-{registry.source_format}"
+    seen: set[tuple] = set()
     for index, raw in enumerate(registry.records, 1):
         where = raw.where or f"record {index}"
+        if registry.label and not raw.where:
+            where = f"{registry.label} {where}"
         transport = raw.protocol.strip().lower() or None
         if transport is not None and transport not in TRANSPORTS:
             raise DataError(f"{where}: unknown transport {raw.protocol!r}")
@@ -154,7 +190,11 @@ def build_entries(registry: Registry) -> None:
         if not service and lo is None:
             raise DataError(f"{where}: record has neither a service name nor a port number")
         refs: list[Reference] = []
+        for text in (raw.assignee, *raw.contacts):
+            if text:
+                refuse_controls(text, where)
         for kind, data, section in raw.xrefs:
+            refuse_controls(data, where)
             if kind == "rfc" and data.lower().startswith("rfc"):
                 refs.append(Reference("rfc", data.lower(), section))
             elif kind == "draft" and data.lower().startswith("rfc") and data[3:].isdigit():
@@ -165,7 +205,11 @@ def build_entries(registry: Registry) -> None:
         assignee = _person(people, raw.assignee) or contact
         alias = _ALIAS.search(notes or "")
         previously = _PREVIOUSLY.search(notes or "")
-        entries.append(Entry(
+        for text in (raw.name, raw.number, raw.protocol, description, notes,
+                     raw.service_code, raw.date, raw.updated):
+            if text:
+                refuse_controls(text, where)
+        entry = Entry(
             service, lo, hi, transport, description,
             assignee=assignee, contact=contact,
             registered=raw.date or None, modified=raw.updated or None,
@@ -174,4 +218,12 @@ def build_entries(registry: Registry) -> None:
             alias_of=alias.group(1) if alias else None,
             previously=previously.group(1) if previously else None,
             source=source,
-        ))
+        )
+        if entry.unauthorized:
+            refuse_controls(entry.unauthorized, where)
+        key = record_key(entry)
+        if key in seen:
+            registry.duplicates += 1  # an exact repeat is stored once
+            continue
+        seen.add(key)
+        entries.append(entry)

@@ -38,35 +38,34 @@ def read_source(location: str) -> Source:
         return Source(location, _download(location))
     if location.startswith("file://"):
         location = location[7:]
-    try:
-        size = os.path.getsize(location)
-        if size > MAX_SOURCE_BYTES:
-            raise DataError(f"{location}: {size} bytes is too large for a registry file")
-        with open(location, "rb") as stream:
-            return Source(os.path.abspath(location), stream.read())
-    except FileNotFoundError:
-        raise DataError(f"{location}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{location}: is a directory, not a registry file") from None
-    except PermissionError:
-        raise DataError(f"{location}: permission denied") from None
-    except OSError as exc:
-        raise DataError(f"{location}: cannot read ({exc.strerror or exc})") from None
+    from portatlas.io_limits import is_stdin, read_limited
+
+    data = read_limited(location, limit=MAX_SOURCE_BYTES, what="a registry file")
+    return Source("standard input" if is_stdin(location) else os.path.abspath(location), data)
 
 
 def _download(url: str) -> bytes:
+    """The body of `url`, at most MAX_SOURCE_BYTES. A network failure (refused, unreachable,
+    timed out, an HTTP error status) exits 4 like every network failure; a URL that cannot
+    be a URL is a usage error; an answer too large is a data problem."""
+    import http.client
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, headers={"User-Agent": "portatlas/0.1"})
+    from portatlas.errors import NetworkError, UsageError
+
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "portatlas/0.1"})
         with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
             data = response.read(MAX_SOURCE_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        raise DataError(f"{url}: download failed (HTTP {exc.code})") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DataError(f"{url}: download failed ({reason}); use --from PATH for a local copy") from None
+        raise NetworkError(f"{url}: download failed (HTTP {exc.code})") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise NetworkError(f"{url}: download failed ({reason}); use --from PATH for a local "
+                           "copy") from None
+    except ValueError as exc:  # urllib's word for a malformed URL ('http://[::1/x')
+        raise UsageError(f"{url[:200]!r} is not a usable URL ({exc})") from None
     if len(data) > MAX_SOURCE_BYTES:
         raise DataError(f"{url}: response too large for a registry file")
     return data

@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-from portatlas.errors import DataError
+from portatlas.errors import DataError, PortatlasError as SystemFailure, UsageError
 from portatlas.model import Entry, Person, Reference
 
 SCHEMA_VERSION = "1"
@@ -93,10 +93,27 @@ def write_database(target: str | Path, data: BuildInput) -> None:
     """Build the database beside `target` and atomically rename it into place."""
     from pathlib import Path
 
+    from portatlas.io_limits import require_regular_file
+
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # never rename a new file over a device, a FIFO or a directory someone named as --db
+    require_regular_file(str(target), what="a database file; give another --db",
+                         error=UsageError)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemFailure(f"cannot create the database folder {target.parent}: "
+                            f"{exc.strerror or exc}") from None
     _clean_stale_temps(target)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        _write(tmp, target, data)
+    except (OSError, sqlite3.OperationalError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SystemFailure(f"cannot write the database {target}: {reason}") from None
+
+
+def _write(tmp: Path, target: Path, data: BuildInput) -> None:
     try:
         conn = sqlite3.connect(tmp)
         try:
@@ -163,22 +180,68 @@ ENTRY_COLUMNS = ("service, port_lo, port_hi, transport, description, status, ass
 _PREFIXED_COLUMNS = ", ".join("e." + c.strip() for c in ENTRY_COLUMNS.split(","))
 
 
+# Tables every portatlas database has, and those a database with history has as well
+# (meta says so with history_format): a file that claims the schema but lacks one of them is
+# damaged or was made by something else, and is refused when opened, not mid-query.
+REQUIRED_TABLES = frozenset({"meta", "provenance", "people", "entries", "entries_fts",
+                             "trojans", "nmap"})
+HISTORY_TABLES = frozenset({"history_release", "history_record", "history_people",
+                            "history_note"})
+_REBUILD = "run 'portatlas data update' to rebuild it"
+
+
+def _uri(path: str) -> str:
+    # the path goes into a URI: characters with a meaning there are percent-encoded
+    quoted = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    return f"file:{quoted}?mode=ro"
+
+
+def open_database(path: str | Path) -> sqlite3.Connection:
+    """The one way to open a registry database for reading: refuses what is not a file
+    (a FIFO would block the open, a device is not a database), then checks the schema
+    version and that every table is there, and says what to do when anything is wrong."""
+    from portatlas.io_limits import require_regular_file
+
+    name = os.fspath(path)
+    require_regular_file(name, what=f"a portatlas database; {_REBUILD} or give another --db")
+    try:
+        # immutable=1 would be faster but unsafe while another process replaces the file;
+        # mode=ro keeps readers from ever writing.
+        conn = sqlite3.connect(_uri(name), uri=True, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise DataError(f"{name}: cannot open the database ({exc}); {_REBUILD}") from None
+    try:
+        tables = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall()) \
+            if "meta" in tables else {}
+    except sqlite3.Error as exc:
+        conn.close()
+        raise DataError(f"{name}: not a portatlas database ({exc}); {_REBUILD}") from None
+    version = meta.get("schema_version")
+    problem = None
+    if version is None:
+        problem = "not a portatlas database (no schema version)"
+    elif version != SCHEMA_VERSION:
+        problem = f"database schema {version} is not {SCHEMA_VERSION}"
+    else:
+        wanted = REQUIRED_TABLES | (HISTORY_TABLES if "history_format" in meta else frozenset())
+        missing = sorted(wanted - tables)
+        if missing:
+            problem = (f"damaged database: it claims schema {version} but has no "
+                       f"{', '.join(missing)} table{'s' if len(missing) > 1 else ''}")
+    if problem:
+        conn.close()
+        raise DataError(f"{name}: {problem}; {_REBUILD}")
+    return conn
+
+
 class Store:
     """Read access to a built database."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = path
-        try:
-            # immutable=1 would be faster but unsafe while another process replaces the file;
-            # mode=ro keeps readers from ever writing.
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            version = self.conn.execute(
-                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise DataError(f"{path}: not a portatlas database ({exc}); run 'portatlas data update'") from None
-        if not version or version[0] != SCHEMA_VERSION:
-            raise DataError(f"{path}: database schema {version[0] if version else '?'} is not "
-                            f"{SCHEMA_VERSION}; run 'portatlas data update'")
+        self.conn = open_database(path)
         self._people: dict[str, Person] = {}
 
     def close(self) -> None:

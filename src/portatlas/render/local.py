@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from typing import Any
 
 from portatlas.local.model import format_endpoint
 from portatlas.render.terminal import Style, terminal_width
-from portatlas.textsafe import printable  # noqa: F401  (part of this module's vocabulary)
+from portatlas.textsafe import TAG, printable, visible  # noqa: F401  (printable: this module's vocabulary)
 
 
 def endpoint(sock: dict[str, Any]) -> str:
@@ -106,9 +105,7 @@ def socket_table(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
 
 
 def _visible_len(cell: str) -> int:
-    if "\x1b[" not in cell:
-        return len(cell)
-    return len(re.sub(r"\x1b\[[0-9;]*m", "", cell))
+    return len(visible(cell))
 
 
 def columns(rows: list[list[str]], head: list[str], style: Style) -> list[str]:
@@ -132,7 +129,7 @@ def columns(rows: list[list[str]], head: list[str], style: Style) -> list[str]:
 
 def _cut(line: str, width: int) -> str:
     """Shorten a line to the terminal width (only the COMMAND column, which is last, suffers)."""
-    if "\x1b[" in line:
+    if TAG in line:
         return line  # coloured lines hold escapes; cutting them could leave a colour open
     return line if len(line) <= width else line[:width - 1] + "…"
 

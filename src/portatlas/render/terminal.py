@@ -12,6 +12,8 @@ TYPE_CHECKING = False  # typing costs milliseconds at start-up; annotations are 
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
+from portatlas.textsafe import own, visible
+
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
           "magenta": "35", "cyan": "36"}
 
@@ -28,12 +30,22 @@ def colour_enabled(stream: TextIO | None = None) -> bool:
 class Style:
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = colour_enabled() if enabled is None else enabled
+        # Behind the CLI's output filter (portatlas/textsafe.py) colours are written tagged:
+        # the filter lets only tagged sequences through, so data cannot colour anything.
+        from portatlas.textsafe import SafeStream
+
+        self._tagged = isinstance(sys.stdout, SafeStream)
+        self._reset = own("\x1b[0m") if self._tagged else "\x1b[0m"
+
+    def _open(self, codes: str) -> str:
+        sequence = "\x1b[" + codes + "m"
+        return own(sequence) if self._tagged else sequence
 
     def __call__(self, text: str, *styles: str) -> str:
         if not self.enabled or not styles:
             return text
         codes = ";".join(_CODES[s] for s in styles)
-        return f"\x1b[{codes}m{text}\x1b[0m"
+        return self._open(codes) + text + self._reset
 
 
 def terminal_width() -> int:
@@ -77,11 +89,7 @@ def table(rows: list[list[str]], headers: list[str] | None = None, style: Style 
 
 
 def _plain(text: str) -> str:
-    if "\x1b[" not in text:
-        return text
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return visible(text)
 
 
 def print_json(obj: Any, stream: TextIO | None = None) -> None:

@@ -6,13 +6,20 @@ import sys
 import time
 from typing import TextIO
 
+from portatlas.textsafe import SafeStream, own
+
+_CR = own("\r")
+_ERASE = own("\x1b[K")
+
 
 class Progress:
     """Call update(done, open_count) as results arrive; finish() clears the line."""
 
     def __init__(self, total: int, label: str, stream: TextIO | None = None,
                  enabled: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
+        stream = stream or sys.stderr
+        # the carriage return and erase-line are our own sequences (portatlas/textsafe.py)
+        self.stream = stream if isinstance(stream, SafeStream) else SafeStream(stream)
         if enabled is None:
             enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.enabled = enabled and total > 0
@@ -37,13 +44,13 @@ class Progress:
         eta = ""
         if 0 < frac < 1 and elapsed > 0.5:
             eta = f" · ETA {elapsed / frac - elapsed:.0f}s"
-        line = (f"\r{self.label} [{bar}] {done:,}/{self.total:,} {frac * 100:3.0f}%"
+        line = (f"{_CR}{self.label} [{bar}] {done:,}/{self.total:,} {frac * 100:3.0f}%"
                 f" · {open_count} open{eta}")
-        self.stream.write(line + "\x1b[K")
+        self.stream.write(line + _ERASE)
         self.stream.flush()
         self.shown = True
 
     def finish(self) -> None:
         if self.enabled and self.shown:
-            self.stream.write("\r\x1b[K")
+            self.stream.write(_CR + _ERASE)
             self.stream.flush()

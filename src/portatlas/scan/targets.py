@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from pathlib import Path
 from typing import Iterable
 
 from portatlas.errors import PortatlasError, UsageError
@@ -83,17 +82,24 @@ def parse_targets(specs: Iterable[str], *, files: Iterable[str] = (), family: in
     return hosts
 
 
+# a list of targets is text; even 100,000 names fit in a few megabytes
+MAX_TARGETS_FILE_BYTES = 8 << 20
+
+
 def read_target_file(path: str) -> list[str]:
     """Targets from a file (or '-' for standard input): whitespace or comma separated, '#'
     starts a comment."""
-    import sys
+    from portatlas.io_limits import read_limited
 
+    data = read_limited(path, limit=MAX_TARGETS_FILE_BYTES, what="a targets file",
+                        error=UsageError)
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"targets file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read targets file {path}: {exc}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"targets file {path} is not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    if "\x00" in text:
+        raise UsageError(f"targets file {path} contains NUL bytes (not a text file)")
     out = []
     for line in text.splitlines():
         line = line.split("#", 1)[0]

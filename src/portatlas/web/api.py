@@ -93,9 +93,9 @@ async def service(request: Request) -> Response:
     name = request.path_params["name"]
     transport = strict_transport(request)
     web.state.current()
-    data = web.state.cached(("api-service", name.lower(), transport),
-                            lambda: web.state.atlas.service(name, transport).to_dict())
-    return _json(data)
+    body = web.state.cached(("api-service", name.lower(), transport),
+                            lambda: _encode(web.state.atlas.service(name, transport).to_dict()))
+    return Response(body, media_type="application/json")
 
 
 async def search(request: Request) -> Response:
@@ -121,7 +121,15 @@ async def ranges(request: Request) -> Response:
                 "classes": space.classes(), "block_size": BLOCK, "blocks": space.blocks,
                 "ranges": named}
 
-    return _json(web.state.cached("api-ranges", make))
+    body = web.state.cached("api-ranges", lambda: _encode(make()))
+    return Response(body, media_type="application/json")
+
+
+# One page of a range's entries: a range can hold thousands (0-16383 has over 10,000), and
+# an answer that size, cached per distinct range, was how a client could fill the server's
+# memory. Wider ranges are read page by page (?offset=&limit=, "page" says where you are).
+RANGE_PAGE_DEFAULT = 500
+RANGE_PAGE_MAX = 1000
 
 
 async def range_detail(request: Request) -> Response:
@@ -130,19 +138,30 @@ async def range_detail(request: Request) -> Response:
     query = parse_query(spec)
     if query.kind != "range":
         raise UsageError(f"{spec!r} is not a port range (write it as 6000-6063)")
+    offset = _int_param(request, "offset", 0, 0, 1 << 20)
+    limit = _int_param(request, "limit", RANGE_PAGE_DEFAULT, 1, RANGE_PAGE_MAX)
     web.state.current()
 
-    def make() -> dict[str, Any]:
+    def make() -> bytes:
         from portatlas.atlas import RangeAnswer
 
         atlas, space = web.state.atlas, web.state.space
-        answer = RangeAnswer(query.lo, query.hi, query.transport,
-                             atlas.range(query.lo, query.hi, query.transport))
-        return {**answer.to_dict(), "source": atlas.source_label,
-                "tally": space.tally(query.lo, query.hi),
-                "statuses": [space.status(p) for p in range(query.lo, query.hi + 1)]}
+        entries = atlas.range(query.lo, query.hi, query.transport)
+        total = len(entries)
+        if offset and offset >= total:
+            raise UsageError(f"offset {offset} is past the last of the {total} entries")
+        answer = RangeAnswer(query.lo, query.hi, query.transport, entries[offset:offset + limit])
+        more = offset + limit < total
+        page = {"offset": offset, "limit": limit, "total": total,
+                "next": (f"/api/ranges/{spec}?offset={offset + limit}&limit={limit}"
+                         if more else None)}
+        return _encode({**answer.to_dict(), "source": atlas.source_label, "page": page,
+                        "tally": space.tally(query.lo, query.hi),
+                        "statuses": [space.status(p) for p in range(query.lo, query.hi + 1)]})
 
-    return _json(web.state.cached(("api-range", query.lo, query.hi, query.transport), make))
+    body = web.state.cached(("api-range", query.lo, query.hi, query.transport, offset, limit),
+                            make)
+    return Response(body, media_type="application/json")
 
 
 async def local(request: Request) -> Response:
@@ -151,6 +170,22 @@ async def local(request: Request) -> Response:
     web = _web(request)
     data = await run_in_threadpool(live.local_data, web, request.query_params, True)
     return _json(data["json"])
+
+
+async def changes(request: Request) -> Response:
+    web = _web(request)
+    params = request.query_params
+    kind = params.get("kind", "local")
+    if kind not in ("local", "scan"):
+        raise UsageError("kind is local or scan")
+    name = params.get("name") or None
+    if name is not None and len(name) > 200:
+        raise UsageError("name is too long")
+    text = params.get("limit", str(views.LATEST_INTERVALS))
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100:
+        raise UsageError("limit is a number from 1 to 100")
+    data = await run_in_threadpool(views.latest_changes, web, kind, name, int(text))
+    return _json(data)
 
 
 async def about(request: Request) -> Response:

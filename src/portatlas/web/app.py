@@ -22,7 +22,7 @@ from portatlas.web.render import Prepared, make_env, render
 from portatlas.web.responses import NotAvailable, json_response
 from portatlas.web.security import (COOKIE, Forbidden, GuardMiddleware, TooLarge, WrongMediaType,
                                     cookie_header, new_cookie, token_for)
-from portatlas.web.state import AtlasState
+from portatlas.web.state import AtlasState, ByteLRU
 
 STATIC = Path(__file__).parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -49,7 +49,8 @@ class Web:
 
     def __init__(self, config: WebConfig) -> None:
         self.config = config
-        self.state = AtlasState(config.db_path, cache_size=config.page_cache_size,
+        self.state = AtlasState(config.db_path, cache_bytes=config.page_cache_bytes,
+                                cache_item=config.page_cache_item,
                                 live_ttl=config.live_ttl, reload_interval=config.reload_interval)
         self.feedback = FeedbackStore(config.feedback_db, per_minute=config.feedback_per_minute,
                                       per_day=config.feedback_per_day,
@@ -66,7 +67,8 @@ class Web:
         from portatlas.web.live import HereCache
 
         self.here = HereCache(config.live_ttl)
-        self._static_here: dict[int, str] = {}
+        # one small card per port (the same for every port but the number in it)
+        self._static_here = ByteLRU(4 << 20, 64 << 10)
 
     def static_here(self, port: int) -> str:
         """The 'on this machine' card when this installation cannot look (no portatlas.local)."""
@@ -74,8 +76,7 @@ class Web:
         if html is None:
             html = self.env.get_template("_here.html").render(section=None, port=port,
                                                                available=False)
-            if len(self._static_here) < 70000:
-                self._static_here[port] = html
+            self._static_here.put(port, html)
         return html
 
     # pages ------------------------------------------------------------------------------
@@ -205,6 +206,7 @@ def routes() -> list[Route]:
         Route("/api/ranges", api.ranges, methods=["GET"]),
         Route("/api/ranges/{spec}", api.range_detail, methods=["GET"]),
         Route("/api/local", api.local, methods=["GET"]),
+        Route("/api/changes", api.changes, methods=["GET"]),
         Route("/api/about", api.about, methods=["GET"]),
         Route("/api/feedback", api.feedback, methods=["GET", "POST"]),
         Route("/api/check", api.check, methods=["POST"]),

@@ -11,6 +11,7 @@ The probing itself is portatlas.scan's (the engine behind `portatlas check`).
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections import deque
 from typing import Any
@@ -32,6 +33,19 @@ def _literal(text: str) -> str | None:
         return None
 
 
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _is_host_name(text: str) -> bool:
+    """A DNS host name (RFC 1123 labels, the last one with a letter, as every top-level
+    domain has): '198.18.1.1-2' is an address range, not a name."""
+    name = text[:-1] if text.endswith(".") else text
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return False
+    return any(c.isalpha() for c in labels[-1])
+
+
 def _resolve(spec: str) -> list[str]:
     from portatlas.scan.targets import parse_targets
 
@@ -50,6 +64,10 @@ class Checker:
             if not spec or spec.startswith("@") or "/" in spec or " " in spec:
                 raise UsageError(f"--allow-check takes single host names or addresses, not {spec!r}")
             literal = _literal(spec.strip("[]"))
+            if literal is None and not _is_host_name(spec):
+                # '198.18.1.1-2' or '2001:db8::1-2' would expand to several addresses
+                raise UsageError(f"--allow-check takes single host names or addresses, not "
+                                 f"{spec!r} (no networks, ranges or @file)")
             addresses = [literal] if literal else _resolve(spec)
             self.targets.append({"name": spec, "addresses": addresses})
             self.allowed.update(addresses)

@@ -30,6 +30,7 @@ class WebConfig:
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *,
                  feedback_db: str | os.PathLike[str] | None = None,
+                 snapshots: str | os.PathLike[str] | None = None,
                  allow_check: list[str] | None = None,
                  allowed_hosts: set[str] | None = None,
                  feedback_per_minute: int = 5,
@@ -37,11 +38,16 @@ class WebConfig:
                  comment_max: int = 500,
                  checks_per_minute: int = 10,
                  check_ports_max: int = 16,
-                 page_cache_size: int = 2048,
+                 page_cache_bytes: int = 48 << 20,
+                 page_cache_item: int = 2 << 20,
                  live_ttl: float = 2.0,
+                 request_timeout: float = 10.0,
+                 max_connections: int | None = None,
                  reload_interval: float = 2.0) -> None:
         self.db_path = Path(paths.db_path(db))
         self.feedback_db = feedback_db_path(feedback_db)
+        # snapshots of `local --save` / `scan --save`, read only (docs/changes.md)
+        self.snapshots = Path(snapshots) if snapshots else None
         if _same_file(self.feedback_db, self.db_path):
             raise UsageError("the feedback database must not be the registry database "
                              "(updates replace that file); choose another --feedback-db")
@@ -53,7 +59,13 @@ class WebConfig:
         self.comment_max = comment_max
         self.checks_per_minute = checks_per_minute
         self.check_ports_max = check_ports_max
-        self.page_cache_size = page_cache_size
+        # The page/answer cache is bounded by bytes (docs/web.md, "Memory").
+        self.page_cache_bytes = page_cache_bytes
+        self.page_cache_item = page_cache_item
+        # Seconds a client has from connecting (or its request's first byte) to a whole
+        # request, and the most open connections (None: from the descriptor limit).
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
         # How long a snapshot of this machine's listeners is reused (seconds).
         self.live_ttl = live_ttl
         # How often (at most) to look whether the registry database file was replaced.

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # the query parameters /local and /api/local take
 PARAMS = ("port", "transport", "family", "all", "process", "user", "sort")
 MAX_ROWS = 2000  # the page shows at most this many sockets (the JSON has them all)
+HERE_CACHE_BYTES = 16 << 20  # the 'on this machine' parts of port pages kept (docs/web.md)
 
 
 def available() -> bool:
@@ -98,6 +99,12 @@ def local_data(web: "Web", params: Any, strict: bool = False) -> dict[str, Any]:
             "flagged_sockets": [s for s in sockets[:MAX_ROWS] if s.get("flags")]}
 
 
+def nbytes(value: Any) -> int | None:
+    from portatlas.web.state import nbytes as measure
+
+    return measure(value)
+
+
 class HereCache:
     """The live 'on this machine' part of port pages, without a lookup per request.
 
@@ -114,7 +121,9 @@ class HereCache:
         self.checked = -1e9
         self.listening: frozenset | None = None
         self.epoch = 0
-        self.values: dict[Any, tuple[int, float, Any]] = {}
+        from portatlas.web.state import ByteLRU
+
+        self.values = ByteLRU(HERE_CACHE_BYTES, 256 << 10)
         self._lock = threading.Lock()
 
     def _epoch(self, now: float) -> int:
@@ -156,6 +165,7 @@ class HereCache:
     def put(self, key: Any, value: Any) -> None:
         import time
 
-        if len(self.values) > 200_000:
-            self.values.clear()
-        self.values[key] = (self.epoch, time.monotonic(), value)
+        # bounded by bytes like the page cache: one entry per port and transport could
+        # otherwise grow to hundreds of megabytes under a stream of distinct port requests
+        self.values.put(key, (self.epoch, time.monotonic(), value),
+                        size=(nbytes(value) or 64) + 96)

@@ -35,8 +35,19 @@ TRANSPORT = {"type": "string", "enum": list(TRANSPORTS)}
 STATUS = {"type": "string", "enum": STATUSES}
 TALLY = {s: {"type": "integer", "minimum": 0} for s in STATUSES}
 
+SNAPSHOT = _obj({"id": INT, "kind": STR, "name": STR, "time": STR, "items": INT})
+CHANGE = _obj({"change": {"type": "string", "enum": ["appeared", "disappeared", "changed"]},
+               "key": STR, "label": STR, "facets": {"type": "object"},
+               "fields": {"type": "array", "items": _obj({"facet": STR, "before": {}, "after": {}})}})
+
 COMPONENTS: dict[str, Any] = {
     "Error": _obj({"error": STR, "status": INT}),
+    "Changes": _obj({"schema": {"const": "portatlas.changes/1"},
+                     "kind": {"type": "string", "enum": ["local", "scan"]},
+                     "name": _null(STR), "since": _null(STR), "until": _null(STR),
+                     "intervals": {"type": "array", "items": _obj(
+                         {"from": _null(SNAPSHOT), "to": SNAPSHOT,
+                          "changes": {"type": "array", "items": CHANGE}})}}),
     "Person": _obj({"id": STR, "name": _null(STR), "org": _null(STR), "email": _null(STR),
                     "uri": _null(STR)}),
     "Reference": _obj({"kind": {"type": "string", "enum": ["rfc", "draft", "uri", "text",
@@ -76,9 +87,18 @@ COMPONENTS: dict[str, Any] = {
                  "trojans", "nmap_frequency", "neighbours", "howto"]),
     "Service": _obj({"schema": {"const": "portatlas.service/1"}, "name": STR,
                      "entries": {"type": "array", "items": _ref("Entry")}}),
-    "SearchResult": {"allOf": [_ref("Entry"), _obj({
-        "score": {"type": "number"}, "match": {"type": "string", "enum": ["service name", "text", "phrase"]},
-        "url": STR})]},
+    "SearchResult": {"oneOf": [
+        {"allOf": [_ref("Entry"), _obj({
+            "score": {"type": "number"},
+            "match": {"type": "string", "enum": ["service name", "text", "phrase"]},
+            "result": {"const": "registry"}, "url": STR})]},
+        _obj({"score": {"type": "number"}, "match": {"type": "string", "enum": ["text", "phrase"]},
+              "result": {"const": "note"}, "service": {"type": "null"}, "ports": STR,
+              "port_lo": PORT, "port_hi": PORT, "transport": _null(TRANSPORT),
+              "transports": {"type": "array", "items": TRANSPORT}, "description": STR,
+              "source": {"const": "portatlas-notes"},
+              "note": {"type": "object", "description": "the note, as in the history section"},
+              "url": STR})]},
     "Search": _obj({"schema": {"const": "portatlas.search/1"}, "query": STR, "source": STR,
                     "goto": _null(STR),
                     "results": {"type": "array", "items": _ref("SearchResult")}}),
@@ -92,7 +112,8 @@ COMPONENTS: dict[str, Any] = {
     "RangeDetail": _obj({
         "schema": {"const": "portatlas.range/1"}, "lo": PORT, "hi": PORT,
         "transport": _null(TRANSPORT), "entries": {"type": "array", "items": _ref("Entry")},
-        "source": STR, "tally": _ref("Block"), "statuses": {"type": "array", "items": STATUS}}),
+        "source": STR, "tally": _ref("Block"), "statuses": {"type": "array", "items": STATUS},
+        "page": _obj({"offset": INT, "limit": INT, "total": INT, "next": _null(STR)})}),
     "Provenance": _obj({"kind": STR, "location": STR, "format": _null(STR),
                         "sha256": _null(STR), "registry_date": _null(STR),
                         "records": _null(INT), "imported_at": _null(STR)}),
@@ -208,12 +229,33 @@ PATHS: dict[str, Any] = {
         "parameters": [{"name": "spec", "in": "path", "required": True,
                         "schema": {"type": "string",
                                    "pattern": "^[0-9]{1,5}-[0-9]{1,5}(/(tcp|udp|sctp|dccp))?$"},
-                        "description": "LO-HI[/transport], at most 16384 ports"}],
+                        "description": "LO-HI[/transport], at most 16384 ports"},
+                       {"name": "offset", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 1048576,
+                                   "default": 0},
+                        "description": "first entry of this page (page.next links the next)"},
+                       {"name": "limit", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                   "default": 500},
+                        "description": "entries per page"}],
         "responses": {**_ok("RangeDetail"), **BAD, **DATA}}},
     "/api/local": {"get": {"summary": "What listens on this machine (as portatlas local --json)",
                            "parameters": LOCAL_PARAMS,
                            "responses": {**BAD, **_ok("Local"), **DATA,
                                          "501": _error("not available in this installation")}}},
+    "/api/changes": {"get": {
+        "summary": "What changed between the latest saved snapshots (portatlas changes --json)",
+        "parameters": [
+            {"name": "kind", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["local", "scan"]}},
+            {"name": "name", "in": "query", "required": False,
+             "schema": {"type": "string", "maxLength": 200},
+             "description": "host name (local; default this machine's) or saved scan name "
+                            "(scan; default the scan saved last)"},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+             "description": "intervals, 1 to 100 (default 10)"}],
+        "responses": {**_ok("Changes"), **BAD, **DATA}}},
     "/api/about": {"get": {"summary": "Where the data comes from",
                            "responses": {**_ok("About"), **DATA}}},
     "/api/feedback": {

@@ -60,9 +60,14 @@ async def range_page(request: Request) -> Response:
         return RedirectResponse(f"/ports/{query.lo}", 303)
     if query.kind != "range":
         raise UsageError(f"{spec!r} is not a port range (write it as 6000-6063)")
-    key = ("range", query.lo, query.hi, query.transport)
+    raw_page = request.query_params.get("page", "1")
+    if not (raw_page.isascii() and raw_page.isdigit() and 1 <= int(raw_page) <= 100000):
+        raise UsageError("page must be a whole number from 1")
+    page = int(raw_page)
+    key = ("range", query.lo, query.hi, query.transport, page)
     prepared = web.page(key, "range.html",
-                        lambda: views.range_context(web, query.lo, query.hi, query.transport))
+                        lambda: views.range_context(web, query.lo, query.hi, query.transport,
+                                                    page))
     return web.respond(request, prepared)
 
 

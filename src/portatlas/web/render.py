@@ -47,6 +47,13 @@ class Prepared:
         return self._gzipped
 
     @property
+    def nbytes(self) -> int:
+        """What keeping this page costs (the page cache is bounded by bytes)."""
+        self.gzipped()  # made now, so that its size is counted when the page is cached
+        return (sum(len(p) for p in self.pieces) + len(self._gzipped or b"")
+                + 64 * len(self.pieces) + 200)
+
+    @property
     def slots(self) -> list[str]:
         return self.pieces[1::2]
 

@@ -106,6 +106,39 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
                    Awaitable[None]]
 
 
+TARGET_KEY = "portatlas.request_target"  # set by portatlas.web.protocol for absolute-form
+
+
+def _host_problem(scope: dict, hosts: list[bytes]) -> bytes | None:
+    """Why the request's Host is not one answer (RFC 9112 3.2), or None.
+
+    Two Host headers, or none in HTTP/1.1, get 400: a front end and this server could pick
+    different ones. An absolute-form request line (GET http://host/ HTTP/1.1) names the
+    host the request is for; it must be the Host header's host, and the Host check then
+    applies to it as usual."""
+    if len(hosts) > 1:
+        return b"more than one Host header\n"
+    if not hosts and scope.get("http_version") not in ("1.0", "0.9"):
+        return b"no Host header\n"
+    target = (scope.get("extensions") or {}).get(TARGET_KEY)
+    if target is not None:
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            return b"the request target must be a path (or an http URL of this server)\n"
+        authority = rest.split(b"/", 1)[0].split(b"?", 1)[0].lower()
+        if not hosts or authority != hosts[0]:
+            return b"the request line names another host than the Host header\n"
+    return None
+
+
+async def _plain(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *SECURITY_HEADERS]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class GuardMiddleware:
     """Host check and security headers, as plain ASGI (no per-request object churn)."""
 
@@ -117,20 +150,15 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.allowed is not None:
-            host = b""
-            for name, value in scope["headers"]:
-                if name == b"host":
-                    host = value.lower()
-                    break
-            if host not in self.allowed:
-                body = b"unknown Host header; use the address portatlas serve printed\n"
-                await send({"type": "http.response.start", "status": 421,
-                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                        (b"content-length", str(len(body)).encode()),
-                                        *SECURITY_HEADERS]})
-                await send({"type": "http.response.body", "body": body})
-                return
+        hosts = [value.lower() for name, value in scope["headers"] if name == b"host"]
+        problem = _host_problem(scope, hosts)
+        if problem is not None:
+            await _plain(send, 400, problem)
+            return
+        if self.allowed is not None and (hosts[0] if hosts else b"") not in self.allowed:
+            await _plain(send, 421, b"unknown Host header; use the address portatlas serve "
+                                    b"printed\n")
+            return
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":

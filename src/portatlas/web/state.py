@@ -22,37 +22,80 @@ if TYPE_CHECKING:
     from portatlas.web.portspace import PortSpace
 
 
-class LRU:
-    """A small bounded mapping; the oldest-used entry goes first."""
+def nbytes(value: Any) -> int | None:
+    """What a cached value costs, roughly, in bytes; None for values that cannot be measured
+    (those are not cached: a cache bounded by bytes must know every item's size)."""
+    if isinstance(value, (bytes, bytearray)):
+        return len(value) + 64
+    if isinstance(value, str):
+        return (len(value) if value.isascii() else 4 * len(value)) + 80
+    size = getattr(value, "nbytes", None)
+    return size if isinstance(size, int) else None
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data: OrderedDict[Any, Any] = OrderedDict()
+
+class ByteLRU:
+    """A mapping bounded by the bytes of its values (not their number); the least recently
+    used go first. A value bigger than max_item is never kept: a stream of distinct large
+    requests then costs no memory beyond the one being answered."""
+
+    def __init__(self, max_bytes: int, max_item: int | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.max_item = max_item if max_item is not None else max(1, max_bytes // 16)
+        self.data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.data)
 
     def get(self, key: Any) -> Any:
-        value = self.data.get(key)
-        if value is not None:
+        hit = self.data.get(key)
+        if hit is None:
+            return None
+        try:
             self.data.move_to_end(key)
-        return value
+        except KeyError:  # evicted by another thread meanwhile
+            pass
+        return hit[0]
 
-    def put(self, key: Any, value: Any) -> None:
-        self.data[key] = value
-        self.data.move_to_end(key)
-        while len(self.data) > self.size:
-            self.data.popitem(last=False)
+    def put(self, key: Any, value: Any, size: int | None = None) -> bool:
+        """Keep value; False when it is not kept (too big, or of unknown size)."""
+        size = nbytes(value) if size is None else size
+        if size is None or size > self.max_item:
+            return False
+        with self._lock:
+            old = self.data.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self.data[key] = (value, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes and self.data:
+                _, (_, dropped) = self.data.popitem(last=False)
+                self.bytes -= dropped
+        return True
 
     def clear(self) -> None:
-        self.data.clear()
+        with self._lock:
+            self.data.clear()
+            self.bytes = 0
+
+
+# Bounds of what one server process keeps (docs/web.md, "Memory"): pages and JSON answers
+# made from the registry, and the live 'here' parts of port pages.
+PAGE_CACHE_BYTES = 48 << 20
+PAGE_CACHE_ITEM = 2 << 20
+LIVE_ENTRIES = 64
 
 
 class AtlasState:
-    def __init__(self, db_path: Path, *, cache_size: int = 2048, live_ttl: float = 2.0,
+    def __init__(self, db_path: Path, *, cache_bytes: int = PAGE_CACHE_BYTES,
+                 cache_item: int = PAGE_CACHE_ITEM, live_ttl: float = 2.0,
                  reload_interval: float = 2.0) -> None:
         self.db_path = Path(db_path)
         self.live_ttl = live_ttl
         self.reload_interval = reload_interval
-        self.pages = LRU(cache_size)
-        self.live: dict[Any, tuple[float, Any]] = {}
+        self.pages = ByteLRU(cache_bytes, cache_item)
+        self.live: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._checked = 0.0
         self._identity: tuple[int, int, int] | None = None
@@ -123,9 +166,13 @@ class AtlasState:
         if hit is not None and now - hit[0] < self.live_ttl:
             return hit[1]
         value = make()
-        if len(self.live) > 4096:
-            self.live.clear()
         self.live[key] = (now, value)
+        self.live.move_to_end(key)
+        while len(self.live) > LIVE_ENTRIES:  # snapshots are big and only live_ttl fresh
+            try:
+                self.live.popitem(last=False)
+            except KeyError:
+                break
         return value
 
     @property

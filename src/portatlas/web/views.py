@@ -10,6 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from portatlas.atlas import trojan_caveat
+from portatlas.errors import UsageError
 from portatlas.model import DYNAMIC, SYSTEM, USER, Entry, distinct_entries, range_class
 from portatlas.sections import SECTIONS, collect
 from portatlas.web.portspace import BLOCK, STATUSES, block_shade
@@ -161,7 +162,7 @@ def search_results(web: "Web", q: str, limit: int) -> dict[str, Any]:
     results = []
     for h in hits:
         item = h.to_dict()
-        item["url"] = entry_link(h.entry)
+        item["url"] = entry_link(h.entry) if h.entry is not None else f"/ports/{h.port}"
         results.append(item)
     return {"schema": "portatlas.search/1", "query": q, "source": atlas.source_label,
             "goto": goto(q), "results": results}
@@ -245,9 +246,20 @@ def ranges_context(web: "Web") -> dict[str, Any]:
             "block_size": BLOCK}
 
 
-def range_context(web: "Web", lo: int, hi: int, transport: str | None) -> dict[str, Any]:
+# Entries shown per page of /ranges/LO-HI: a wide range has thousands, and one page per
+# distinct range holding them all was a way to fill the server's memory (docs/web.md).
+RANGE_PAGE_ENTRIES = 200
+
+
+def range_context(web: "Web", lo: int, hi: int, transport: str | None,
+                  page: int = 1) -> dict[str, Any]:
     atlas = web.state.atlas
-    entries = atlas.range(lo, hi, transport)
+    found = atlas.range(lo, hi, transport)
+    pages = max(1, -(-len(found) // RANGE_PAGE_ENTRIES))
+    if page > pages:
+        raise UsageError(f"page {page} is past the last page ({pages}) of this range")
+    first = (page - 1) * RANGE_PAGE_ENTRIES
+    entries = found[first:first + RANGE_PAGE_ENTRIES]
     span = hi - lo + 1
     per_port = span <= 1024
     return {
@@ -260,6 +272,7 @@ def range_context(web: "Web", lo: int, hi: int, transport: str | None) -> dict[s
         "prev": (max(0, lo - span), lo - 1) if lo > 0 else None,
         "next": (hi + 1, min(65535, hi + span)) if hi < 65535 else None,
         "entry_link": entry_link, "block_size": BLOCK,
+        "total": len(found), "page": page, "pages": pages, "first": first,
     }
 
 
@@ -283,7 +296,38 @@ def local_context(web: "Web", params: Any) -> dict[str, Any]:
     from portatlas.web import live
 
     data = live.local_data(web, params)
-    return {"title": "This machine", "nav": "local", "lt": local_text(), **data}
+    return {"title": "This machine", "nav": "local", "lt": local_text(),
+            "latest_changes": latest_changes(web), **data}
+
+
+LATEST_INTERVALS = 10
+
+
+def latest_changes(web: "Web", kind: str = "local", name: str | None = None,
+                   limit: int = LATEST_INTERVALS) -> dict[str, Any]:
+    """The changes between the last `limit` + 1 saved snapshots (portatlas.changes/1), newest
+    interval first; an empty list when nothing was saved yet (`portatlas local --save`)."""
+    import os
+
+    from portatlas.changes import SnapshotStore, snapshot_path
+    from portatlas.errors import NotFound
+
+    if name is None and kind == "local":
+        name = os.uname().nodename if hasattr(os, "uname") else ""
+    doc: dict[str, Any] = {"schema": "portatlas.changes/1", "kind": kind, "name": name,
+                           "since": None, "until": None, "intervals": []}
+    try:
+        with SnapshotStore(web.config.snapshots or snapshot_path(web.config.db_path),
+                           create=False) as store:
+            if name is None:
+                saved = store.snapshots(kind)
+                name = doc["name"] = max(saved, key=lambda s: (s.taken_at, s.id)).name \
+                    if saved else None
+            intervals = store.recent(kind, name, limit) if name is not None else []
+    except NotFound:
+        return doc
+    doc["intervals"] = [i.to_dict() for i in reversed(intervals)]
+    return doc
 
 
 # remote checks ----------------------------------------------------------------------------

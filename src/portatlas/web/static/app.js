@@ -58,7 +58,7 @@
     var a = el("a");
     a.href = item.url;
     a.appendChild(el("span", "s-port", (item.ports || "no port") + (item.transport ? "/" + item.transport : "")));
-    a.appendChild(el("span", "s-svc", item.service || "(no name)"));
+    a.appendChild(el("span", "s-svc", item.result === "note" ? "[note]" : (item.service || "(no name)")));
     a.appendChild(el("span", "s-desc", item.description));
     return a;
   }
@@ -149,7 +149,7 @@
             a.href = item.url;
             a.appendChild(el("span", "r-port", (item.ports || "no port") + (item.transport ? "/" + item.transport : "")));
             a.appendChild(document.createTextNode(" "));
-            a.appendChild(el("span", "r-svc", item.service || "(no name)"));
+            a.appendChild(el("span", "r-svc", item.result === "note" ? "[note]" : (item.service || "(no name)")));
             a.appendChild(document.createTextNode(" "));
             a.appendChild(el("span", "r-desc", item.description));
             li.appendChild(a);
