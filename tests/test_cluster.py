@@ -242,3 +242,19 @@ def test_scheduler_down_is_one_line(lab):
     assert lines[0].startswith("portatlas: error: cannot reach the Dask scheduler at "
                                "tcp://198.18.59.1:8799: Connection refused")
     assert proc.stdout == ""
+
+
+def test_scheduler_lost_mid_scan_is_one_line(lab):
+    """Last in this file: it stops the lab's scheduler (by PID) while a scan runs."""
+    proc = lab.popen_client("scan", *TARGETS, "-p", PORTS, *FAST, "--ndjson", "--no-progress",
+                            "--rate", "1000", "--shards", "24", "--cluster", lab.address)
+    first = proc.stdout.readline()  # the scan is under way
+    assert first, proc.stderr.read()
+    os.kill(lab.scheduler.pid, signal.SIGKILL)
+    proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 4, err
+    lines = err.strip().splitlines()
+    assert lines == [f"portatlas: error: lost the Dask scheduler at {lab.address} during the "
+                     "scan"], err

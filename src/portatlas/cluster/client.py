@@ -133,7 +133,7 @@ class ClusterScanner:
         except ImportError:
             raise ClusterError("--cluster needs Dask: pip install 'portatlas[cluster]' "
                                "(dask and distributed)") from None
-        logging.getLogger("distributed").setLevel(logging.ERROR)
+        self._quiet_logs()
         if self.kind == "local":
             try:
                 self._local = distributed.LocalCluster(
@@ -157,6 +157,25 @@ class ClusterScanner:
                                    f"{_why(exc)}") from None
         self.info = {"scheduler": address if self.kind == "remote" else self.cluster,
                      "shards": 0, "shard_seed": self.seed, "workers": []}
+
+    def _quiet_logs(self) -> None:
+        """Dask logs every failure it meets (with tracebacks) on standard error; the scan
+        reports what matters as one line, so its loggers are silenced while it runs."""
+        import logging
+
+        self._log_levels = {}
+        names = [n for n in logging.root.manager.loggerDict
+                 if n.split(".")[0] in ("distributed", "tornado")]
+        for name in {"distributed", "tornado", *names}:
+            logger = logging.getLogger(name)
+            self._log_levels[name] = logger.level
+            logger.setLevel(logging.CRITICAL + 1)
+
+    def _restore_logs(self) -> None:
+        import logging
+
+        for name, level in getattr(self, "_log_levels", {}).items():
+            logging.getLogger(name).setLevel(level)
 
     def _check_workers(self) -> list[str]:
         """The workers that will scan: every worker must have this portatlas; those without a
@@ -493,6 +512,7 @@ class ClusterScanner:
                 except Exception:  # noqa: BLE001 - closing must not hide the scan's outcome
                     pass
         self._client = self._local = None
+        self._restore_logs()
 
 
 class _FixedPlan:
