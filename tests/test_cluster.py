@@ -38,6 +38,7 @@ def lab(atlas_db):
     with ClusterLab(workers=3, env={"PORTATLAS_DB": str(atlas_db)}) as lab:
         lab.listen(OPEN)
         lab.listen([SSH], banner="SSH-2.0-OpenSSH_9.2p1 Debian-2\\r\\n")
+        lab.udp_respond([7, 1234], [f"{TARGET_NET}.{i}" for i in range(1, 5)])
         lab.firewall(
             ["-A", "INPUT", "-d", f"{TARGET_NET}.5", "-p", "tcp", "-j", "DROP"],
             ["-A", "INPUT", "-d", f"{TARGET_NET}.6", "-p", "tcp", "--dport", "8080", "-j",
@@ -130,6 +131,23 @@ def test_ping_scan_on_the_cluster(lab):
     assert b["summary"]["hosts_down"] == 1 and b["summary"]["hosts_up"] == 31
     down = [h for h in b["hosts"] if h["status"] == "down"]
     assert down[0]["address"] == f"{TARGET_NET}.9"
+
+
+def test_udp_and_tcp_on_the_cluster(lab):
+    """UDP runs in the shards too: replies, ICMP port unreachable, and silence."""
+    # default timeouts: UDP has no RTT sample before its first reply
+    args = [f"{TARGET_NET}.1-{TARGET_NET}.4", "--tcp", "--udp", "-p", "7,9,22,1234", "--json",
+            "--no-progress"]
+    one = lab.portatlas_in(lab.workers[0].ns, "scan", *args)
+    many = lab.cluster_scan(*args, "--shards", "5")
+    assert one.returncode == 0 and many.returncode == 0, (one.stderr, many.stderr)
+    a, b = json.loads(one.stdout), json.loads(many.stdout)
+    assert comparable(a) == comparable(b), differences(a, b)
+    states = {(h["address"], p["port"], p["transport"]): p["state"]
+              for h in b["hosts"] for p in h["ports"]}
+    assert states[(f"{TARGET_NET}.1", 7, "udp")] == "open"
+    assert states[(f"{TARGET_NET}.1", 1234, "udp")] == "open"
+    assert states[(f"{TARGET_NET}.1", 9, "udp")] == "closed"
 
 
 def test_identify_runs_on_the_workers(lab):

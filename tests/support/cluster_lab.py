@@ -47,6 +47,28 @@ def veth(a: Netns, a_if: str, b: Netns, b_if: str, a_addr: str, b_addr: str,
         _ip("-n", ns.name, "link", "set", ifname, "up")
 
 
+# UDP_RESPONDER of scan_lab, one socket per (address, port); bounded by its lifetime
+UDP_BOUND = r"""
+import selectors, socket, sys, time
+ports = [int(p) for p in sys.argv[1].split(",")]
+sel = selectors.DefaultSelector()
+for address in sys.argv[2].split(","):
+    for port in ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((address, port)); s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+print("ready", flush=True)
+end = time.monotonic() + 600
+while time.monotonic() < end:
+    for key, _ in sel.select(0.5):
+        try:
+            data, addr = key.fileobj.recvfrom(4096)
+            key.fileobj.sendto(b"pong:" + data[:32], addr)
+        except OSError:
+            pass
+"""
+
+
 class Worker:
     def __init__(self, ns: Netns, n: int, proc: subprocess.Popen, route: bool) -> None:
         self.ns, self.n, self.proc, self.route = ns, n, proc, route
@@ -143,6 +165,14 @@ class ClusterLab:
     def listen(self, ports, banner: str = "") -> subprocess.Popen:
         proc = self.target.popen([sys.executable, "-c", LISTENER, ",".join(map(str, ports)),
                                   banner, "600"], stdout=subprocess.PIPE, text=True)
+        _wait_ready(proc)
+        return proc
+
+    def udp_respond(self, ports, addresses: list[str]) -> subprocess.Popen:
+        """A UDP responder bound to each address (a wildcard socket would answer from the
+        target's veth address, not the AnyIP one asked)."""
+        proc = self.target.popen([sys.executable, "-c", UDP_BOUND, ",".join(map(str, ports)),
+                                  ",".join(addresses)], stdout=subprocess.PIPE, text=True)
         _wait_ready(proc)
         return proc
 
