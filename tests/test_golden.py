@@ -45,6 +45,9 @@ VOLATILE = {
     # what depends on the installed Debian daemon or this machine's kernel, not on portatlas
     "version", "software", "comments", "server", "redis_version", "os", "kex", "ciphers",
     "macs", "compression", "evidence",
+    # reachability names this machine's interfaces and subnets (veth names carry the pid);
+    # tests/test_exposure_*.py check it against real connections
+    "reachability", "packet_filter",
 }
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
 

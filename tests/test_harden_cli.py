@@ -55,7 +55,7 @@ def no_history_db(tmp_path_factory, atlas_db):
 
 
 @pytest.mark.parametrize("args", [["57"], ["6000-6010"], ["http"], ["search", "mail"],
-                                  ["data", "info"], ["history", "57"]])
+                                  ["data", "info"], ["history", "57"], ["data", "history"]])
 def test_hollow_database_is_one_line(cli, hollow_db, args):
     result = cli(*args, "--db", str(hollow_db))
     one_line_error(result, 3, "damaged database", "no entries", "portatlas data update")
@@ -219,6 +219,7 @@ EXIT_TABLE = [
     (["data", "update", "--from", "/nonexistent/registry.xml"], 3, "no such file"),
     (["data", "info", "--db", "/nonexistent/db.sqlite3"], 3, "no database"),
     (["data", "diff", "bogus1", "bogus2"], 2, "neither a file nor a release"),
+    (["data", "history", "--db", "/dev/null"], 3, "no database"),
     (["local", "--interval", "nan", "--watch"], 2, "--interval"),
     (["local", "--bogus"], 2, "unrecognized"),
     (["free", "70000"], 2, "out of range"),
@@ -283,3 +284,38 @@ def test_watch_ends_with_ctrl_c_and_exit_0(atlas_db):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_fifos_among_the_optional_sources_do_not_hang(cli, tmp_path):
+    """nmap-services and history folders are read too: a FIFO there is skipped, not waited on."""
+    history = tmp_path / "history"
+    history.mkdir()
+    os.mkfifo(history / "release.xml")
+    os.mkfifo(tmp_path / "nmap-services")
+    result = cli("data", "update", "--from", str(IANA_XML), "--db", str(tmp_path / "x.sqlite3"),
+                 env={"PORTATLAS_NMAP_SERVICES": str(tmp_path / "nmap-services"),
+                      "PORTATLAS_HISTORY": str(history)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "FIFO" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_read_limited_rules(tmp_path):
+    from portatlas.errors import DataError, UsageError
+    from portatlas.io_limits import read_limited
+
+    small = tmp_path / "small"
+    small.write_bytes(b"x" * 100)
+    assert read_limited(str(small), limit=100, what="a file") == b"x" * 100
+    with pytest.raises(DataError, match="too large"):
+        read_limited(str(small), limit=99, what="a file")
+    with pytest.raises(UsageError, match="is a directory"):
+        read_limited(str(tmp_path), limit=10, what="a file", error=UsageError)
+    with pytest.raises(DataError, match="no such file"):
+        read_limited(str(tmp_path / "none"), limit=10, what="a file")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(DataError, match="FIFO"):
+        read_limited(str(fifo), limit=10, what="a file")
+    assert time.monotonic() - started < 2
+

@@ -235,3 +235,16 @@ def test_silent_and_slow_connections_are_closed(ns, atlas_db, tmp_path):
 def test_serve_limits_options_are_checked(cli, tmp_path, args):
     result = cli("serve", "--port", "0", "--feedback-db", str(tmp_path / "fb.sqlite3"), *args)
     assert result.returncode == 2 and result.stderr.startswith("portatlas: error: ")
+
+
+def test_connection_cap_stays_below_the_descriptor_limit():
+    from portatlas.web.protocol import connection_cap
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert connection_cap() == 192 and connection_cap(100) == 100
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        assert connection_cap() == 896
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -235,3 +235,20 @@ def test_data_history_skips_a_bad_file_and_errors_without_a_database(fresh_env, 
     assert [s["location"].endswith("broken.xml") for s in result["skipped"]] == [True]
     assert "warning: skipping history release" in out.stderr
     assert [r["label"] for r in result["releases"]] == ["2026-03-06", "2026-08-17"]
+
+
+def test_an_exact_repeat_is_kept_once_as_by_the_importer(tmp_path):
+    from portatlas.history.incremental import ReleaseParser
+    from portatlas.history.releases import parse_file
+
+    text = _release("2026-03-09").read_text(encoding="utf-8")
+    start = text.index("<record", text.index("<number>80</number>") - 600)
+    record = text[start:text.index("</record>", start) + len("</record>")]
+    repeated = tmp_path / "repeated.xml"
+    repeated.write_text(text.replace(record, record + "\n  " + record, 1), encoding="utf-8")
+    parser = ReleaseParser()
+    parser.parse(str(_release("2026-03-09")))  # the record is now known byte for byte
+    got = parser.parse(str(repeated))
+    full = parse_file(str(repeated))
+    assert got.records == full.records
+    assert len(full.records) == len(parse_file(str(_release("2026-03-09"))).records)

@@ -115,8 +115,8 @@ def test_table_and_long_output(busy):
     out = ns.portatlas("local", env={"NO_COLOR": "1"}).stdout
     lines = out.splitlines()
     assert lines[0].startswith("6 listening sockets, 3 processes") and "as root" in lines[0]
-    assert lines[2].split() == ["PROTO", "LOCAL", "STATE", "EXPOSURE", "PID", "PROGRAM", "USER",
-                                "UNIT", "REGISTERED", "FLAGS", "COMMAND"]
+    assert lines[2].split() == ["PROTO", "LOCAL", "STATE", "EXPOSURE", "REACH", "PID", "PROGRAM",
+                                "USER", "UNIT", "REGISTERED", "FLAGS", "COMMAND"]
     row = next(line for line in lines if "127.0.0.1:7410" in line)
     assert f" {pids['b']} " in row and "webthing" in row
     assert "[::]:7404" in out  # v6-only written as ss writes it

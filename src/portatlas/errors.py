@@ -36,7 +36,11 @@ class DataError(PortatlasError):
     exit_code = EXIT_DATA
 
 
-class NetworkError(PortatlasError):
-    """A network or system failure: a refused or failed download, an unreachable host."""
+class SystemFailure(PortatlasError):
+    """The system would not do it: a file that cannot be written, a folder that cannot be made."""
 
     exit_code = EXIT_SYSTEM
+
+
+class NetworkError(SystemFailure):
+    """A network failure: a refused or failed download, an unreachable host."""

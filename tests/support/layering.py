@@ -8,7 +8,7 @@ above (docs/architecture.md):
     facade    portatlas (the package's __init__: lookup(), search(), ... over Atlas)
     domain    portatlas.kb, .history, .local, .scan, .identify, .atlas, .ranking, .sections,
               .howto
-    core      portatlas.model, .errors, .parsing, .paths, .textsafe, .vocab
+    core      portatlas.model, .errors, .parsing, .paths, .textsafe, .vocab, .io_limits
 
 and besides: portatlas.web never imports portatlas.cli, and there is no import cycle among the
 modules of src/ (function-level imports included; imports under `if TYPE_CHECKING:` are left out
@@ -45,6 +45,7 @@ PLACES = {
     "portatlas.ranking": "domain",
     "portatlas.sections": "domain",
     "portatlas.howto": "domain",
+    "portatlas.exposure": "domain",
     "portatlas.model": "core",
     "portatlas.errors": "core",
     "portatlas.parsing": "core",

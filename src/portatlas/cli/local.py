@@ -51,6 +51,11 @@ def build_parser(prog: str = "portatlas local") -> Parser:
                      help="seconds between looks with --watch (default 2)")
     out.add_argument("--count", type=int, default=0, metavar="N",
                      help="with --watch: stop after N more looks (default: until interrupted)")
+    out.add_argument("--exposed", action="store_true",
+                     help="only listeners other machines can reach through the packet filter "
+                          "(exposed or limited; docs/exposure.md)")
+    out.add_argument("--no-exposure", action="store_true",
+                     help="do not read the packet filter (no REACH column; faster)")
     out.add_argument("--identify", action="store_true",
                      help="connect to each listener of this host (in this namespace) and say "
                           "what answers there (docs/identify.md)")
@@ -116,6 +121,8 @@ def main(argv: list[str]) -> int:
         return free_port(args, selection, "portatlas local --kill")
     if args.yes:
         raise UsageError("--yes only goes with --kill (or portatlas free)")
+    if args.watch and args.exposed:
+        raise UsageError("--exposed and --watch do not go together")
     if args.changes and not args.save:
         raise UsageError("--changes goes with --save")
     if args.watch and args.save:
@@ -125,8 +132,12 @@ def main(argv: list[str]) -> int:
     import gc
 
     gc.disable()  # a one-shot run allocating an object or two per socket: collections only cost
+    if args.exposed and args.no_exposure:
+        raise UsageError("--exposed needs the packet filter: drop --no-exposure")
     snap = selection.take()
     classified(snap, args.db)
+    if not args.no_exposure:
+        snap = with_reachability(snap, args.exposed)
     if args.identify:
         return identify_listeners(args, snap, selection, sort)
     if args.save:
@@ -143,11 +154,23 @@ def main(argv: list[str]) -> int:
         write_json(snap, sort, args.reverse)
     else:
         print("\n".join(render.report_lines(report(snap, sort, args.reverse), Style(), args.long)))
-    if not snap.sockets and selection.filtered:
+    if not snap.sockets and (selection.filtered or args.exposed):
         if not args.json:
-            print(f"nothing listens on {selection.what()} here", file=sys.stderr)
+            what = "is reachable from other machines" if args.exposed else "listens"
+            print(f"nothing {what} on {selection.what()} here", file=sys.stderr)
         return EXIT_NOT_FOUND
     return 0
+
+
+def with_reachability(snap, only_reachable: bool):
+    """The snapshot with each listener's reachability (portatlas.exposure), and only the
+    reachable ones with --exposed."""
+    from portatlas import exposure
+
+    exposure.annotate(snap)
+    if only_reachable:
+        snap = snap.filter(exposure.reachable)
+    return snap
 
 
 def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int:
@@ -271,6 +294,8 @@ def watch_saving(args, selection: Selection, sort: list[str]) -> int:
         while True:
             snap = selection.take()
             classifier = classified(snap, args.db, classifier)
+            if not args.no_exposure:
+                snap = with_reachability(snap, False)  # snapshots keep each listener's verdict
             saved = save_snapshot(args, report(snap, sort, args.reverse))
             stamp = _iso(saved.snapshot.taken_at)
             if looks == 0:

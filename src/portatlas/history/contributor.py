@@ -63,7 +63,8 @@ def gather(current: Release | None, cache: dict[str, Release], *, quick: bool = 
             out.skipped.append({"location": location, "error": str(exc)})
             continue
         if sha == current_sha:
-            continue  # the same bytes as the registry being imported
+            out.found -= 1  # the same bytes as the registry being imported: not an older one
+            continue
         cached = cache.get(sha)
         if cached is not None:
             cached.location = str(Path(location).resolve())

@@ -100,8 +100,9 @@ class ReleaseParser:
     """Parses releases one after another, reusing the records already seen (see module doc)."""
 
     def __init__(self) -> None:
-        # record bytes (or (bytes, bytes of the people it names)) -> history record or None
-        self._records: dict[object, tuple | None] = {}
+        # record bytes (or (bytes, bytes of the people it names)) -> (history record or None
+        # for a gap row, the importer's record_key of the entry)
+        self._records: dict[object, tuple[tuple | None, tuple]] = {}
         self._people: dict[bytes, tuple[str, str | None, str | None]] = {}  # person bytes
         self.parsed_records = 0   # records that went through the importer
         self.reused_records = 0   # records taken from an earlier release
@@ -122,7 +123,7 @@ class ReleaseParser:
 
     def _incremental(self, source) -> Release | None:
         from portatlas.kb.iana_xml import parse_registry_xml
-        from portatlas.kb.records import person_from_raw
+        from portatlas.kb.records import person_from_raw, record_key
 
         cut = _elements(source.data, b"record")
         if cut is None or not cut[1]:
@@ -164,7 +165,7 @@ class ReleaseParser:
         if len(registry.entries) != len(todo) or len(registry.people_raw) != len(new_people):
             return None  # the importer merged or dropped something: no shortcut
         for i, entry in zip(todo, registry.entries):
-            self._records[keys[i]] = compare.from_entry(entry)
+            self._records[keys[i]] = (compare.from_entry(entry), record_key(entry))
         for chunk, raw in zip(new_people, registry.people_raw):
             person = person_from_raw(raw)
             self._people[chunk] = (person.id, person.name, person.org)
@@ -173,7 +174,16 @@ class ReleaseParser:
         registry.entries = []  # from_registry needs only the release date from it
         release = from_registry(registry, location=source.location, format="xml",
                                 sha256=source.sha256)
-        release.records = [r for r in (self._records[k] for k in keys) if r is not None]
+        # as the importer does, an exact repeat of an earlier record of the file is kept once
+        seen: set[tuple] = set()
+        release.records = []
+        for key in keys:
+            record, entry_key = self._records[key]
+            if entry_key in seen:
+                continue
+            seen.add(entry_key)
+            if record is not None:
+                release.records.append(record)
         release.people = {}
         for chunk in people:
             pid, name, org = self._people[chunk]

@@ -15,7 +15,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from portatlas.errors import DataError
+from portatlas.errors import DataError, SystemFailure
+from portatlas.kb.store import open_database
 
 
 def rebuild(db: str) -> dict:
@@ -28,8 +29,13 @@ def rebuild(db: str) -> dict:
     path = Path(db)
     if not path.is_file():
         raise DataError(f"no database at {db}; run 'portatlas data update' first")
+
     code = rel.code_fingerprint()
-    main = _main_source(path)
+    check = open_database(path)  # one clear error for anything that is not a whole database
+    try:
+        main = _main_source(check, path)
+    finally:
+        check.close()
     cache = store.cached_releases(path, code)
     current = None
     if main is not None:
@@ -42,7 +48,7 @@ def rebuild(db: str) -> dict:
     note_rows = contributor.note_rows()
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     try:
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        source = open_database(path)  # the one checked way to open a registry database
         target = sqlite3.connect(tmp)
         try:
             source.backup(target)
@@ -69,6 +75,10 @@ def rebuild(db: str) -> dict:
     except sqlite3.Error as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"{db}: cannot rewrite the history ({exc})") from None
+    except OSError as exc:  # a read-only or vanished folder: the system's refusal, exit 4
+        tmp.unlink(missing_ok=True)
+        raise SystemFailure(f"{db}: cannot rewrite the history "
+                            f"({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -86,16 +96,12 @@ def rebuild(db: str) -> dict:
     }
 
 
-def _main_source(path: Path) -> dict | None:
+def _main_source(conn: sqlite3.Connection, path: Path) -> dict | None:
     """The database's registry source when it is IANA's XML or CSV (it then has a current
     release); None for an /etc/services database (its timeline has older releases only)."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT kind, format, sha256 FROM provenance ORDER BY id"
-                               " LIMIT 1").fetchone()
-        finally:
-            conn.close()
+        row = conn.execute("SELECT kind, format, sha256 FROM provenance ORDER BY id"
+                           " LIMIT 1").fetchone()
     except sqlite3.Error as exc:
         raise DataError(f"{path}: not a portatlas database ({exc}); run 'portatlas data update'") \
             from None

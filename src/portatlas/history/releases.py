@@ -94,6 +94,9 @@ def parse_file(location: str) -> Release:
 
 
 def file_sha256(location: str) -> str:
+    from portatlas.io_limits import require_regular_file
+
+    require_regular_file(location, what="a registry release file")  # a FIFO would block
     digest = hashlib.sha256()
     try:
         with open(location, "rb") as stream:

@@ -46,6 +46,12 @@ def build(db: str | Path, location: str, *, history: str = "all") -> dict:
     database is untouched. `history`: "all" imports every registry release found into the
     timeline; "quick" (the automatic first build) only the first few (docs/history.md).
     """
+    from portatlas.errors import UsageError
+    from portatlas.io_limits import require_regular_file
+
+    # a --db that is a device, FIFO or folder is refused before any work (write_database
+    # checks again just before the rename)
+    require_regular_file(str(db), what="a database file; give another --db", error=UsageError)
     source = read_source(location)
     registry = parse_source(source)
     provenance = [{

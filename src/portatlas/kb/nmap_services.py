@@ -21,19 +21,26 @@ def find_nmap_services() -> str | None:
     return None
 
 
+MAX_NMAP_SERVICES_BYTES = 16 << 20
+
+
 def read_nmap_services(path: str) -> Iterator[tuple[int, str, str, float]]:
     """Yields (port, transport, nmap's service name, open frequency 0..1)."""
-    with open(path, encoding="utf-8", errors="replace") as stream:
-        for line in stream:
-            if line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if len(fields) < 3 or "/" not in fields[1]:
-                continue
-            port_text, _, proto = fields[1].partition("/")
-            try:
-                port, freq = int(port_text), float(fields[2])
-            except ValueError:
-                continue
-            if 0 <= port <= 65535 and proto in ("tcp", "udp", "sctp"):
-                yield port, proto, fields[0], freq
+    from portatlas.io_limits import read_limited
+
+    # bounded like every input (the real file is about 1 MB); a FIFO or device is refused
+    data = read_limited(path, limit=MAX_NMAP_SERVICES_BYTES, what="nmap's services file",
+                        error=OSError, allow_stdin=False)  # type: ignore[arg-type]
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) < 3 or "/" not in fields[1]:
+            continue
+        port_text, _, proto = fields[1].partition("/")
+        try:
+            port, freq = int(port_text), float(fields[2])
+        except ValueError:
+            continue
+        if 0 <= port <= 65535 and proto in ("tcp", "udp", "sctp"):
+            yield port, proto, fields[0], freq

@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-from portatlas.errors import DataError, PortatlasError as SystemFailure, UsageError
+from portatlas.errors import DataError, SystemFailure, UsageError
 from portatlas.model import Entry, Person, Reference
 
 SCHEMA_VERSION = "1"

@@ -70,8 +70,27 @@ def _details(answer, transports: tuple[str, ...], sockets, backend: str | None) 
         snap = Snapshot(sockets, procs, warnings=warnings, backend=backend or "",
                         privileged=privileged)
     Classifier(answer.atlas).classify(snap)
+    _reachability(snap)
     ordered = sorted(snap.sockets, key=lambda s: (s.transport, s.family, s.address))
     return {"port": port, "transports": list(transports), "listening": bool(ordered),
             "backend": snap.backend, "privileged": snap.privileged,
             "sockets": [snap.socket_dict(s) for s in ordered],
             "warnings": [w.to_dict() for w in snap.warnings]}
+
+
+def _reachability(snap) -> None:
+    """Whether other machines can reach the listeners (portatlas.exposure). Only as root, the
+    only user who can read the packet filter: then it costs a few commands on top of the /proc
+    scan this path already made; without root a note says so instead of running them."""
+    if not snap.sockets:
+        return
+    if snap.privileged:
+        from portatlas.exposure import annotate
+
+        annotate(snap)
+        return
+    from portatlas.local.model import Notice
+
+    snap.warnings.append(Notice("reachability-unknown",
+                                "whether other machines can reach it through the packet filter "
+                                "is known only as root (sudo portatlas PORT)"))

@@ -90,6 +90,15 @@ class SocketWriter:
                 parts.append(f'{{"pid": {holder.pid}, "fd": {fd}, {tail}')
         return "[" + ", ".join(parts) + "]"
 
+    def _extras(self, extra: dict[str, Any]) -> str:
+        parts = []
+        for key, value in extra.items():
+            found = self._lists.get(id(value))
+            if found is None or found[0] is not value:
+                found = self._lists[id(value)] = (value, dumps(value))
+            parts.append(f"{string(key)}: {found[1]}, ")
+        return "".join(parts)
+
     def line(self, sock: Socket) -> str:
         users = self._users
         user = users.get(sock.uid)
@@ -110,6 +119,9 @@ class SocketWriter:
             text += (f'"services": {self._list(sock.services, _services)}, '
                      f'"expected_program": {_scalar(sock.expected_program)}, '
                      f'"flags": {self._list(sock.flags, _flags)}, ')
+        extra = self.snapshot.extras.get(id(sock)) if self.snapshot.extras else None
+        if extra:
+            text += self._extras(extra)
         return text + f'"processes": {self._processes(sock)}}}'
 
 

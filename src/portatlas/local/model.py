@@ -209,7 +209,7 @@ class Snapshot:
     """The sockets of one moment, the processes behind them, and what could not be seen."""
 
     __slots__ = ("sockets", "processes", "warnings", "backend", "privileged", "taken_at",
-                 "classified", "selection", "_process_dicts")
+                 "classified", "selection", "extras", "head_extras", "_process_dicts")
 
     def __init__(self, sockets: list[Socket], processes: dict[int, Process], *,
                  warnings: list[Notice] | None = None, backend: str = "",
@@ -222,6 +222,11 @@ class Snapshot:
         self.taken_at = taken_at
         self.classified = False
         self.selection = None  # the local.Selection it was taken for (set by local.query)
+        # fields other packages add: per socket (id(socket) -> {field: JSON value}, written
+        # before "processes"; values may be shared between sockets) and to the report's head
+        # (e.g. portatlas.exposure's "reachability" and "packet_filter")
+        self.extras: dict[int, dict[str, Any]] = {}
+        self.head_extras: dict[str, Any] = {}
         self._process_dicts: dict[int, dict[str, Any]] = {}
 
     def holders_of(self, sock: Socket) -> list[tuple[Holder, Process | None]]:
@@ -254,6 +259,9 @@ class Snapshot:
             out["services"] = sock.services
             out["expected_program"] = sock.expected_program
             out["flags"] = [{"flag": code, "text": text} for code, text in sock.flags]
+        extra = self.extras.get(id(sock))
+        if extra:
+            out.update(extra)
         out["processes"] = processes
         return out
 
@@ -275,4 +283,6 @@ class Snapshot:
                         taken_at=self.taken_at)
         snap.classified = self.classified
         snap.selection = self.selection
+        snap.extras = self.extras
+        snap.head_extras = self.head_extras
         return snap

@@ -106,6 +106,7 @@ def report_head(snap, sort: list[str], ordered: list) -> dict[str, Any]:
         "sort": sort,
         "count": len(ordered),
         "process_count": len({h.pid for s in ordered for h in s.holders}),
+        **getattr(snap, "head_extras", {}),
     }
 
 

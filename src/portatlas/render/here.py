@@ -42,6 +42,10 @@ def here_lines(data: dict[str, Any], style) -> list[str]:
                                             f"{owner_label(None, sock)})", "dim"))
             for flag in sock.get("flags") or ():
                 out.append("      " + style(flag["flag"], "yellow") + f": {printable(flag['text'])}")
+            if sock.get("reachability"):
+                from portatlas.render.exposure import detail_lines
+
+                out += detail_lines(sock["reachability"], style)
     for warning in data["warnings"]:
         out.append("  " + style("note: ", "yellow") + warning["text"])
     return out

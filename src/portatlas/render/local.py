@@ -55,7 +55,10 @@ def where_from(proc: dict[str, Any]) -> str:
     return printable(proc.get("unit"))
 
 
-def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style) -> list[list[str]]:
+def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
+                reach: bool = False) -> list[list[str]]:
+    if reach:
+        from portatlas.render.exposure import cell
     rows = []
     for sock in sockets:
         flags = ",".join(f["flag"] for f in sock.get("flags") or ())
@@ -63,6 +66,8 @@ def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style) -> 
         if peers:
             head.append(peer(sock))
         head += [sock["state"], sock["exposure"]]
+        if reach:
+            head.append(cell(sock.get("reachability"), style))
         tail = [registered(sock), style(flags, "yellow") if flags else ""]
         procs = sock.get("processes") or [None]
         for n, proc in enumerate(procs):
@@ -90,15 +95,18 @@ def name_of(proc: dict[str, Any]) -> str:
     return printable(proc.get("name")) or "?"
 
 
-def headers(peers: bool) -> list[str]:
+def headers(peers: bool, reach: bool = False) -> list[str]:
     return (["PROTO", "LOCAL"] + (["PEER"] if peers else [])
-            + ["STATE", "EXPOSURE", "PID", "PROGRAM", "USER", "UNIT", "REGISTERED", "FLAGS", "COMMAND"])
+            + ["STATE", "EXPOSURE"] + (["REACH"] if reach else [])
+            + ["PID", "PROGRAM", "USER", "UNIT", "REGISTERED", "FLAGS", "COMMAND"])
 
 
 def socket_table(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
                  width: int | None = None) -> list[str]:
-    rows = socket_rows(sockets, peers=peers, style=style)
-    lines = columns(rows, headers(peers), style)
+    # REACH (portatlas.exposure's verdict) only when the report has it
+    reach = any("reachability" in s for s in sockets)
+    rows = socket_rows(sockets, peers=peers, style=style, reach=reach)
+    lines = columns(rows, headers(peers, reach), style)
     if width:
         lines = [_cut(line, width) for line in lines]
     return lines
@@ -179,6 +187,11 @@ def long_lines(sock: dict[str, Any], style: Style) -> list[str]:
         out.append("  process     " + style("not visible", "dim"))
     for flag in sock.get("flags") or ():
         out.append("  " + style("flag", "yellow") + f"        {flag['flag']}: {printable(flag['text'])}")
+    if sock.get("reachability"):
+        from portatlas.render.exposure import detail_lines
+
+        out.append("  reach")
+        out += detail_lines(sock["reachability"], style, indent="    ", classes=True)
     return out
 
 
@@ -211,6 +224,10 @@ def report_lines(data: dict[str, Any], style: Style, long: bool = False) -> list
             if any(s.get("expected_program") is False for s in sockets):
                 out += ["", style("REGISTERED x? = registered for x, but held by a program not "
                                   "known to serve x", "dim")]
+    if any("reachability" in s for s in sockets) or "packet_filter" in data:
+        from portatlas.render.exposure import summary_lines
+
+        out += summary_lines(sockets, data, style, endpoint)
     if data["warnings"]:
         out.append("")
         out += warning_lines(data["warnings"], style)

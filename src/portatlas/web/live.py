@@ -78,6 +78,9 @@ def look(web: "Web", selection: Any, sort: list[str]) -> dict[str, Any]:
 
     snap = query(selection)
     Classifier(web.state.atlas).classify(snap)
+    from portatlas.exposure import annotate
+
+    annotate(snap)  # can other machines reach each listener (as `portatlas local` shows it)
     return report(snap, sort, False)
 
 
@@ -96,6 +99,8 @@ def local_data(web: "Web", params: Any, strict: bool = False) -> dict[str, Any]:
     return {"json": data, "sockets": sockets[:MAX_ROWS], "cut": max(0, len(sockets) - MAX_ROWS),
             "report": data, "form": form,
             "flagged": sum(1 for s in sockets if s.get("flags")),
+            "reachable": [s for s in sockets[:MAX_ROWS]
+                          if (s.get("reachability") or {}).get("verdict") in ("exposed", "limited")],
             "flagged_sockets": [s for s in sockets[:MAX_ROWS] if s.get("flags")]}
 
 
