@@ -104,3 +104,28 @@ def test_scan_save_lists_changes_between_runs(atlas_db, tmp_path):
         found = {(c["change"], c["key"]) for c in doc["intervals"][0]["changes"]}
         assert found == {("disappeared", f"tcp {address} 4702"),
                          ("appeared", f"tcp {address} 4703")}
+
+
+def test_a_packet_filter_rule_change_is_an_exposure_change(ns, tmp_path):
+    snaps = tmp_path / "rules.sqlite3"
+    # a second interface with an address, so "anywhere" has a way in
+    link_ns = Netns("pachp")
+    with link_ns:
+        link(ns, link_ns)
+        start(ns, {"sockets": [sock("tcp", 4, "0.0.0.0", 4801)]})
+        _save(ns, snaps)
+        rules = tmp_path / "drop.nft"
+        rules.write_text("table inet pach {\n chain input {\n"
+                         "  type filter hook input priority 0; policy accept;\n"
+                         "  tcp dport 4801 drop\n }\n}\n")
+        ns.run(["nft", "-f", str(rules)])
+        [change] = _changes(_save(ns, snaps)).values()
+        assert change["change"] == "changed" and change["key"] == "tcp 0.0.0.0 4801"
+        [field] = change["fields"]
+        assert field["facet"] == "reachability"
+        # reachable from the linked subnet before (limited: no route from anywhere else)
+        assert field["before"]["verdict"] in ("exposed", "limited")
+        assert field["after"]["verdict"] == "blocked"
+        ns.run(["nft", "delete", "table", "inet", "pach"])
+        [back] = _changes(_save(ns, snaps)).values()
+        assert back["fields"][0]["after"] == field["before"]

@@ -116,6 +116,27 @@ def test_failed_neighbour_announcements_are_parsed():
     assert parse_failed(struct.pack("=IHHII", 0, 28, 0, 0, 0)) == []   # zero length: no loop
 
 
+def test_neighbour_dump_is_parsed():
+    from portatlas.scan.neighbours import parse_entries
+
+    def entry(family: int, state: int, address: str, mac: bytes | None) -> bytes:
+        raw = socket.inet_pton(family, address)
+        attrs = struct.pack("=HH", 4 + len(raw), 1) + raw
+        if mac is not None:
+            attrs += struct.pack("=HH", 10, 2) + mac + b"\0\0"
+        body = struct.pack("=BBHiHBB", family, 0, 0, 2, state, 0, 1) + attrs
+        return struct.pack("=IHHII", 16 + len(body), 28, 2, 1, 0) + body
+
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + b"\0" * 4
+    data = (entry(socket.AF_INET, 0x02, "198.18.0.2", bytes.fromhex("0a0b0c0d0e0f"))
+            + entry(socket.AF_INET, 0x20, "198.18.0.3", None)            # failed: no MAC
+            + entry(socket.AF_INET6, 0x04, "2001:db8::2", bytes.fromhex("0a0b0c0d0e10")) + done)
+    assert parse_entries(data) == ({"198.18.0.2": "0a:0b:0c:0d:0e:0f",
+                                    "2001:db8::2": "0a:0b:0c:0d:0e:10"}, True)
+    for n in range(len(data)):
+        parse_entries(data[:n])
+
+
 def test_ping_only_refuses_port_options(capsys):
     from portatlas.cli import main
 
@@ -210,8 +231,9 @@ def test_unprivileged_discovery_equals_truth(net, family, readable_db):
     # the host's own ICMP port unreachable (REJECT) means up; a reset too
     assert by[net.v4(0, 12) if family == "v4" else net.v6(0, 12)]["status_reason"] == "port-unreach"
     assert by[net.v4(0, 11) if family == "v4" else net.v6(0, 11)]["status_reason"] == "conn-refused"
-    if family == "v4":  # the kernel's ARP table gives the MAC of an IPv4 neighbour
-        assert by[net.v4(0, 10)]["discovery"]["mac"] == net.mac_of_t()
+    # the kernel's neighbour table (an rtnetlink dump) gives the MAC of a host on the link
+    assert by[net.v4(0, 10) if family == "v4" else net.v6(0, 10)]["discovery"]["mac"] == net.mac_of_t()
+    assert by[net.v4(2, 5) if family == "v4" else net.v6(2, 5)]["discovery"]["mac"] is None
 
 
 @needs_netns
@@ -308,3 +330,35 @@ def test_no_ping_settles_dead_link_hosts_at_the_first_failure(net, family):
             assert h["status"] == "down", h
             assert h["discovery"]["method"] == ("arp" if family == "v4" else "nd")
             assert h["ports"] == []
+
+
+@needs_netns
+def test_live_hosts_are_scanned_while_discovery_goes_on(net):
+    """One event loop: the ports of a host that answered ARP are probed (and answered)
+    before discovery has given up on the dead addresses beside it."""
+    code = f"""
+import json
+from portatlas.scan.discovery import Discovery, DiscoveryOptions
+from portatlas.scan.targets import parse_targets
+from portatlas.scan.tcp import TcpConnectEngine
+from portatlas.scan.timing import TimingOptions
+hosts = parse_targets(["{net.v4(0, 10)}", "{net.v4(0, 99)}", "{net.v4(0, 98)}"])
+events = []
+def emit(batch, bulk):
+    for b in batch:
+        events.append(["port", b[0], b[1]])
+    for k, ports in bulk.items():
+        events.extend(["port", k[0], p] for p in ports)
+opts = TimingOptions()
+stage = Discovery(hosts, DiscoveryOptions(), opts)
+engine = TcpConnectEngine(hosts, [[22, 23]] * 3, opts, emit, discovery=stage, flush_interval=0.0,
+                          on_host=lambda i, st: events.append(["host", i, st.state]))
+engine.run()
+print(json.dumps(events))
+"""
+    events = json.loads(net.s.run([sys.executable, "-c", code]).stdout)
+    assert ["host", 0, "up"] in events and ["host", 1, "down"] in events and ["host", 2, "down"] in events
+    first_port = min(i for i, e in enumerate(events) if e[0] == "port")
+    assert first_port < events.index(["host", 1, "down"])
+    assert sorted(e[2] for e in events if e[0] == "port") == [22, 23]   # only the live host
+    assert all(e[1] == 0 for e in events if e[0] == "port")

@@ -48,6 +48,7 @@ PLACES = {
     "portatlas.exposure": "domain",
     "portatlas.model": "core",
     "portatlas.errors": "core",
+    "portatlas.io_limits": "core",
     "portatlas.parsing": "core",
     "portatlas.paths": "core",
     "portatlas.textsafe": "core",

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from portatlas.scan import discovery_packets as P
-from portatlas.scan.routes import LINK, LOCAL, NO_ROUTE, ROUTED, RouteTable, neighbour_macs
+from portatlas.scan.routes import LINK, LOCAL, NO_ROUTE, RouteTable
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 from portatlas.scan.hoststatus import DOWN, UNKNOWN, UP, HostStatus, assumed_up, describe  # noqa: F401
@@ -220,6 +220,11 @@ class Discovery:
             return
         sent = 0
         if self.waiting and now >= self._next:
+            # a last look before giving up on anyone: answers may be waiting unread (this
+            # process was not scheduled, or the loop was busy with port probes)
+            self.on_readable(now)
+            if self.unsettled == 0:
+                return
             still = []
             retry = []
             for t in self.waiting:
@@ -468,15 +473,10 @@ class Discovery:
                 self.timing.sample(rtt)
         if isinstance(mac, bytes):
             mac = P.format_mac(mac)
-        if mac is None and t.kind == LINK and t.host.family == socket.AF_INET:
-            mac = neighbour_macs().get(t.host.address)
-        vendor = None
-        if mac:
-            from portatlas.scan.oui import vendor_of
-
-            vendor = vendor_of(mac)
+        # the vendor (a 50,000-line file) and, without raw sockets, the MAC from the ARP
+        # table are looked up once at the end (annotate()), never in the scan's loop
         self._close_target(t)
-        self._settle(t, HostStatus(UP, reason, method, mac, vendor, rtt))
+        self._settle(t, HostStatus(UP, reason, method, mac, None, rtt))
 
     def _down(self, t: _Target | None, reason: str, method: str, by: str | None) -> None:
         if t is None or t.settled:
@@ -776,7 +776,29 @@ def discover(hosts: list, opts: DiscoveryOptions | None = None,
                 stage.on_readable(time.monotonic())
     finally:
         stage.close()
-    return [r or HostStatus(UNKNOWN, "unscanned", "none") for r in result]
+    out = [r or HostStatus(UNKNOWN, "unscanned", "none") for r in result]
+    annotate(hosts, out)
+    return out
+
+
+def annotate(hosts: list, statuses: list[HostStatus | None]) -> None:
+    """Fill in what discovery leaves for later: the MAC of a host found up by TCP connects
+    (the kernel's neighbour table lists hosts on a link only, under their own address) and
+    the vendor of every MAC."""
+    table = None
+    for host, st in zip(hosts, statuses):
+        if st is None or st.state != UP:
+            continue
+        if st.mac is None and st.method.startswith("tcp-connect"):
+            if table is None:
+                from portatlas.scan.neighbours import neighbour_table
+
+                table = neighbour_table()
+            st.mac = table.get(host.address)
+        if st.mac and st.vendor is None:
+            from portatlas.scan.oui import vendor_of
+
+            st.vendor = vendor_of(st.mac)
 
 
 def live(statuses: Iterable[HostStatus]) -> list[int]:

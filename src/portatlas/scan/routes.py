@@ -155,14 +155,3 @@ def source_address(address: str, family: int, scope_id: int = 0) -> str | None:
         return None
     finally:
         s.close()
-
-
-def neighbour_macs() -> dict[str, str]:
-    """IPv4 address -> MAC of the kernel's complete ARP entries (/proc/net/arp, readable
-    without privileges): how an unprivileged scan learns the MAC of a live host on a link."""
-    out = {}
-    for line in _read("arp")[1:]:
-        f = line.split()
-        if len(f) >= 4 and f[2] != "0x0" and f[3] != "00:00:00:00:00:00":
-            out[f[0]] = f[3].lower()
-    return out

@@ -101,7 +101,7 @@ def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
                          host_indices=host_indices)
     from portatlas.scan.tcp import TcpConnectEngine
 
-    return TcpConnectEngine(hosts, ports_per_host, opts, emit)
+    return TcpConnectEngine(hosts, ports_per_host, opts, emit, host_indices=host_indices)
 
 
 def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
@@ -123,9 +123,18 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
     share = _share(opts, workers)
     children: list[tuple[int, int]] = []  # (pid, read fd)
     # many hosts with discovery: each worker takes a share of the hosts (and discovers
-    # them); otherwise a share of the ports of every host (discovery of a few hosts is
-    # repeated per worker: a handful of packets; "up" from any worker wins)
+    # them); otherwise a share of the ports of every host, and the (few) hosts are
+    # discovered here first, once, so that every worker scans the same live hosts
     by_host = discovery is not None and len(hosts) >= workers
+    subset = list(range(len(hosts)))
+    if discovery is not None and discovery.enabled and not by_host:
+        from portatlas.scan.discovery import discover
+
+        statuses = discover(hosts, discovery, opts, on_status=on_host)
+        subset = [i for i, st in enumerate(statuses) if st.state == "up"]
+        discovery, on_host = None, None
+        if not subset:
+            return RunOutcome()
     sys.stdout.flush()
     sys.stderr.flush()
     for w in range(workers):
@@ -133,7 +142,7 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
             indices = list(range(w, len(hosts), workers))
             part = ([hosts[i] for i in indices], [plan[i] for i in indices], indices)
         else:
-            part = (hosts, [ports[w::workers] for ports in plan], None)
+            part = ([hosts[i] for i in subset], [plan[i][w::workers] for i in subset], subset)
         r, wfd = os.pipe()
         pid = os.fork()
         if pid == 0:  # worker

@@ -127,12 +127,14 @@ class Scanner:
         except KeyboardInterrupt:
             report.interrupted = True
         if disc is not None:
+            from portatlas.scan.discovery import annotate
             from portatlas.scan.hoststatus import HostStatus, assumed_up
 
             for hr in self.reports:
                 if hr.discovery is None:
                     hr.discovery = assumed_up() if not disc.enabled or not report.interrupted \
                         else HostStatus("unknown", "unscanned", "none")
+            annotate(self.hosts, [hr.discovery for hr in self.reports])
         self._mark_unscanned()
         if self.detect_accept_all and not report.interrupted:
             try:

@@ -297,6 +297,7 @@ class TcpConnectEngine(Engine):
 
     def _launch(self, active: deque, now: float) -> None:
         blocked = 0
+        swept = 0
         rate = self.rate
         while active and self.inflight < self.limit:
             hs = active[0]
@@ -312,6 +313,9 @@ class TcpConnectEngine(Engine):
                 self._sweep(hs, 512)
                 if len(active) > 1:
                     active.rotate(-1)
+                swept += 1
+                if swept >= 4:
+                    return  # back to the loop now and then: flush results, read answers
                 continue
             if rate is not None and not rate.take(time.monotonic()):
                 return
