@@ -39,6 +39,7 @@ PLACES = {
     "portatlas.local": "domain",
     "portatlas.scan": "domain",
     "portatlas.identify": "domain",
+    "portatlas.cluster": "domain",
     "portatlas.changes": "domain",
     "portatlas.atlas": "domain",
     "portatlas.ranking": "domain",

@@ -241,6 +241,16 @@ def scan_main(argv: list[str]) -> int:
                         "NAME` lists what changed between runs (docs/changes.md)")
     p.add_argument("--snapshots", metavar="PATH",
                    help="snapshot file (default: beside the database, or $PORTATLAS_SNAPSHOTS)")
+    g = p.add_argument_group("cluster (docs/scan.md: scanning on a cluster)")
+    g.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the scan on a Dask cluster: tcp://SCHEDULER:8786 (its workers "
+                        "run the probes, each at its own --rate) or local:N (N local workers)")
+    g.add_argument("--shards", type=int, metavar="N",
+                   help="with --cluster: split the probes into N shards (default: 4 per "
+                        "worker, at most 8,192 probes each)")
+    g.add_argument("--shard-seed", type=int, metavar="N",
+                   help="with --cluster: seed of the permutation of (address, port) "
+                        "(default: random)")
     _timing_options(p)
     args = p.parse_args(argv)
     if args.save is not None and not args.save.strip():
@@ -251,6 +261,7 @@ def scan_main(argv: list[str]) -> int:
     _check_root_features(args)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise UsageError("--workers must be between 1 and 64")
+    _check_cluster_options(args)
     timing = _timing(args)
     if args.ping_only:
         given = [flag for flag, on in (("-p", args.ports is not None), ("--top", args.top is not None),
@@ -310,13 +321,18 @@ def scan_main(argv: list[str]) -> int:
     from portatlas.scan.discovery import DiscoveryOptions
 
     discovery = DiscoveryOptions(enabled=not args.no_ping)
-    report = _run(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []), timing, args,
-                  command="scan", argv=["scan", *argv],
-                  identify=identify_hook(args.identify,
-                                         _identify_options(args) if args.identify else None),
-                  progress=not args.no_progress and not args.ping_only, on_result=stream,
-                  options=options, accept_all=not args.no_accept_all, workers=args.workers,
-                  syn=args.syn, discovery=discovery)
+    if args.cluster:
+        report = _run_cluster(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []),
+                              timing, args, argv=["scan", *argv], on_result=stream,
+                              options=options, discovery=discovery)
+    else:
+        report = _run(hosts, spec_ports.get("tcp", []), spec_ports.get("udp", []), timing,
+                      args, command="scan", argv=["scan", *argv],
+                      identify=identify_hook(args.identify,
+                                             _identify_options(args) if args.identify else None),
+                      progress=not args.no_progress and not args.ping_only, on_result=stream,
+                      options=options, accept_all=not args.no_accept_all,
+                      workers=args.workers, syn=args.syn, discovery=discovery)
     if not args.ping_only:
         if atlas is None:
             atlas = _open_atlas_quietly(args.db)
@@ -436,6 +452,52 @@ def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[
     finally:
         bar.finish()
     return report
+
+
+def _check_cluster_options(args) -> None:
+    if not args.cluster:
+        for name in ("shards", "shard_seed"):
+            if getattr(args, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')} needs --cluster")
+        return
+    from portatlas.cluster import parse_cluster
+
+    parse_cluster(args.cluster)
+    if args.workers is not None:
+        raise UsageError("--workers splits a scan over this machine's cores; with --cluster "
+                         "the cluster's workers share it")
+    if args.shards is not None and not 1 <= args.shards <= 1_000_000:
+        raise UsageError("--shards must be between 1 and 1000000")
+    if args.shard_seed is not None and not 0 <= args.shard_seed < 2 ** 64:
+        raise UsageError("--shard-seed must be between 0 and 2**64-1")
+
+
+def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], on_result=None,
+                 options: dict[str, Any] | None = None, discovery=None):
+    """The scan on a Dask cluster (portatlas.cluster): same report, same hooks."""
+    from portatlas.cluster import ClusterScanner
+    from portatlas.scan.progress import Progress
+
+    total = len(hosts) * (len(tcp_ports) + len(udp_ports))
+    bar = Progress(total, f"scanning {len(hosts)} host{'s' if len(hosts) != 1 else ''} "
+                          f"on {args.cluster}",
+                   enabled=None if not (args.no_progress or args.ping_only) else False)
+
+    def note(text: str) -> None:
+        print(f"portatlas: warning: {text}", file=sys.stderr)
+
+    scanner = ClusterScanner(hosts, tcp_ports=tcp_ports, udp_ports=udp_ports,
+                             cluster=args.cluster, timing=timing, shards=args.shards,
+                             seed=args.shard_seed, on_result=on_result,
+                             on_progress=bar.update if bar.enabled else None, on_note=note,
+                             detect_accept_all=not args.no_accept_all,
+                             identify=_identify_options(args) if args.identify else None,
+                             syn=args.syn, command="scan", argv=argv, options=options,
+                             discovery=discovery)
+    try:
+        return scanner.run()
+    finally:
+        bar.finish()
 
 
 def _emit(report, fmt: str, show_all: bool, open_only: bool = False) -> None:

@@ -55,8 +55,10 @@ def _share(opts: TimingOptions, workers: int) -> TimingOptions:
 
 def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
                emit: Callable[[Batch, dict], None], *, workers: int = 1,
+               ports_per_host: list[list[int]] | None = None,
                discovery=None, on_host: Callable[[int, object], None] | None = None) -> RunOutcome:
-    """Scan every port of `ports` on every host; `emit` gets result batches as they come.
+    """Scan every port of `ports` on every host (or, with `ports_per_host`, each host's own
+    list: a cluster shard); `emit` gets result batches as they come.
 
     `discovery` (portatlas.scan.discovery.DiscoveryOptions, "tcp" engine only) runs host
     discovery in the engine's own loop: a host's ports are probed once it is found up.
@@ -67,9 +69,11 @@ def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOption
         discovery = None
         if transport != "tcp-syn":
             on_host = None
-    if workers <= 1 or (len(ports) < workers and (discovery is None or len(hosts) < workers)):
-        return _run_here(transport, hosts, [ports] * len(hosts), opts, emit, discovery, on_host)
-    return _run_forked(transport, hosts, ports, opts, emit, workers, discovery, on_host)
+    plan = ports_per_host if ports_per_host is not None else [ports] * len(hosts)
+    longest = max(map(len, plan), default=0)
+    if workers <= 1 or (longest < workers and (discovery is None or len(hosts) < workers)):
+        return _run_here(transport, hosts, plan, opts, emit, discovery, on_host)
+    return _run_forked(transport, hosts, plan, opts, emit, workers, discovery, on_host)
 
 
 def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
@@ -111,7 +115,7 @@ def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts
     return outcome
 
 
-def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
+def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: TimingOptions,
                 emit: Callable[[Batch, dict], None], workers: int, discovery=None,
                 on_host=None) -> RunOutcome:
     share = _share(opts, workers)
@@ -134,9 +138,9 @@ def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptio
     for w in range(workers):
         if by_host:
             indices = list(range(w, len(hosts), workers))
-            part = ([hosts[i] for i in indices], ports, indices)
+            part = ([hosts[i] for i in indices], [plan[i] for i in indices], indices)
         else:
-            part = ([hosts[i] for i in subset], ports[w::workers], subset)
+            part = ([hosts[i] for i in subset], [plan[i][w::workers] for i in subset], subset)
         r, wfd = os.pipe()
         pid = os.fork()
         if pid == 0:  # worker
@@ -180,7 +184,7 @@ def _run_forked(transport: str, hosts: list, ports: list[int], opts: TimingOptio
 
 def _worker(transport: str, part: tuple, opts: TimingOptions, wfd: int, discovery=None,
             want_hosts: bool = False) -> None:
-    hosts, ports, indices = part
+    hosts, plan, indices = part
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -194,7 +198,7 @@ def _worker(transport: str, part: tuple, opts: TimingOptions, wfd: int, discover
                 n = os.write(wfd, view)
                 view = view[n:]
 
-        engine = _make_engine(transport, hosts, [ports] * len(hosts), opts,
+        engine = _make_engine(transport, hosts, plan, opts,
                               lambda batch, bulk: send("r", (batch, bulk)), discovery,
                               (lambda i, st: send("h", (i, st))) if want_hosts else None,
                               host_indices=indices)

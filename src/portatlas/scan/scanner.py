@@ -47,10 +47,17 @@ class Scanner:
                  detect_accept_all: bool = True,
                  identify: IdentifyHook | None = None, syn: bool = False, command: str = "scan",
                  argv: list[str] | None = None, options: dict[str, Any] | None = None,
-                 discovery=None, on_host: Callable[[HostReport], None] | None = None) -> None:
+                 discovery=None, on_host: Callable[[HostReport], None] | None = None,
+                 port_plan: dict[str, list[list[int]]] | None = None) -> None:
         self.hosts = hosts
         self.tcp_ports = tcp_ports
         self.udp_ports = udp_ports
+        # transport -> one port list per host; by default every host gets every port, a
+        # cluster shard (portatlas.cluster) gives each host its own part
+        self.port_plan = {t: [list(ps)] * len(hosts) for t, ps in (("tcp", tcp_ports),
+                                                                    ("udp", udp_ports))}
+        if port_plan is not None:
+            self.port_plan.update({t: [list(ps) for ps in plan] for t, plan in port_plan.items()})
         self.timing = timing or TimingOptions()
         self.workers = workers
         self.on_result = on_result
@@ -62,7 +69,7 @@ class Scanner:
         self.reports = [HostReport(h) for h in hosts]
         self.report = ScanReport(self.reports, command=command, argv=list(argv or []),
                                  options=dict(options or {}))
-        self.total = len(hosts) * (len(tcp_ports) + len(udp_ports))
+        self.total = sum(len(ps) for plan in self.port_plan.values() for ps in plan)
         self.done = 0
         self.discovery = discovery      # DiscoveryOptions | None
         self.host_hook = on_host
@@ -80,12 +87,14 @@ class Scanner:
             report.notes.append(f"file-descriptor limit {soft}: at most "
                                 f"{self.timing.max_concurrency} probes at once")
         disc = self.discovery
-        in_loop = disc is not None and bool(self.tcp_ports) and not self.syn
+        in_loop = disc is not None and any(self.port_plan["tcp"]) and not self.syn
         try:
             if disc is not None and not in_loop:
                 self._discover_first()
             for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
-                if not ports:
+                plan = self.port_plan[transport]
+                probes = sum(map(len, plan))
+                if not probes:
                     continue
                 engine = "tcp-syn" if transport == "tcp" and self.syn else transport
                 emit = self._emitter(transport)
@@ -93,24 +102,25 @@ class Scanner:
                     # discovery (or, with -Pn, settling dead hosts) inside the engine's loop
                     indices = list(range(len(self.hosts)))
                     outcome = run_engine(engine, self.hosts, ports, self.timing, emit,
-                                         workers=choose_workers(len(ports) * len(self.hosts),
-                                                                self.workers),
+                                         workers=choose_workers(probes, self.workers),
                                          discovery=disc if in_loop else _no_discovery(),
-                                         on_host=self._on_host)
+                                         on_host=self._on_host, ports_per_host=plan)
                     in_loop = False
                 else:
                     indices = [i for i, hr in enumerate(self.reports) if not _is_down(hr)]
                     hosts = [self.hosts[i] for i in indices]
-                    probes = len(ports) * len(hosts)
+                    sub_plan = [plan[i] for i in indices]
+                    probes = sum(map(len, sub_plan))
                     workers = choose_workers(probes, self.workers) if engine != "udp" else 1
-                    if not hosts:
+                    if not probes:
                         continue
                     settle = None
                     if engine == "tcp-syn" and disc is not None and not disc.enabled:
                         # -Pn: dead hosts are settled at their first failure here too
                         settle = (lambda i, st, ix=indices: self._on_host(ix[i], st))
                     outcome = run_engine(engine, hosts, ports, self.timing,
-                                         _remap(emit, indices), workers=workers, on_host=settle)
+                                         _remap(emit, indices), workers=workers, on_host=settle,
+                                         ports_per_host=sub_plan)
                 for index, timing in outcome.timings.items():
                     self.reports[indices[index] if index < len(indices) else index].timing[transport] = timing
                 report.notes.extend(x for x in outcome.notes if x not in report.notes)
@@ -161,7 +171,7 @@ class Scanner:
         hr.discovery = status
         if status.state == "down":
             # its ports will not be probed (or their answers are moot): count them as done
-            per_host = len(self.tcp_ports) + len(self.udp_ports)
+            per_host = sum(len(plan[index]) for plan in self.port_plan.values())
             seen = len(hr.scanned("tcp")) + len(hr.scanned("udp"))
             self.done += max(0, per_host - seen)
             hr.ports.clear()
@@ -203,12 +213,12 @@ class Scanner:
     def _mark_unscanned(self) -> None:
         if not self.report.interrupted and self.done >= self.total:
             return
-        for hr in self.reports:
+        for i, hr in enumerate(self.reports):
             if _is_down(hr):
                 continue
-            for transport, ports in (("tcp", self.tcp_ports), ("udp", self.udp_ports)):
+            for transport, plan in self.port_plan.items():
                 seen = hr.scanned(transport)
-                missing = [p for p in ports if p not in seen]
+                missing = [p for p in plan[i] if p not in seen]
                 if missing:
                     hr.add_bulk(transport, R.UNSCANNED, "unscanned", missing)
 
