@@ -197,13 +197,19 @@ class ClusterLab:
 
 def comparable(report: dict) -> list:
     """A --json report without what differs between any two runs (times, RTTs, the command
-    line, the cluster's own description), hosts sorted."""
+    line, the cluster's own description), hosts sorted. For a host found up, which discovery
+    probe answered first (ICMP echo or SYN to 443, microseconds apart) is a race even between
+    two one-machine runs: only that it is up, and its MAC, are compared."""
     hosts = []
     for h in report["hosts"]:
         h = dict(h)
         h.pop("timing", None)
         if h.get("discovery"):
             h["discovery"] = {k: v for k, v in h["discovery"].items() if k != "rtt_ms"}
+            if h["discovery"].get("state") == "up":
+                for key in ("reason", "method"):
+                    h["discovery"].pop(key, None)
+                h.pop("status_reason", None)
         h["ports"] = sorted((_port(p) for p in h["ports"]),
                             key=lambda p: (p["transport"], p["port"]))
         h["extraports"] = sorted(h["extraports"], key=lambda e: (e["transport"], e["state"]))

@@ -93,13 +93,12 @@ def finish_hosts(task: dict[str, Any]) -> dict[str, Any]:
     of them is in (both need a host's complete answer): {"reports": {index: HostReport}}."""
     _check_version(task["version"])
     from portatlas.scan.scanner import run_identification
-    from portatlas.scan.timing import TimingOptions
     from portatlas.scan.wildcard import detect_all
 
     with _ONE_AT_A_TIME:
         reports = task["reports"]  # {index: HostReport}
         if task.get("accept_all"):
-            detect_all(list(reports.values()), TimingOptions(**task["timing"]))
+            detect_all(list(reports.values()))
         options = task.get("identify")
         if options is not None:
             run_identification(list(reports.values()), identify_hook(options))
