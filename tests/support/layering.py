@@ -53,6 +53,7 @@ PLACES = {
     "portatlas.paths": "core",
     "portatlas.textsafe": "core",
     "portatlas.vocab": "core",
+    "portatlas.stamps": "core",
     "portatlas": "facade",
 }
 

@@ -22,6 +22,7 @@ from typing import Any
 from portatlas.changes.diff import Change, Interval, diff, scan_coverage
 from portatlas.changes.items import Item
 from portatlas.errors import DataError, NotFound
+from portatlas.stamps import utc_iso
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
@@ -50,7 +51,7 @@ class SnapshotInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "name": self.name,
-                "time": _iso(self.taken_at), "items": self.count}
+                "time": utc_iso(self.taken_at), "items": self.count}
 
 
 @dataclass(frozen=True)
@@ -262,5 +263,3 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -10,15 +10,11 @@ Snapshots are saved by `portatlas local --save` (this machine's listeners) and
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from typing import Any
-
 from portatlas.cli.common import parser
 from portatlas.render.changes import document_lines, safe
 from portatlas.render.terminal import Style, print_json
 from portatlas.errors import NotFound
+from portatlas.stamps import host_name, utc_iso
 
 SCHEMA = "portatlas.changes/1"
 
@@ -43,7 +39,7 @@ def main(argv: list[str]) -> int:
     from portatlas.changes import SnapshotStore, parse_when, snapshot_path
 
     args = build_parser().parse_args(argv)
-    kind, name = ("scan", args.scan) if args.scan else ("local", args.host or hostname())
+    kind, name = ("scan", args.scan) if args.scan else ("local", args.host or host_name())
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until) if args.until else None
     path = args.snapshots or snapshot_path(args.db)
@@ -57,8 +53,8 @@ def main(argv: list[str]) -> int:
                            f"{name!r} (saved: {known})")
         intervals = store.changes(kind, name, since=since, until=until)
     doc = {"schema": SCHEMA, "kind": kind, "name": name,
-           "since": _iso(since) if since is not None else None,
-           "until": _iso(until) if until is not None else None,
+           "since": utc_iso(since) if since is not None else None,
+           "until": utc_iso(until) if until is not None else None,
            "intervals": [i.to_dict() for i in intervals]}
     if args.json:
         print_json(doc)
@@ -77,9 +73,3 @@ def list_snapshots(store, as_json: bool) -> int:
     return 0
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def hostname() -> str:
-    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")

@@ -22,13 +22,14 @@ from typing import Any
 
 from portatlas.cli.common import Parser, parser
 from portatlas.errors import EXIT_NOT_FOUND, EXIT_SYSTEM, NotFound, PortatlasError, UsageError
-from portatlas.local.reports import (DEFAULT_SORT, SORT_KEYS, _dumps, _iso, classified,
+from portatlas.local.reports import (DEFAULT_SORT, SORT_KEYS, _dumps, classified,
                                      parse_sort, report, write_json, write_report_json)
 from portatlas.local import kill
 from portatlas.local.selection import Selection
 from portatlas.local.watch import diff
 from portatlas.render import local as render
 from portatlas.render.terminal import Style, print_json
+from portatlas.stamps import utc_iso
 
 FREE_SCHEMA = "portatlas.free/1"
 WATCH_SCHEMA = "portatlas.local.watch/1"
@@ -234,7 +235,7 @@ def watch(args, selection: Selection, sort: list[str]) -> int:
             classified(after, args.db, classifier)
             for event, sock, owner in diff(snap, after):
                 as_dict = owner.socket_dict(sock)
-                stamp = _iso(after.taken_at)
+                stamp = utc_iso(after.taken_at)
                 if args.json:
                     _emit({"schema": WATCH_SCHEMA, "event": event, "time": stamp, "socket": as_dict})
                 else:
@@ -279,7 +280,7 @@ def print_saved_changes(saved, as_json: bool) -> int:
                               "to": saved.snapshot.to_dict(), "changes": changes}]})
     elif changes:
         style = Style()
-        when = _iso(saved.snapshot.taken_at)
+        when = utc_iso(saved.snapshot.taken_at)
         for change in changes:
             print(f"{when}  " + change_line(change, style))
     return 0
@@ -303,7 +304,7 @@ def watch_saving(args, selection: Selection, sort: list[str]) -> int:
             if not args.no_exposure:
                 snap = with_reachability(snap, False)  # snapshots keep each listener's verdict
             saved = save_snapshot(args, report(snap, sort, args.reverse))
-            stamp = _iso(saved.snapshot.taken_at)
+            stamp = utc_iso(saved.snapshot.taken_at)
             if looks == 0:
                 if args.json:
                     _emit({"schema": SCHEMA, "event": "snapshot", "time": stamp,

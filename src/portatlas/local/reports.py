@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import _socket
 import json
-import os
 import sys
-import time
 from typing import Any
 
 from portatlas.errors import UsageError
@@ -22,6 +20,7 @@ from portatlas.local.classify import open_classifier
 from portatlas.local.model import Notice, exposure_of
 from portatlas.local.model import user_name as name
 from portatlas.local.selection import Selection
+from portatlas.stamps import host_name, utc_iso
 
 SCHEMA = "portatlas.local/1"
 
@@ -97,8 +96,8 @@ def report_head(snap, sort: list[str], ordered: list) -> dict[str, Any]:
     selection = _selection_of(snap)
     return {
         "schema": SCHEMA,
-        "host": _hostname(),
-        "time": _iso(snap.taken_at),
+        "host": host_name(),
+        "time": utc_iso(snap.taken_at),
         "backend": snap.backend,
         "privileged": snap.privileged,
         "include_established": selection.everything,
@@ -144,16 +143,6 @@ def _selection_of(snap):
     if selection is None:
         selection = Selection()
     return selection
-
-
-def _hostname() -> str:
-    if hasattr(os, "uname"):
-        return os.uname().nodename
-    return os.environ.get("COMPUTERNAME", "")
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _dumps(obj: Any) -> str:

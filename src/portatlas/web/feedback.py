@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from portatlas.errors import DataError, PortatlasError, UsageError
+from portatlas.stamps import utc_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -183,4 +184,4 @@ class _immediate:
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return utc_iso(ts)

@@ -7,7 +7,6 @@ about) or per request for the rest; none of them holds knowledge of its own abou
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from portatlas.render.history import describe, merge_transports, when
 from portatlas.render.port import section_lines
 from portatlas.render.terminal import Style
 from portatlas.sections import SECTIONS, collect
+from portatlas.stamps import host_name
 from portatlas.web import live
 from portatlas.web.openapi import endpoints
 from portatlas.web.portspace import BLOCK, STATUSES, block_shade
@@ -300,7 +300,7 @@ def latest_changes(web: "Web", kind: str = "local", name: str | None = None,
     from portatlas.changes import SnapshotStore, snapshot_path  # only for the changes page
 
     if name is None and kind == "local":
-        name = os.uname().nodename if hasattr(os, "uname") else ""
+        name = host_name()
     doc: dict[str, Any] = {"schema": "portatlas.changes/1", "kind": kind, "name": name,
                            "since": None, "until": None, "intervals": []}
     try:
