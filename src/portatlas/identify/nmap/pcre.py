@@ -160,14 +160,7 @@ def literal_weight(pattern: bytes) -> int:
                 count += 1
             continue
         if ch == "[":
-            j = i + 1
-            if text[j:j + 1] == "^":
-                j += 1
-            if text[j:j + 1] == "]":
-                j += 1
-            while j < len(text) and text[j] != "]":
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
+            i = _class_end(text, i)
             continue
         if ch == "(":
             negative = text.startswith("(?!", i) or text.startswith("(?<!", i)
@@ -195,6 +188,19 @@ def literal_weight(pattern: bytes) -> int:
 
 
 WEAK_WEIGHT = 2
+
+
+def _class_end(text: str, i: int) -> int:
+    """The index just past the character class that opens at text[i] ("["): a "]" right
+    after the "[" or "[^" is a member, not the end, and escapes are skipped."""
+    j = i + 1
+    if text[j:j + 1] == "^":
+        j += 1
+    if text[j:j + 1] == "]":
+        j += 1
+    while j < len(text) and text[j] != "]":
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
 
 
 def _optional(text: str, i: int) -> bool:
@@ -232,14 +238,7 @@ def required_literal(pattern: bytes) -> bytes:
             else:
                 i += 2  # a class, backreference or octal: not a literal
         elif ch == "[":
-            j = i + 1
-            if text[j:j + 1] == "^":
-                j += 1
-            if text[j:j + 1] == "]":
-                j += 1
-            while j < len(text) and text[j] != "]":
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
+            i = _class_end(text, i)
         elif ch == "(":
             depth, j = 0, i
             while j < len(text):  # skip the whole group
@@ -248,14 +247,7 @@ def required_literal(pattern: bytes) -> bytes:
                     j += 2
                     continue
                 if c == "[":
-                    k = j + 1
-                    if text[k:k + 1] == "^":
-                        k += 1
-                    if text[k:k + 1] == "]":
-                        k += 1
-                    while k < len(text) and text[k] != "]":
-                        k += 2 if text[k] == "\\" else 1
-                    j = k + 1
+                    j = _class_end(text, j)
                     continue
                 depth += c == "("
                 depth -= c == ")"
