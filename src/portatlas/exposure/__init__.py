@@ -19,7 +19,7 @@ from typing import Any
 from portatlas.exposure.assess import (BLOCKED, EXPOSED, LIMITED, LOCAL_ONLY, UNKNOWN, VERDICTS,
                                        Assessor, Exposure, Listener)
 
-__all__ = ["look", "for_snapshot", "annotate", "reachable", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
+__all__ = ["prepare", "cancel", "look", "for_snapshot", "annotate", "reachable", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
            "EXPOSED", "LIMITED", "LOCAL_ONLY", "BLOCKED", "UNKNOWN"]
 
 
@@ -41,6 +41,22 @@ class Look:
                 "rules": rs.rule_count(), "chains": len(rs.chains),
                 "containers": [{k: c[k] for k in ("runtime", "name", "image", "id", "addresses")}
                                for c in self.containers]}
+
+
+def prepare() -> None:
+    """Start the commands a look runs (nft, iptables-save, ip) now, so that they work while the
+    caller does something else (reading the sockets); look() then collects their output.
+    Call cancel() if look() will not follow."""
+    from portatlas.exposure import read
+
+    read.start_all()
+
+
+def cancel() -> None:
+    """End what prepare() started (when no look() follows)."""
+    from portatlas.exposure import read
+
+    read.stop_all()
 
 
 def look(*, containers: bool = True) -> Look:
