@@ -51,7 +51,6 @@ class SocketWriter:
         self.snapshot = snapshot
         self._process_tails: dict[int, str] = {}
         self._lists: dict[int, tuple[Any, str]] = {}
-        self._records: dict[int, tuple[Any, str]] = {}
         self._users: dict[int | None, str] = {}
         self._strings: dict[str, str] = {}
 
@@ -91,26 +90,13 @@ class SocketWriter:
                 parts.append(f'{{"pid": {holder.pid}, "fd": {fd}, {tail}')
         return "[" + ", ".join(parts) + "]"
 
-    def _shared(self, value: Any) -> str:
-        """value encoded once per object (kept referenced, so that its id stays its own)."""
-        found = self._records.get(id(value))
-        if found is None or found[0] is not value:
-            found = self._records[id(value)] = (value, self._record(value))
-        return found[1]
-
-    def _record(self, value: Any) -> str:
-        """A dict whose list and dict fields may be shared with other sockets' values (a copy
-        of one listener's reachability with a note of its own): those fields are encoded once."""
-        if not isinstance(value, dict) or not value or any(type(k) is not str for k in value):
-            return dumps(value)
-        return "{" + ", ".join(
-            f"{string(k)}: {self._shared(v) if v and isinstance(v, (list, dict)) else dumps(v)}"
-            for k, v in value.items()) + "}"
-
     def _extras(self, extra: dict[str, Any]) -> str:
         parts = []
         for key, value in extra.items():
-            parts.append(f"{string(key)}: {self._shared(value)}, ")
+            found = self._lists.get(id(value))
+            if found is None or found[0] is not value:
+                found = self._lists[id(value)] = (value, dumps(value))
+            parts.append(f"{string(key)}: {found[1]}, ")
         return "".join(parts)
 
     def line(self, sock: Socket) -> str:
