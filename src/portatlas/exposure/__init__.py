@@ -98,7 +98,8 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
     from portatlas.exposure import advice
 
     out: dict[int, Exposure] = {}
-    assessor = look_.assessor
+    assess = look_.assessor.assess_socket
+    complete = advice.complete
     proxies: dict[int, dict[str, Any] | None] = {}
     for sock in snapshot.sockets:
         if not sock.listening or (sock.transport == "udp" and sock.remote_port):
@@ -112,10 +113,11 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
                 proxies[holder.pid] = proxy_target(proc.cmdline if proc else None)
             proxy = proxy or proxies[holder.pid]
         target = (proxy["address"], proxy["port"]) if proxy else None
-        lis = Listener(sock.transport, sock.family, sock.address, sock.port, sock.v6only,
-                       sock.interface)
-        exp = assessor.assess(lis, accepts_forward=target)
-        out[id(sock)] = advice.complete(exp, sock, snapshot, look_, proxy)
+        exp = assess(sock.transport, sock.family, sock.address, sock.port, sock.v6only,
+                     sock.interface, target)
+        # only exposed and limited listeners get notes of their own (advice.complete)
+        out[id(sock)] = complete(exp, sock, snapshot, look_, proxy) \
+            if exp.verdict in (EXPOSED, LIMITED) else exp
     return out
 
 

@@ -102,12 +102,21 @@ class Assessor:
     def assess(self, listener: Listener, *, accepts_forward: tuple[str, int] | None = None) -> Exposure:
         """accepts_forward: (address, port) the listener is a proxy for (docker-proxy for its
         container): traffic DNATed there instead still reaches the same service."""
-        key = (listener.transport, listener.family, listener.address, listener.v6only,
-               listener.interface, self.walker.port_class(listener.port), accepts_forward,
-               listener.port if listener.port in self._nat_ports else None)
+        return self.assess_socket(listener.transport, listener.family, listener.address,
+                                  listener.port, listener.v6only, listener.interface,
+                                  accepts_forward)
+
+    def assess_socket(self, transport: str, family: str, address: str, port: int,
+                      v6only: bool | None, interface: str | None,
+                      accepts_forward: tuple[str, int] | None = None) -> Exposure:
+        """assess() from a socket's fields (no Listener is made when a socket of the same
+        shape was answered already: 10,000 sockets mostly are)."""
+        key = (transport, family, address, v6only, interface, self.walker.port_class(port),
+               accepts_forward, port if port in self._nat_ports else None)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = self._assess(listener, accepts_forward)
+            found = self._cache[key] = self._assess(
+                Listener(transport, family, address, port, v6only, interface), accepts_forward)
         return found
 
     def connection(self, listener: Listener, family: str, iif: str | None, saddr: str,
