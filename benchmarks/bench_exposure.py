@@ -16,7 +16,9 @@ Two rulesets of N rules each, so that the figure is not one shape's:
             (a few rules per port), address block-lists, UDP ranges;
   distinct  one rule per destination port, every rule a different port (the worst case for
             sharing answers between ports).
-Figures are medians (and minimum) of wall time; ratios use the medians. Needs root.
+Figures are medians (and minimum) of wall time, and the median CPU time of each command with
+everything it ran (user + system: less disturbed than wall time when other work shares the
+cores); ratios use the medians; the load average is printed with each ruleset. Needs root.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,7 +53,13 @@ def median(fn):
     for _ in range(rounds):
         t = time.perf_counter(); out = fn(); times.append(time.perf_counter() - t)
     return statistics.median(times) * 1e3, out
-read_ms, _ = median(lambda: (read.read_ruleset(), read.read_machine()))
+def read_all():
+    read.start_all()  # as exposure.look() does: the 8 commands run at once
+    try:
+        return read.read_ruleset(), read.read_machine()
+    finally:
+        read.stop_all()
+read_ms, _ = median(read_all)
 code, text, _err = read._run(["nft", "-j", "list", "ruleset"])
 parse_ms, rs = median(lambda: nftjson.parse(text))
 look = exposure.look()
@@ -110,11 +119,18 @@ def distinct_ruleset(n: int, first_port: int, sockets: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def timed(ns: Netns, argv: list[str], env: dict[str, str]) -> float:
+def _children_cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def timed(ns: Netns, argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall time, CPU time of the command and everything it ran: nft, iptables-save, ip)."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     subprocess.run(ns.argv(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env=env, check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
 def fmt(times: list[float]) -> str:
@@ -166,20 +182,26 @@ def main() -> int:
                 "portatlas local (table)": [py, "-m", "portatlas", "local"],
             }
             times: dict[str, list[float]] = {name: [] for name in commands}
+            cpus: dict[str, list[float]] = {name: [] for name in commands}
             for _ in range(args.rounds):
                 for name, argv in commands.items():
-                    times[name].append(timed(ns, argv, env))
-            print(f"\nruleset '{shape}': {inproc['rules']} rules; {inproc['listeners']} listeners "
+                    wall, cpu = timed(ns, argv, env)
+                    times[name].append(wall)
+                    cpus[name].append(cpu)
+            print(f"\nruleset '{shape}' (load average {os.getloadavg()[0]:.1f}): {inproc['rules']} rules; {inproc['listeners']} listeners "
                   f"assessed; verdicts {inproc['verdicts']}")
             print(f"  wall time over {args.rounds} rounds (alternating):")
             for name, values in times.items():
-                print(f"    {name:40s} {fmt(values)}")
+                print(f"    {name:40s} {fmt(values)}   CPU median "
+                      f"{statistics.median(cpus[name]) * 1e3:7.1f} ms")
             for plain, full in (("portatlas local --json --no-exposure", "portatlas local --json"),
                                 ("portatlas local --no-exposure (table)", "portatlas local (table)")):
                 ratio = statistics.median(times[full]) / statistics.median(times[plain])
                 verdict = "OK" if ratio <= 2.0 else "OVER TARGET"
                 ok = ok and ratio <= 2.0
-                print(f"    with / without ({full}): {ratio:.2f}x (target: at most 2.0x) -> {verdict}")
+                cpu_ratio = statistics.median(cpus[full]) / statistics.median(cpus[plain])
+                print(f"    with / without ({full}): {ratio:.2f}x (target: at most 2.0x) -> {verdict}"
+                      f"; CPU time {cpu_ratio:.2f}x")
             print(f"  in one process (median): read ruleset and machine {inproc['read']:.1f} ms, "
                   f"parse nft JSON {inproc['parse']:.1f} ms, assess {inproc['listeners']} "
                   f"listeners {inproc['assess']:.1f} ms")

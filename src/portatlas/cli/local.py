@@ -136,9 +136,21 @@ def main(argv: list[str]) -> int:
     gc.disable()  # a one-shot run allocating an object or two per socket: collections only cost
     if args.exposed and args.no_exposure:
         raise UsageError("--exposed needs the packet filter: drop --no-exposure")
-    snap = selection.take()
-    classified(snap, args.db)
-    if not args.no_exposure:
+    if args.no_exposure:
+        snap = selection.take()
+        classified(snap, args.db)
+    else:
+        from portatlas import exposure
+
+        # nft and iptables-save run while the sockets are read (their output is collected
+        # by the look, after)
+        exposure.prepare()
+        try:
+            snap = selection.take()
+            classified(snap, args.db)
+        except BaseException:
+            exposure.cancel()
+            raise
         snap = with_reachability(snap, args.exposed)
     if args.identify:
         return identify_listeners(args, snap, selection, sort)

@@ -19,7 +19,7 @@ from typing import Any
 from portatlas.exposure.assess import (BLOCKED, EXPOSED, LIMITED, LOCAL_ONLY, UNKNOWN, VERDICTS,
                                        Assessor, Exposure, Listener)
 
-__all__ = ["look", "for_snapshot", "annotate", "reachable", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
+__all__ = ["prepare", "cancel", "look", "for_snapshot", "annotate", "reachable", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
            "EXPOSED", "LIMITED", "LOCAL_ONLY", "BLOCKED", "UNKNOWN"]
 
 
@@ -41,6 +41,22 @@ class Look:
                 "rules": rs.rule_count(), "chains": len(rs.chains),
                 "containers": [{k: c[k] for k in ("runtime", "name", "image", "id", "addresses")}
                                for c in self.containers]}
+
+
+def prepare() -> None:
+    """Start the commands a look runs (nft, iptables-save, ip) now, so that they work while the
+    caller does something else (reading the sockets); look() then collects their output.
+    Call cancel() if look() will not follow."""
+    from portatlas.exposure import read
+
+    read.start_all()
+
+
+def cancel() -> None:
+    """End what prepare() started (when no look() follows)."""
+    from portatlas.exposure import read
+
+    read.stop_all()
 
 
 def look(*, containers: bool = True) -> Look:
@@ -82,7 +98,8 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
     from portatlas.exposure import advice
 
     out: dict[int, Exposure] = {}
-    assessor = look_.assessor
+    assess = look_.assessor.assess_socket
+    complete = advice.complete
     proxies: dict[int, dict[str, Any] | None] = {}
     for sock in snapshot.sockets:
         if not sock.listening or (sock.transport == "udp" and sock.remote_port):
@@ -96,10 +113,11 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
                 proxies[holder.pid] = proxy_target(proc.cmdline if proc else None)
             proxy = proxy or proxies[holder.pid]
         target = (proxy["address"], proxy["port"]) if proxy else None
-        lis = Listener(sock.transport, sock.family, sock.address, sock.port, sock.v6only,
-                       sock.interface)
-        exp = assessor.assess(lis, accepts_forward=target)
-        out[id(sock)] = advice.complete(exp, sock, snapshot, look_, proxy)
+        exp = assess(sock.transport, sock.family, sock.address, sock.port, sock.v6only,
+                     sock.interface, target)
+        # only exposed and limited listeners get notes of their own (advice.complete)
+        out[id(sock)] = complete(exp, sock, snapshot, look_, proxy) \
+            if exp.verdict in (EXPOSED, LIMITED) else exp
     return out
 
 

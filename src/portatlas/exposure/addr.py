@@ -164,23 +164,36 @@ def size(a: IntervalSet) -> int:
     return sum(hi - lo + 1 for lo, hi in a)
 
 
+def _first_prefixes(lo: int, hi: int, bits: int, most: int) -> list[tuple[int, int]]:
+    """The first `most` CIDR blocks (start, prefix length) that cover lo-hi exactly, in order
+    (what ipaddress.summarize_address_range yields, in integer arithmetic)."""
+    out = []
+    while lo <= hi and len(out) < most:
+        # the biggest aligned block starting at lo that does not pass hi
+        size = (lo & -lo) if lo else 1 << bits
+        while size > hi - lo + 1:
+            size >>= 1
+        out.append((lo, bits - size.bit_length() + 1))
+        lo += size
+    return out
+
+
 @lru_cache(maxsize=4096)
 def describe(a: IntervalSet, family: str | None, limit: int = 6) -> list[str]:
     """An interval set as text: CIDR prefixes and ranges for addresses, 'lo-hi' for ports
     (cached: the same source sets come back for every listener; do not modify the result)."""
-    from itertools import islice
-
     out: list[str] = []
+    bits = 32 if family == "ipv4" else 128
     for lo, hi in a:
         if family is None:
             out.append(str(lo) if lo == hi else f"{lo}-{hi}")
         else:
-            cls = ipaddress.IPv4Address if family == "ipv4" else ipaddress.IPv6Address
-            nets = list(islice(ipaddress.summarize_address_range(cls(lo), cls(hi)), 3))
+            nets = _first_prefixes(lo, hi, bits, 3)
             if len(nets) <= 2:
-                out.extend(str(n) if n.num_addresses > 1 else str(n.network_address) for n in nets)
+                out.extend(to_text(start, family) + (f"/{plen}" if plen < bits else "")
+                           for start, plen in nets)
             else:
-                out.append(f"{cls(lo)}-{cls(hi)}")
+                out.append(f"{to_text(lo, family)}-{to_text(hi, family)}")
         if len(out) >= limit:
             out = out[:limit] + ["..."]
             break

@@ -102,12 +102,21 @@ class Assessor:
     def assess(self, listener: Listener, *, accepts_forward: tuple[str, int] | None = None) -> Exposure:
         """accepts_forward: (address, port) the listener is a proxy for (docker-proxy for its
         container): traffic DNATed there instead still reaches the same service."""
-        key = (listener.transport, listener.family, listener.address, listener.v6only,
-               listener.interface, self.walker.port_class(listener.port), accepts_forward,
-               listener.port if listener.port in self._nat_ports else None)
+        return self.assess_socket(listener.transport, listener.family, listener.address,
+                                  listener.port, listener.v6only, listener.interface,
+                                  accepts_forward)
+
+    def assess_socket(self, transport: str, family: str, address: str, port: int,
+                      v6only: bool | None, interface: str | None,
+                      accepts_forward: tuple[str, int] | None = None) -> Exposure:
+        """assess() from a socket's fields (no Listener is made when a socket of the same
+        shape was answered already: 10,000 sockets mostly are)."""
+        key = (transport, family, address, v6only, interface, self.walker.port_class(port),
+               accepts_forward, port if port in self._nat_ports else None)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = self._assess(listener, accepts_forward)
+            found = self._cache[key] = self._assess(
+                Listener(transport, family, address, port, v6only, interface), accepts_forward)
         return found
 
     def connection(self, listener: Listener, family: str, iif: str | None, saddr: str,
@@ -166,9 +175,15 @@ class Assessor:
             if not probes:
                 classes.append(_na(klass, "no interface with an address of that kind"))
                 continue
+            walks = [(family, iif, box, self.walker.walk(family, lis.transport, lis.port, box,
+                                                         iif=iif))
+                     for family, iif, box in probes]
+            summary = self._one_answer(klass, walks, lis, accepts_forward)
+            if summary is not None:
+                classes.append(summary)
+                continue
             parts = []
-            for family, iif, box in probes:
-                outcomes = self.walker.walk(family, lis.transport, lis.port, box, iif=iif)
+            for family, iif, box, outcomes in walks:
                 ckey = (id(outcomes), family, iif, lis.transport, lis.family, lis.address,
                         lis.v6only, accepts_forward,
                         lis.port if lis.port in self._nat_ports else None)
@@ -186,6 +201,50 @@ class Assessor:
         if fwd:
             exp.forwarded_to = fwd[0]
         return exp
+
+    def _one_answer(self, klass: str, walks: list, lis: Listener,
+                    accepts_forward: tuple[str, int] | None) -> dict[str, Any] | None:
+        """The class's summary when every outcome of its probes gives the same plain answer
+        (the usual case: one rule or the policy decides for every source), without cutting
+        the sources into parts that _summarise would drop again. It is what _probe_parts and
+        _summarise give for such outcomes; None when the general path is needed (undecidable
+        matches, answers that depend on the destination address, a forward or a diversion,
+        several answers, or enough answers for _parts to fold some)."""
+        verdict = None
+        first: dict[str, Any] | None = None
+        rules: set = set()
+        interfaces = set()
+        for family, iif, box, outcomes in walks:
+            if not outcomes:
+                continue
+            if len(outcomes) >= MAX_PARTS:
+                return None
+            daddr = box[DADDR]
+            for o in outcomes:
+                if o.assumptions or o.box[DADDR] != daddr:
+                    return None
+                if o.verdict == "accepted":
+                    j = self._judge(o, family, lis, accepts_forward)
+                    if "to" in j:
+                        return None
+                    kind, rule, reason = j["verdict"], j["rule"], j["reason"]
+                else:
+                    kind, rule, reason = o.verdict, o.decider(), o.reason
+                if verdict is None:
+                    verdict = kind
+                    first = {"verdict": kind, "rule": rule, "reason": reason or ""}
+                elif kind != verdict:
+                    return None
+                rules.add(_ref_key(rule))
+            interfaces.add(iif or "lo")
+        if first is None:
+            return None
+        out = {"class": klass, "verdict": verdict, "reason": _part_reason(first, verdict),
+               "rule": first["rule"], "interfaces": sorted(interfaces), "parts": []}
+        if len(rules) > 1:
+            out["reason"] += f" (and {len(rules) - 1} more rule{'s' if len(rules) > 2 else ''} " \
+                             "for other sources)"
+        return out
 
     def _probes(self, klass: str, fam: str, address: str, wildcard: bool, lis: Listener):
         m = self.machine
@@ -440,8 +499,9 @@ def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     # parts of different interfaces with the same answer are merged for reading
     by_key: dict[tuple, dict[str, Any]] = {}
     for p in parts:
+        to = p.get("to")
         key = (p["verdict"], p["family"], tuple(p["sources"]), tuple(p["source_ports"] or ()),
-               str(p["rule"]), p["reason"], str(p.get("to")))
+               _ref_key(p["rule"]), p["reason"], str(to) if to else None)
         q = by_key.get(key)
         if q is None:
             by_key[key] = dict(p)
@@ -488,12 +548,17 @@ def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     if len({p["verdict"] for p in merged}) == 1 and not any(p.get("to") for p in merged):
         # one answer for the whole class: the class says it all (and the JSON of 10,000
         # listeners stays small); several rules giving it are counted
-        rules = {str(p["rule"]) for p in merged}
+        rules = {_ref_key(p["rule"]) for p in merged}
         if len(rules) > 1:
             out["reason"] += f" (and {len(rules) - 1} more rule{'s' if len(rules) > 2 else ''} " \
                              "for other sources)"
         out["parts"] = []
     return out
+
+
+def _ref_key(r: dict[str, Any] | None) -> tuple | None:
+    """A deciding rule's JSON as a comparable value (its fields, in their fixed order)."""
+    return None if r is None else tuple(r.values())
 
 
 def _part_reason(p: dict[str, Any], verdict: str) -> str:

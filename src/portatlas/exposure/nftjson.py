@@ -104,13 +104,11 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
     exprs = body.get("expr") or []
     matches: list[Match] = []
     action: Action | None = None
-    words: list[str] = []
     for expr in exprs:
         if not isinstance(expr, dict) or len(expr) != 1:
             matches.append(unknown("an expression portatlas cannot read"))
             continue
         (kind, val), = expr.items()
-        words.append(_text(kind, val))
         if action is not None:
             continue  # statements after the verdict do not change where the packet goes
         if kind == "match":
@@ -141,7 +139,7 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
         else:
             matches.append(unknown(f"the rule uses '{kind}', which portatlas does not evaluate"))
     rule = Rule(matches, action or Action("continue"), handle=body.get("handle"),
-                text=" ".join(w for w in words if w))
+                describe=lambda: _rule_text(exprs))
     return rule
 
 
@@ -386,6 +384,13 @@ def _verdict(val: Any) -> Action:
 
 
 # -- text for people ----------------------------------------------------------------------------
+def _rule_text(exprs: list[Any]) -> str:
+    """The rule as nft-like text (made when first shown)."""
+    words = (_text(kind, val) for expr in exprs if isinstance(expr, dict) and len(expr) == 1
+             for (kind, val), in (expr.items(),))
+    return " ".join(w for w in words if w)
+
+
 def _text(kind: str, val: Any) -> str:
     """A short nft-like rendering of one expression (for the deciding rule's text)."""
     if kind == "match" and isinstance(val, dict):

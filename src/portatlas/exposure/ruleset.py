@@ -8,7 +8,7 @@ Match("unknown", reason=...) so that the answer can say "unknown, because ...".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 # Where rules come from (the `origin` of a chain and of a deciding rule in JSON output).
 NFTABLES = "nftables"
@@ -90,17 +90,27 @@ TERMINAL = ("accept", "drop", "reject")
 
 
 class Rule:
-    __slots__ = ("chain", "handle", "text", "matches", "action", "index", "_ref")
+    __slots__ = ("chain", "handle", "_text", "_describe", "matches", "action", "index", "_ref")
 
     def __init__(self, matches: list[Match], action: Action, *, handle: int | None = None,
-                 text: str = "") -> None:
+                 text: str = "", describe: Callable[[], str] | None = None) -> None:
+        """describe: makes the text when it is first needed, instead of text (most rules of a
+        big ruleset never decide anything shown)."""
         self.chain: Chain | None = None
         self.handle = handle
-        self.text = text
+        self._text = text
+        self._describe = describe
         self.matches = matches
         self.action = action
         self.index = 0
         self._ref: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        if self._describe is not None:
+            self._text = self._describe()
+            self._describe = None
+        return self._text
 
     def ref(self) -> dict[str, Any]:
         """Where the rule is, as JSON (the `rule` of a decision; shared, do not modify)."""

@@ -50,8 +50,17 @@ class Packet:
 
     def copy(self) -> "Packet":
         p = Packet.__new__(Packet)
-        for name in Packet.__slots__:
-            setattr(p, name, getattr(self, name))
+        # spelled out: a loop over __slots__ with getattr/setattr costs three times as much
+        p.family = self.family
+        p.l4proto = self.l4proto
+        p.iif = self.iif
+        p.oif = self.oif
+        p.dport = self.dport
+        p.daddr = self.daddr
+        p.dnat = self.dnat
+        p.redirected = self.redirected
+        p.notrack = self.notrack
+        p.local_origin = self.local_origin
         return p
 
 
@@ -110,8 +119,9 @@ class _State:
     def fork(self, **changes) -> "_State":
         s = _State(self.box, self.pkt, self.stage, self.chains, self.ci, self.frames,
                    self.assumptions, self.nat_done, self.path, self.by)
-        for k, v in changes.items():
-            setattr(s, k, v)
+        if changes:
+            for k, v in changes.items():
+                setattr(s, k, v)
         return s
 
 
@@ -131,15 +141,22 @@ class Walker:
         self._port_bounds, self._port_exact = _port_tests(ruleset)
         self._port_classes: dict[frozenset, int] = {}
         self._class_of: list[int] = []
+        self._class_by_port: dict[int, int] = {}
 
     def port_class(self, port: int) -> int:
         """Ports with the same class meet every destination-port test of the ruleset alike,
         so every answer for one holds for the others (-1: the port itself matters)."""
+        found = self._class_by_port.get(port)
+        if found is not None:
+            return found
         if self._port_exact:
-            return -1 - port
-        if not self._class_of:
-            self._class_of = self._classes()
-        return self._class_of[bisect_right(self._port_bounds[0], port) - 1]
+            found = -1 - port
+        else:
+            if not self._class_of:
+                self._class_of = self._classes()
+            found = self._class_of[bisect_right(self._port_bounds[0], port) - 1]
+        self._class_by_port[port] = found
+        return found
 
     def _classes(self) -> list[int]:
         bounds, members = self._port_bounds
