@@ -98,29 +98,67 @@ def test_docker_rules_with_real_docker_proxy():
     if not Path(proxy).exists():
         pytest.skip("docker-proxy is not installed (Debian docker.io)")
     with lab.Lab() as L, Netns("pa14k") as box:
-        s = L.server.name
-        subprocess.run(["ip", "-n", s, "link", "add", "docker0", "type", "veth", "peer", "name",
-                        "eth0", "netns", box.name], check=True)
-        subprocess.run(["ip", "-n", s, "addr", "add", f"{docker_lab.BRIDGE_NET}.1/24", "dev",
-                        "docker0"], check=True)
-        subprocess.run(["ip", "-n", box.name, "addr", "add", f"{CTR}/24", "dev", "eth0"], check=True)
-        for ns, dev in ((s, "docker0"), (box.name, "eth0")):
-            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
-        subprocess.run(["ip", "-n", box.name, "route", "add", "default", "via",
-                        f"{docker_lab.BRIDGE_NET}.1"], check=True)
-        L.server.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
-        L.server.run(["iptables-nft-restore"],
-                     input=docker_lab.docker_rules(HOST_PORT, CTR, 80))
-        spec = [{"id": "ctr", "transport": "tcp", "family": "ipv4", "address": "0.0.0.0",
-                 "port": 80}]
-        box.popen([sys.executable, "-c", lab.SERVER, json.dumps(spec)])
-        box.wait_for_tcp(80)
+        _container_box(L, box)
         # dockerd hands docker-proxy a pipe as fd 3 to hear "ready" on: give it one
         L.server.popen(["sh", "-c", 'exec "$0" "$@" 3>/dev/null', proxy, "-proto", "tcp",
                         "-host-ip", "0.0.0.0", "-host-port", str(HOST_PORT), "-container-ip",
                         CTR, "-container-port", "80"])
         L.server.wait_for_tcp(HOST_PORT)
         check(L, name=None)
+
+
+def _container_box(L: lab.Lab, box: Netns) -> None:
+    """A namespace standing in for a container behind a bridge of the server, with a
+    runtime's DNAT and FORWARD rules for HOST_PORT -> CTR:80 (Docker's, iptables-nft)."""
+    s = L.server.name
+    subprocess.run(["ip", "-n", s, "link", "add", "docker0", "type", "veth", "peer", "name",
+                    "eth0", "netns", box.name], check=True)
+    subprocess.run(["ip", "-n", s, "addr", "add", f"{docker_lab.BRIDGE_NET}.1/24", "dev",
+                    "docker0"], check=True)
+    subprocess.run(["ip", "-n", box.name, "addr", "add", f"{CTR}/24", "dev", "eth0"], check=True)
+    for ns, dev in ((s, "docker0"), (box.name, "eth0")):
+        subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+    subprocess.run(["ip", "-n", box.name, "route", "add", "default", "via",
+                    f"{docker_lab.BRIDGE_NET}.1"], check=True)
+    L.server.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+    L.server.run(["iptables-nft-restore"], input=docker_lab.docker_rules(HOST_PORT, CTR, 80))
+    spec = [{"id": "ctr", "transport": "tcp", "family": "ipv4", "address": "0.0.0.0",
+             "port": 80}]
+    box.popen([sys.executable, "-c", lab.SERVER, json.dumps(spec)])
+    box.wait_for_tcp(80)
+
+
+def test_podman_port_reservation_stand_in():
+    """Podman (netavark) publishes a port with DNAT too, but the host port is held by conmon,
+    which only reserves it and relays nothing. A listener named conmon stands in for it: the
+    world still reaches the container, and portatlas must say so (not "blocked"), with advice
+    that fits Podman (no DOCKER-USER chain), and the advised rule must really close it."""
+    with lab.Lab() as L, Netns("pa14p") as box:
+        _container_box(L, box)
+        spec = [{"id": "conmon", "transport": "tcp", "family": "ipv4", "address": "0.0.0.0",
+                 "port": HOST_PORT}]
+        # argv[0] "conmon" (what portatlas reads); PYTHONHOME because Python would look for
+        # its library next to a binary of that name
+        L.server.popen(["env", f"PYTHONHOME={sys.base_prefix}", "bash", "-c",
+                        'exec -a conmon "$0" "$@"', sys._base_executable, "-c", lab.SERVER,
+                        json.dumps(spec)])
+        L.server.wait_for_tcp(HOST_PORT)
+        ufw_like(L)
+        real = L.connect(tries(), timeout=2.0)
+        # from outside the DNAT wins; from this machine to 127.0.0.1 the reservation answers
+        assert real == {"subnet": "reached:ctr", "far": "reached:ctr",
+                        "local": "reached:conmon"}, real
+        v4 = [s for s in judge(L) if s["family"] == "ipv4"]
+        assert v4, "no IPv4 listener on the published port"
+        for s in v4:
+            assert s["verdict"] == "exposed", s
+            assert s["forwarded_to"]["address"] == CTR and s["forwarded_to"]["port"] == 80, s
+            assert not any("DOCKER-USER" in c for c in s["close"]), s
+            assert any("podman run -p 127.0.0.1:8080:80" in c for c in s["close"]), s["close"]
+            rule = next(c for c in s["close"] if c.startswith("iptables -t mangle"))
+        L.server.run(rule.split())
+        real = L.connect(tries(), timeout=1.0)
+        assert real == {"subnet": "timeout", "far": "timeout", "local": "reached:conmon"}, real
 
 
 @pytest.fixture()

@@ -273,3 +273,45 @@ def test_unreadable_ruleset_is_unknown_everywhere():
     e = a.assess(Listener("tcp", "ipv4", "0.0.0.0", 22))
     assert e.verdict == "unknown" and "root" in e.reason
     assert e.to_dict()["verdict"] == "unknown"
+
+
+# -- Podman: the published host port is held by conmon, which only reserves it ---------------
+def test_a_port_reservation_accepts_whatever_the_port_is_dnatted_to():
+    from support.docker_lab import docker_rules
+
+    from portatlas.exposure.assess import ANY_FORWARD
+    from portatlas.exposure.containers import port_holder
+
+    # the DNAT and FORWARD shape of a published port (the chains' names do not matter here)
+    text = docker_rules(8080, "198.19.7.2", 80)
+    text = text.replace(":INPUT ACCEPT [0:0]\n:FORWARD DROP", ":INPUT DROP [0:0]\n:FORWARD DROP", 1)
+    rs = iptsave.parse(text, IPTABLES_NFT, "ip")
+    held = port_holder(["/usr/bin/conmon", "--api-version", "1", "-c", "0123abcd", "-n", "web"])
+    assert held == {"reservation": True, "runtime": "podman"}
+    e = verdict(rs, port=8080, accepts_forward=ANY_FORWARD)
+    assert e.verdict == "exposed"  # the world reaches the container through the reserved port
+    assert e.forwarded_to["address"] == "198.19.7.2" and e.forwarded_to["port"] == 80
+    # a program that is neither a proxy nor a reservation is passed by, as before
+    assert port_holder(["/usr/sbin/nginx", "-g", "daemon off;"]) is None
+    assert classes(verdict(rs, port=8080))["anywhere"] == "diverted"
+
+
+def test_podman_advice_names_podman_and_no_docker_chain():
+    from types import SimpleNamespace
+
+    from support.docker_lab import docker_rules
+
+    from portatlas.exposure import advice
+    from portatlas.exposure.assess import ANY_FORWARD
+
+    rs = iptsave.parse(docker_rules(8080, "198.19.7.2", 80), IPTABLES_NFT, "ip")
+    e = verdict(rs, port=8080, accepts_forward=ANY_FORWARD)
+    sock = SimpleNamespace(port=8080, transport="tcp", family="ipv4", dual_stack=False,
+                           holders=[], services=["http-alt"], flags={})
+    snap = SimpleNamespace(processes={}, classified=True)
+    done = advice.complete(e, sock, snap, SimpleNamespace(assessor=SimpleNamespace(ruleset=rs)),
+                           {"reservation": True, "runtime": "podman"})
+    text = "\n".join(done.notes + done.close)
+    assert "podman run -p 127.0.0.1:8080:80" in text
+    assert "DOCKER-USER" not in text
+    assert "iptables -t mangle -I PREROUTING ! -i lo -p tcp --dport 8080 -j DROP" in text

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from portatlas.exposure.assess import (BLOCKED, EXPOSED, LIMITED, LOCAL_ONLY, UNKNOWN, VERDICTS,
-                                       Assessor, Exposure, Listener)
+from portatlas.exposure.assess import (ANY_FORWARD, BLOCKED, EXPOSED, LIMITED, LOCAL_ONLY,
+                                       UNKNOWN, VERDICTS, Assessor, Exposure, Listener)
 
 __all__ = ["prepare", "cancel", "look", "for_snapshot", "annotate", "reachable", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
            "EXPOSED", "LIMITED", "LOCAL_ONLY", "BLOCKED", "UNKNOWN"]
@@ -107,12 +107,17 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
         proxy = None
         for holder in sock.holders:
             if holder.pid not in proxies:
-                from portatlas.exposure.containers import proxy_target
+                from portatlas.exposure.containers import port_holder
 
                 proc = snapshot.processes.get(holder.pid)
-                proxies[holder.pid] = proxy_target(proc.cmdline if proc else None)
+                proxies[holder.pid] = port_holder(proc.cmdline if proc else None)
             proxy = proxy or proxies[holder.pid]
-        target = (proxy["address"], proxy["port"]) if proxy else None
+        if proxy is None:
+            target = None
+        elif proxy.get("reservation"):
+            target = ANY_FORWARD
+        else:
+            target = (proxy["address"], proxy["port"])
         exp = assess(sock.transport, sock.family, sock.address, sock.port, sock.v6only,
                      sock.interface, target)
         # only exposed and limited listeners get notes of their own (advice.complete)

@@ -30,19 +30,29 @@ def complete(exp: Exposure, sock, snapshot, look, proxy: dict[str, Any] | None) 
             break
     forwarded = exp.forwarded_to
     container = (forwarded or {}).get("container") if forwarded else None
+    reservation = bool(proxy and proxy.get("reservation"))
+    runtime = (container or {}).get("runtime") or (proxy or {}).get("runtime") or "docker"
     if forwarded:
+        # Docker's FORWARD path has a chain for the user's own rules; Podman's has none
+        path = "the FORWARD path (DOCKER-USER) does" if runtime == "docker" else \
+            "the FORWARD path does"
         out.notes.append("the port is DNATed to a container: INPUT rules (and ufw) do not apply "
-                         "to it; the FORWARD path (DOCKER-USER) does")
+                         f"to it; {path}")
     fam = "ip6" if sock.family == "ipv6" and not sock.dual_stack else "ip"
-    if proxy or forwarded:
-        host_port = proxy["host_port"] if proxy else sock.port
+    if forwarded or (proxy and not reservation):
+        host_port = proxy.get("host_port") or sock.port if proxy else sock.port
         cport = forwarded["port"] if forwarded else proxy["port"]
         name = (container or {}).get("name")
-        runtime = (container or {}).get("runtime", "docker")
         out.close.append(f"publish it on loopback only: {runtime} run -p 127.0.0.1:{host_port}:"
                          f"{cport} ... (instead of -p {host_port}:{cport})")
-        out.close.append(f"iptables -I DOCKER-USER -p {sock.transport} -m conntrack "
-                         f"--ctorigdstport {host_port} ! -s 127.0.0.0/8 -j DROP")
+        if runtime == "docker":
+            out.close.append(f"iptables -I DOCKER-USER -p {sock.transport} -m conntrack "
+                             f"--ctorigdstport {host_port} ! -s 127.0.0.0/8 -j DROP")
+        else:
+            # mangle PREROUTING runs before the runtime's DNAT: the host port is still there
+            iptables = "ip6tables" if fam == "ip6" else "iptables"
+            out.close.append(f"{iptables} -t mangle -I PREROUTING ! -i lo -p {sock.transport} "
+                             f"--dport {host_port} -j DROP")
         if name:
             out.close.append(f"{runtime} stop {name}")
         return out

@@ -22,6 +22,9 @@ EXPOSED, LIMITED, LOCAL_ONLY, BLOCKED, UNKNOWN = "exposed", "limited", "local-on
 VERDICTS = (EXPOSED, LIMITED, LOCAL_ONLY, BLOCKED, UNKNOWN)
 CLASSES = ("loopback", "subnet", "anywhere")
 MAX_ATOMS = 20000
+# accepts_forward for a socket held by a runtime's port reservation (containers.port_holder):
+# whatever address the port is DNATed to is the service published there.
+ANY_FORWARD = ("*", -1)
 
 # Never sources from "anywhere": this host's loopback, unspecified, multicast, link-local
 # (a link-local source is on-link, which the subnet class covers) and IPv4-mapped addresses.
@@ -144,7 +147,6 @@ class Assessor:
             return Exposure(UNKNOWN, self.unknown_reason)
         if lis.transport not in ("tcp", "udp"):
             return Exposure(UNKNOWN, f"only TCP and UDP listeners are evaluated, not {lis.transport}")
-        m = self.machine
         fam, address = _effective(lis)
         families = [fam]
         dual_unknown = False
@@ -366,8 +368,9 @@ class Assessor:
                 to["container"] = behind
             out["to"] = to
             out["forwarded"] = True
-            same = accepts_forward is not None and accepts_forward[1] == dport and \
-                addr.to_int(accepts_forward[0]) == daddr
+            same = accepts_forward == ANY_FORWARD or (
+                accepts_forward is not None and accepts_forward[1] == dport
+                and addr.to_int(accepts_forward[0]) == daddr)
             out["verdict"] = "accepted" if same else "diverted"
             if not same:
                 out["reason"] = (f"DNAT sends it on to {_hostport(to['address'], dport)}: it "

@@ -20,6 +20,22 @@ from portatlas.exposure import addr
 API_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/podman/podman.sock")
 MAX_REPLY = 8 * 1024 * 1024
 PROXY_NAMES = ("docker-proxy", "rootlessport", "podman-proxy")
+# Processes that only hold a published host port for a container (Podman's conmon binds it so
+# that nothing else can take it, and never relays traffic: the runtime's DNAT carries it).
+# Their command line does not say where the port goes; the DNAT rule does.
+RESERVER_NAMES = {"conmon": "podman"}
+
+
+def port_holder(cmdline: list[str] | None) -> dict[str, Any] | None:
+    """What a socket's holder means for exposure: a proxy for one container address and port
+    (proxy_target), a runtime's port reservation ({"reservation": True, "runtime"}), or None
+    for any other program."""
+    if not cmdline:
+        return None
+    runtime = RESERVER_NAMES.get(os.path.basename(cmdline[0]))
+    if runtime is not None:
+        return {"reservation": True, "runtime": runtime}
+    return proxy_target(cmdline)
 
 
 def proxy_target(cmdline: list[str] | None) -> dict[str, Any] | None:
