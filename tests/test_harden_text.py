@@ -86,3 +86,16 @@ def test_json_output_is_valid_and_keeps_the_value(cli, tainted_db):
     result = cli("57", "--json", "--no-local", "--db", str(tainted_db))
     data = json.loads(result.stdout)
     assert data["entries"]["tcp"][0]["description"] == "mail\x1b]0;retitled\x07 transfer"
+
+
+def test_the_ascii_fast_path_gives_what_the_regular_expression_gives():
+    # terminal_safe skips the regular expression for plain ASCII: every ASCII character, in a
+    # one-line and a multiline text, must come out exactly as the expression would make it
+    from portatlas import textsafe
+
+    for code in range(128):
+        for multiline in (False, True):
+            text = f"ab{chr(code)}\ncd\t" if multiline else f"ab{chr(code)}cd"
+            pattern = textsafe._UNSAFE_MULTILINE if multiline else textsafe._UNSAFE
+            assert textsafe.terminal_safe(text, multiline=multiline) == \
+                pattern.sub(textsafe._escape, text), (code, multiline)

@@ -37,6 +37,10 @@ _BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
 _UNSAFE_MULTILINE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# The printable ASCII bytes (and newline and tab, for multiline text): deleting them from an
+# ASCII text leaves exactly its unsafe characters. bytes.translate does that several times
+# faster than the regular expression scans (local --json writes megabytes of ASCII).
+_ASCII_SAFE = {False: bytes(range(0x20, 0x7f)), True: bytes(range(0x20, 0x7f)) + b"\n\t"}
 
 # Our own sequences: TAG + printable stand-ins + END, made by own() and undone by SafeStream.
 _NONCE = os.urandom(4).hex()
@@ -66,6 +70,8 @@ def terminal_safe(text: object, *, multiline: bool = False) -> str:
         text = str(text)
     if text.isprintable():  # the usual case: no work
         return text
+    if text.isascii() and not text.encode("ascii").translate(None, _ASCII_SAFE[multiline]):
+        return text  # lines of plain ASCII (a JSON document, a table)
     pattern = _UNSAFE_MULTILINE if multiline else _UNSAFE
     return pattern.sub(_escape, text)
 
