@@ -21,13 +21,14 @@ from portatlas.errors import DataError, NotFound
 from portatlas.model import (TRANSPORTS, Entry, RangeClass, group_by_transport, overall_status,
                              range_class)
 from portatlas.parsing import parse_port, parse_query, parse_transport
+from portatlas.kb.store import Store
 
 
 def ensure_database(db: str, notify: Callable[[str], None] | None = None) -> None:
     """With no database yet, build one from the first source in the search order."""
     if os.path.exists(db):
         return
-    from portatlas.kb.build import build, choose_source
+    from portatlas.kb.build import build, choose_source  # lazy: kb.build (the registry parsers) is for a first run without a database only
 
     location = choose_source()
     if notify:
@@ -42,8 +43,6 @@ class Atlas:
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *, autobuild: bool = True,
                  notify: Callable[[str], None] | None = None) -> None:
-        from portatlas.kb.store import Store
-
         self.db_path = paths.db_path(db)
         if autobuild:
             ensure_database(self.db_path, notify)
@@ -107,7 +106,7 @@ class Atlas:
         return self.service(q.name, q.transport)
 
     def search(self, text: str, limit: int = 20) -> list["SearchHit"]:
-        from portatlas.ranking import search
+        from portatlas.ranking import search  # lazy: ranking is for `portatlas search`, not on the `portatlas PORT` path
 
         return search(self, text, limit)
 
@@ -245,7 +244,7 @@ class PortAnswer:
 
     @property
     def howto(self) -> dict[str, dict[str, list[str]]]:
-        from portatlas.howto import commands
+        from portatlas.howto import commands  # lazy: only a port answer shows how-to commands; `portatlas search` never loads howto
 
         transports = [self.transport] if self.transport in ("tcp", "udp") else ["tcp", "udp"]
         return commands(self.port, transports)
@@ -281,7 +280,7 @@ def _summary(entry: Entry) -> dict[str, Any]:
 
 
 def trojan_caveat() -> str:
-    from portatlas.kb.trojans import CAVEAT
+    from portatlas.kb.trojans import CAVEAT  # lazy: only --json and the web show the caveat; the text lookup skips kb.trojans
 
     return CAVEAT
 
