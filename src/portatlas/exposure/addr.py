@@ -12,6 +12,7 @@ import _socket
 import ipaddress
 from bisect import bisect_right
 from functools import lru_cache
+from itertools import islice
 
 IntervalSet = tuple  # tuple[tuple[int, int], ...]
 
@@ -168,7 +169,6 @@ def size(a: IntervalSet) -> int:
 def describe(a: IntervalSet, family: str | None, limit: int = 6) -> list[str]:
     """An interval set as text: CIDR prefixes and ranges for addresses, 'lo-hi' for ports
     (cached: the same source sets come back for every listener; do not modify the result)."""
-    from itertools import islice
 
     out: list[str] = []
     for lo, hi in a:
