@@ -19,6 +19,7 @@ from portatlas.cli.common import parser
 from portatlas.render.changes import document_lines, safe
 from portatlas.render.terminal import Style, print_json
 from portatlas.errors import NotFound
+from portatlas.changes import SnapshotStore, parse_when, snapshot_path
 
 SCHEMA = "portatlas.changes/1"
 
@@ -40,8 +41,6 @@ def build_parser():
 
 
 def main(argv: list[str]) -> int:
-    from portatlas.changes import SnapshotStore, parse_when, snapshot_path
-
     args = build_parser().parse_args(argv)
     kind, name = ("scan", args.scan) if args.scan else ("local", args.host or hostname())
     since = parse_when(args.since) if args.since else None
