@@ -26,35 +26,40 @@ __all__ = ["Atlas", "lookup", "search", "service", "query", "__version__"]
 
 def lookup(port: int | str, transport: str | None = None) -> "PortAnswer":
     """Everything known about one port, e.g. lookup(57) or lookup(53, "udp")."""
-    from portatlas.atlas import default_atlas  # lazy: `import portatlas.x` runs this file first, so it imports nothing at module level
+    # lazy: `import portatlas.x` runs this file first, so it imports nothing at module level
+    from portatlas.atlas import default_atlas
 
     return default_atlas().port(port, transport)
 
 
 def service(name: str, transport: str | None = None) -> "ServiceAnswer":
     """All ports of a service name or alias, e.g. service("http")."""
-    from portatlas.atlas import default_atlas  # lazy: as in lookup(), the package __init__ stays import-free
+    # lazy: as in lookup(), the package __init__ stays import-free
+    from portatlas.atlas import default_atlas
 
     return default_atlas().service(name, transport)
 
 
 def search(text: str, limit: int = 20) -> list["SearchHit"]:
     """Ranked free-text search, e.g. search("mail transfer")."""
-    from portatlas.atlas import default_atlas  # lazy: as in lookup(), the package __init__ stays import-free
+    # lazy: as in lookup(), the package __init__ stays import-free
+    from portatlas.atlas import default_atlas
 
     return default_atlas().search(text, limit)
 
 
 def query(text: str) -> Any:
     """Whatever the CLI would answer for `portatlas TEXT`."""
-    from portatlas.atlas import default_atlas  # lazy: as in lookup(), the package __init__ stays import-free
+    # lazy: as in lookup(), the package __init__ stays import-free
+    from portatlas.atlas import default_atlas
 
     return default_atlas().query(text)
 
 
 def __getattr__(name: str) -> Any:
     if name == "Atlas":
-        from portatlas.atlas import Atlas  # lazy: `portatlas.Atlas` resolves on first use, keeping this __init__ import-free
+        # lazy: `portatlas.Atlas` resolves on first use, keeping this __init__ import-free
+        from portatlas.atlas import Atlas
 
         return Atlas
     raise AttributeError(name)

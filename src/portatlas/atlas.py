@@ -28,7 +28,8 @@ def ensure_database(db: str, notify: Callable[[str], None] | None = None) -> Non
     """With no database yet, build one from the first source in the search order."""
     if os.path.exists(db):
         return
-    from portatlas.kb.build import build, choose_source  # lazy: kb.build (the registry parsers) is for a first run without a database only
+    # lazy: kb.build (the registry parsers) is for a first run without a database only
+    from portatlas.kb.build import build, choose_source
 
     location = choose_source()
     if notify:
@@ -106,7 +107,8 @@ class Atlas:
         return self.service(q.name, q.transport)
 
     def search(self, text: str, limit: int = 20) -> list["SearchHit"]:
-        from portatlas.ranking import search  # lazy: ranking is for `portatlas search`, not on the `portatlas PORT` path
+        # lazy: ranking is for `portatlas search`, not on the `portatlas PORT` path
+        from portatlas.ranking import search
 
         return search(self, text, limit)
 
@@ -244,7 +246,8 @@ class PortAnswer:
 
     @property
     def howto(self) -> dict[str, dict[str, list[str]]]:
-        from portatlas.howto import commands  # lazy: only a port answer shows how-to commands; `portatlas search` never loads howto
+        # lazy: only a port answer shows how-to commands; `portatlas search` never loads howto
+        from portatlas.howto import commands
 
         transports = [self.transport] if self.transport in ("tcp", "udp") else ["tcp", "udp"]
         return commands(self.port, transports)
@@ -280,7 +283,8 @@ def _summary(entry: Entry) -> dict[str, Any]:
 
 
 def trojan_caveat() -> str:
-    from portatlas.kb.trojans import CAVEAT  # lazy: only --json and the web show the caveat; the text lookup skips kb.trojans
+    # lazy: the caveat is for --json and the web; `portatlas 57` (text) does not load kb.trojans
+    from portatlas.kb.trojans import CAVEAT
 
     return CAVEAT
 

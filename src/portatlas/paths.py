@@ -35,7 +35,8 @@ def _data_dir() -> str:
 
 
 def data_dir() -> Path:
-    from pathlib import Path  # lazy: pathlib costs ~2 ms; `portatlas PORT` needs only db_path() (plain str)
+    # lazy: pathlib costs ~2 ms; `portatlas PORT` needs only db_path() (plain str)
+    from pathlib import Path
 
     return Path(_data_dir())
 

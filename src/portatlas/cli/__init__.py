@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(OVERVIEW)
         return 0
     if args[0] in ("-V", "--version"):
-        from portatlas import __version__  # lazy: cli/__init__ imports only sys; `--version` alone needs the version string
+        # lazy: cli/__init__ imports only sys; `--version` alone needs the version string
+        from portatlas import __version__
 
         print(f"portatlas {__version__}")
         return 0
@@ -88,7 +89,8 @@ def run_command(module_name: str, argv: list[str]) -> int:
 
 
 def _run(module_name: str, argv: list[str]) -> int:
-    from portatlas.errors import EXIT_INTERRUPTED, PortatlasError  # lazy: as in run_command (cli/__init__ imports only sys)
+    # lazy: as in run_command (cli/__init__ imports only sys)
+    from portatlas.errors import EXIT_INTERRUPTED, PortatlasError
 
     try:
         import importlib  # lazy: as above; `--help`/`--version` never reach this
@@ -122,6 +124,7 @@ def _error(message: str) -> None:
 
 def open_atlas(db: str | None):
     """The Atlas for a CLI run; a first-time build announces itself on stderr."""
-    from portatlas.atlas import Atlas  # lazy: only commands that read the database load atlas (not `--help`)
+    # lazy: only commands that read the database load atlas (not `--help`)
+    from portatlas.atlas import Atlas
 
     return Atlas(db, notify=lambda msg: print(msg, file=sys.stderr))

@@ -42,7 +42,8 @@ def add_arguments(p: Any) -> None:
 
 def options_from(args: Any, atlas: Any = None):
     """Options from parsed arguments (the defaults when the parser has no such group)."""
-    from portatlas.identify.options import Options  # lazy: identify.options loads only when identification runs, not for `scan --help`
+    # lazy: identify.options only once arguments are parsed, not for `scan --help`
+    from portatlas.identify.options import Options
 
     get = lambda name, default: getattr(args, name, default)  # noqa: E731
     old = get("nmap_probes", False)

@@ -167,7 +167,8 @@ def main(argv: list[str]) -> int:
 def with_reachability(snap, only_reachable: bool):
     """The snapshot with each listener's reachability (portatlas.exposure), and only the
     reachable ones with --exposed."""
-    from portatlas import exposure  # lazy: exposure (packet-filter reading) only when reachability is asked for
+    # lazy: exposure (packet-filter reading) only when reachability is asked for
+    from portatlas import exposure
 
     exposure.annotate(snap)
     if only_reachable:

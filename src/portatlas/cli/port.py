@@ -41,7 +41,8 @@ def _quick_parse(argv: list[str]) -> _Args | None:
 
 
 def _full_parse(argv: list[str]):
-    from portatlas.cli.common import parser  # lazy: argparse (cli.common) only for shapes _quick_parse leaves to it; `57` skips it
+    # lazy: argparse (cli.common) only for shapes _quick_parse leaves to it; `57` skips it
+    from portatlas.cli.common import parser
 
     p = parser("portatlas", "What runs on a port: portatlas 57, 57/tcp, 6000-6010, http")
     p.add_argument("query", nargs="?", help="port, port/transport, range or service name")

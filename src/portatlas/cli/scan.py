@@ -110,7 +110,8 @@ def identify_hook(enabled: bool, options=None):
     if not enabled:
         return None
     try:
-        from portatlas.identify import scan_hook  # optional: a build may lack portatlas.identify; then no identification
+        # optional: a build may lack portatlas.identify; then no identification
+        from portatlas.identify import scan_hook
     except ImportError:
         return None
     return scan_hook(options)
@@ -354,7 +355,8 @@ def _names_services(spec: str) -> bool:
 def _save_scan(report, args) -> None:
     """`--save NAME`: the scan as a snapshot; an interrupted scan is not saved (its missing
     ports would read as changes next time)."""
-    from portatlas.changes import SnapshotStore, scan_items, snapshot_path  # lazy: the snapshot store (changes) only with --save
+    # lazy: the snapshot store (changes) only with --save
+    from portatlas.changes import SnapshotStore, scan_items, snapshot_path
 
     if report.interrupted:
         print("portatlas: note: the scan was interrupted; not saved as a snapshot", file=sys.stderr)
@@ -449,7 +451,8 @@ def _check_cluster_options(args) -> None:
 def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], on_result=None,
                  options: dict[str, Any] | None = None, discovery=None):
     """The scan on a Dask cluster (portatlas.cluster): same report, same hooks."""
-    from portatlas.cluster import ClusterScanner  # lazy: the cluster client (dask, an optional extra) only with --cluster
+    # lazy: the cluster client (dask, an optional extra) only with --cluster
+    from portatlas.cluster import ClusterScanner
 
     total = len(hosts) * (len(tcp_ports) + len(udp_ports))
     bar = Progress(total, f"scanning {len(hosts)} host{'s' if len(hosts) != 1 else ''} "
@@ -483,7 +486,8 @@ def _emit(report, fmt: str, show_all: bool, open_only: bool = False) -> None:
     elif fmt == "csv":
         out.write(csv_text(report, show_all, open_only=open_only))
     elif fmt == "xml":
-        from portatlas.scan.nmap_xml import to_xml  # lazy: the nmap XML writer only for that output format
+        # lazy: the nmap XML writer only for that output format
+        from portatlas.scan.nmap_xml import to_xml
 
         out.write(to_xml(report, show_all, open_only=open_only))
     else:

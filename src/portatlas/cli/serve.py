@@ -167,7 +167,8 @@ def _announcement(host: str, port: int, workers: int, config: Any) -> dict[str, 
 def _uvicorn_config(app: Any, access_log: bool, config: Any = None):
     import uvicorn  # optional: uvicorn is the web extra; `serve --help` works without it
 
-    from portatlas.web.protocol import GuardedProtocol, Limits  # optional: web.protocol subclasses uvicorn's protocol (web extra)
+    # optional: web.protocol subclasses uvicorn's protocol (web extra)
+    from portatlas.web.protocol import GuardedProtocol, Limits
 
     # request timeout and connection cap (portatlas/web/protocol.py, docs/web.md)
     limits = Limits(getattr(config, "request_timeout", None) or 10.0,
@@ -242,7 +243,8 @@ def _serve_many(config: Any, sock: Any, access_log: bool, workers: int,
             os.close(read_end)
             code = 0
             try:
-                from portatlas.web.app import create_app  # optional: web.app needs starlette (web extra)
+                # optional: web.app needs starlette (web extra)
+                from portatlas.web.app import create_app
 
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 app = create_app(config)

@@ -22,7 +22,8 @@ __all__ = ["ClusterError", "ClusterScanner", "parse_cluster"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from portatlas.cluster import client  # optional: the client needs dask distributed (cluster extra); parse_cluster does not
+        # optional: the client needs dask distributed (cluster extra); parse_cluster does not
+        from portatlas.cluster import client
 
         return getattr(client, name)
     raise AttributeError(name)

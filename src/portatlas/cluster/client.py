@@ -184,7 +184,8 @@ class ClusterScanner:
     def _check_workers(self) -> list[str]:
         """The workers that will scan: every worker must have this portatlas; those without a
         route to every target are left out (and reported)."""
-        import cloudpickle  # optional: cloudpickle comes with the cluster extra (ships probe by value)
+        # optional: cloudpickle comes with the cluster extra (ships probe by value)
+        import cloudpickle
 
 
         client = self._client

@@ -34,7 +34,8 @@ def _check_version(wanted: str) -> None:
 
 def _worker_address() -> str:
     try:
-        from distributed import get_worker  # optional: inside a dask worker only; "local" without distributed
+        # optional: inside a dask worker only; "local" without distributed
+        from distributed import get_worker
 
         return get_worker().address
     except (ImportError, ValueError):
@@ -42,7 +43,8 @@ def _worker_address() -> str:
 
 
 def _hosts(rows: list) -> list:
-    from portatlas.scan.targets import Host  # lazy: after _check_version, so a mismatched worker fails clearly, not on an import
+    # lazy: after _check_version, so a mismatched worker fails clearly, not on an import
+    from portatlas.scan.targets import Host
 
     return [Host(target, address, family, scope_id) for _, target, address, family, scope_id in rows]
 
@@ -108,7 +110,8 @@ def finish_hosts(task: dict[str, Any]) -> dict[str, Any]:
 
 def identify_hook(options: Any):
     """The identification hook of portatlas.scan.scanner for one set of identify Options."""
-    from portatlas.identify import identify_async  # lazy: the probes (identify) load only for shards with --identify
+    # lazy: the probes (identify) load only for shards with --identify
+    from portatlas.identify import identify_async
 
     async def hook(host, result):
         return await identify_async(host.address, result.port, result.transport,

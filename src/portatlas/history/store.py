@@ -91,7 +91,8 @@ def write(conn: sqlite3.Connection, releases: list[Release], current_people: set
     conn.executemany(
         "INSERT INTO history_note(port, kind, transports, category, title, text, sources, related)"
         " VALUES (?,?,?,?,?,?,?,?)", note_rows)
-    from portatlas.history.search import index_rows  # lazy: the search index is written at build time; lookups never load history.search
+    # lazy: the search index is written at build time; lookups never load history.search
+    from portatlas.history.search import index_rows
 
     index_rows(conn)
     older = sum(1 for r in releases if not r.current)
@@ -105,7 +106,8 @@ def cached_releases(db: Path, code: str) -> dict[str, Release]:
 
     Anything unexpected (no file, another format, a damaged file) just means no cache.
     """
-    from portatlas.history.releases import Release  # lazy: releases (and its kb parsers) only when a rebuild checks its cache
+    # lazy: releases (and its kb parsers) only when a (re)build checks its cache
+    from portatlas.history.releases import Release
 
     if not db.is_file():
         return {}

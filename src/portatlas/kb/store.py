@@ -92,7 +92,8 @@ def _clean_stale_temps(target: Path) -> None:
 
 def write_database(target: str | Path, data: BuildInput) -> None:
     """Build the database beside `target` and atomically rename it into place."""
-    from pathlib import Path  # lazy: pathlib (~2 ms) only to write a database; lookups use plain str paths
+    # lazy: pathlib (~2 ms) only to write a database; lookups use plain str paths
+    from pathlib import Path
 
 
     target = Path(target)

@@ -82,7 +82,8 @@ def listeners(include_established: bool = False, *, port: int | tuple[int, int] 
     privileged = _privileged()
     taken_at = time.time()
     if backend == "psutil":
-        from portatlas.local import portable  # optional: the psutil backend (an extra) only when chosen or off Linux
+        # optional: the psutil backend (an extra) only when chosen or off Linux
+        from portatlas.local import portable
 
         sockets, procs = portable.read(transports, families, everything=include_established,
                                        ports=ports, processes=processes, warnings=warnings)
@@ -102,7 +103,8 @@ def listeners(include_established: bool = False, *, port: int | tuple[int, int] 
                 "sockets from dual-stack ones"))
             backend = "proc"
     if sockets is None:
-        from portatlas.local import procnet  # lazy: the /proc/net reader only when netlink is not used
+        # lazy: the /proc/net reader only when netlink is not used
+        from portatlas.local import procnet
 
         try:
             sockets = procnet.read(transports, families, everything=include_established, ports=ports)
@@ -117,7 +119,8 @@ def listeners(include_established: bool = False, *, port: int | tuple[int, int] 
 
 def attach_processes(sockets: list[Socket], warnings: list[Notice], privileged: bool) -> dict[int, Process]:
     """Linux: fill each socket's holders from /proc and return the holders' details by pid."""
-    from portatlas.local import procfs  # lazy: /proc/PID reading only when processes are attached (not for `portatlas PORT` with nothing listening)
+    # lazy: /proc/PID reading only when there are sockets to attach processes to
+    from portatlas.local import procfs
 
     inodes = {s.inode for s in sockets if s.inode}
     if not inodes:

@@ -51,7 +51,8 @@ def section(answer: "PortAnswer") -> dict[str, Any] | None:
 
 
 def _details(answer, transports: tuple[str, ...], sockets, backend: str | None) -> dict[str, Any]:
-    from portatlas.local.classify import Classifier  # lazy: the classifier only when the port has listeners (or netlink is unavailable)
+    # lazy: the classifier only when the port has listeners (or netlink is unavailable)
+    from portatlas.local.classify import Classifier
 
     port = answer.port
     if sockets is None:
@@ -85,7 +86,8 @@ def _reachability(snap) -> None:
     if not snap.sockets:
         return
     if snap.privileged:
-        from portatlas.exposure import annotate  # lazy: packet-filter reading (exposure) only as root and with listeners
+        # lazy: packet-filter reading (exposure) only as root and with listeners
+        from portatlas.exposure import annotate
 
         annotate(snap)
         return

@@ -180,7 +180,8 @@ def _open(target: Target) -> _Handle | None:
 
 def _start_time(pid: int) -> int | float | None:
     if os.path.isdir("/proc"):
-        from portatlas.local.procfs import start_time  # platform: /proc/PID (Linux) first, psutil below elsewhere
+        # platform: /proc/PID (Linux) first, psutil below elsewhere
+        from portatlas.local.procfs import start_time
 
         return start_time(pid)
     try:
