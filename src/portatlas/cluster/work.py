@@ -61,7 +61,7 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
     """Scan one shard with the local engine (portatlas.scan.scanner.Scanner) and return one
     HostReport per host it touched."""
     _check_version(task["version"])
-    # after _check_version: a worker with another portatlas fails clearly, not on an import
+    # lazy: the scan engine only after _check_version (another portatlas fails clearly there)
     from portatlas.scan.scanner import Scanner
     from portatlas.scan.timing import TimingOptions
 

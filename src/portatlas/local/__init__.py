@@ -28,6 +28,7 @@ every run.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -48,8 +49,6 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'portatlas.local' has no attribute {name!r}")
-    import importlib  # lazy: importlib is loaded anyway; the import sits with its only use (_LAZY)
-
     return getattr(importlib.import_module(f"portatlas.local.{module}"), name)
 
 BACKENDS = ("netlink", "proc", "psutil")
