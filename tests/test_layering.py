@@ -132,3 +132,12 @@ def test_an_unexplained_lazy_import_is_reported(tmp_path):
         "def c():\n    # only with --identify\n    from portatlas import vocab\n    import ssl\n")})
     assert layering.unexplained_lazy_imports(root, ("portatlas.render",)) == [
         "portatlas.render.x:2: import json"]
+
+
+def test_packages_still_to_follow_are_left_out_of_the_lazy_import_rule(tmp_path):
+    root = _package(tmp_path, {"render/x.py": "def a():\n    import json\n",
+                               "scan/y.py": "def b():\n    import re\n"})
+    assert layering.unexplained_lazy_imports(root, ("portatlas",), ("portatlas.scan",)) == [
+        "portatlas.render.x:2: import json"]
+    assert layering.unexplained_lazy_imports(root, ("portatlas",), ()) == [
+        "portatlas.render.x:2: import json", "portatlas.scan.y:2: import re"]

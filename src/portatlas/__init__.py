@@ -26,6 +26,7 @@ __all__ = ["Atlas", "lookup", "search", "service", "query", "__version__"]
 
 def lookup(port: int | str, transport: str | None = None) -> "PortAnswer":
     """Everything known about one port, e.g. lookup(57) or lookup(53, "udp")."""
+    # lazy: `import portatlas.x` runs this file first, so it imports nothing at module level
     from portatlas.atlas import default_atlas
 
     return default_atlas().port(port, transport)
@@ -33,6 +34,7 @@ def lookup(port: int | str, transport: str | None = None) -> "PortAnswer":
 
 def service(name: str, transport: str | None = None) -> "ServiceAnswer":
     """All ports of a service name or alias, e.g. service("http")."""
+    # lazy: as in lookup(), the package __init__ stays import-free
     from portatlas.atlas import default_atlas
 
     return default_atlas().service(name, transport)
@@ -40,6 +42,7 @@ def service(name: str, transport: str | None = None) -> "ServiceAnswer":
 
 def search(text: str, limit: int = 20) -> list["SearchHit"]:
     """Ranked free-text search, e.g. search("mail transfer")."""
+    # lazy: as in lookup(), the package __init__ stays import-free
     from portatlas.atlas import default_atlas
 
     return default_atlas().search(text, limit)
@@ -47,6 +50,7 @@ def search(text: str, limit: int = 20) -> list["SearchHit"]:
 
 def query(text: str) -> Any:
     """Whatever the CLI would answer for `portatlas TEXT`."""
+    # lazy: as in lookup(), the package __init__ stays import-free
     from portatlas.atlas import default_atlas
 
     return default_atlas().query(text)
@@ -54,6 +58,7 @@ def query(text: str) -> Any:
 
 def __getattr__(name: str) -> Any:
     if name == "Atlas":
+        # lazy: `portatlas.Atlas` resolves on first use, keeping this __init__ import-free
         from portatlas.atlas import Atlas
 
         return Atlas

@@ -21,12 +21,14 @@ from portatlas.errors import DataError, NotFound
 from portatlas.model import (TRANSPORTS, Entry, RangeClass, group_by_transport, overall_status,
                              range_class)
 from portatlas.parsing import parse_port, parse_query, parse_transport
+from portatlas.kb.store import Store
 
 
 def ensure_database(db: str, notify: Callable[[str], None] | None = None) -> None:
     """With no database yet, build one from the first source in the search order."""
     if os.path.exists(db):
         return
+    # lazy: kb.build (the registry parsers) is for a first run without a database only
     from portatlas.kb.build import build, choose_source
 
     location = choose_source()
@@ -42,8 +44,6 @@ class Atlas:
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *, autobuild: bool = True,
                  notify: Callable[[str], None] | None = None) -> None:
-        from portatlas.kb.store import Store
-
         self.db_path = paths.db_path(db)
         if autobuild:
             ensure_database(self.db_path, notify)
@@ -107,6 +107,7 @@ class Atlas:
         return self.service(q.name, q.transport)
 
     def search(self, text: str, limit: int = 20) -> list["SearchHit"]:
+        # lazy: ranking is for `portatlas search`, not on the `portatlas PORT` path
         from portatlas.ranking import search
 
         return search(self, text, limit)
@@ -245,6 +246,7 @@ class PortAnswer:
 
     @property
     def howto(self) -> dict[str, dict[str, list[str]]]:
+        # lazy: only a port answer shows how-to commands; `portatlas search` never loads howto
         from portatlas.howto import commands
 
         transports = [self.transport] if self.transport in ("tcp", "udp") else ["tcp", "udp"]
@@ -281,6 +283,7 @@ def _summary(entry: Entry) -> dict[str, Any]:
 
 
 def trojan_caveat() -> str:
+    # lazy: the caveat is for --json and the web; `portatlas 57` (text) does not load kb.trojans
     from portatlas.kb.trojans import CAVEAT
 
     return CAVEAT

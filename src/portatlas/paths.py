@@ -35,6 +35,7 @@ def _data_dir() -> str:
 
 
 def data_dir() -> Path:
+    # lazy: pathlib costs ~2 ms; `portatlas PORT` needs only db_path() (plain str)
     from pathlib import Path
 
     return Path(_data_dir())
@@ -49,7 +50,7 @@ def db_path(explicit: str | os.PathLike[str] | None = None) -> str:
 
 def _shared_dirs() -> list[Path]:
     """shared/data folders beside this checkout and beside the working directory."""
-    from pathlib import Path
+    from pathlib import Path  # lazy: pathlib, as in data_dir (off the lookup path)
 
     candidates = []
     checkout = Path(__file__).resolve().parents[2]  # src/portatlas/paths.py -> checkout root
@@ -85,7 +86,7 @@ def history_candidates() -> list[str]:
     <data dir>/sources/history/, or the shared reference data (iana/history/ and
     iana/releases/ together). Files are sorted by name within each folder.
     """
-    from pathlib import Path
+    from pathlib import Path  # lazy: pathlib, as in data_dir (off the lookup path)
 
     env = os.environ.get("PORTATLAS_HISTORY")
     groups: list[list[Path]] = []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from portatlas.errors import UsageError
 from portatlas.model import Entry
+from portatlas.history.search import search_notes
 
 if TYPE_CHECKING:
     from typing import Any
@@ -99,8 +100,6 @@ def search(atlas: "Atlas", text: str, limit: int = 20) -> list["SearchHit"]:
 
 
 def _note_hits(atlas: "Atlas", text: str, phrase: str, limit: int) -> list["SearchHit"]:
-    from portatlas.history.search import search_notes
-
     hits = []
     for port, note, score in search_notes(atlas.store.conn, fts_query(text), limit * 3):
         why = "text"

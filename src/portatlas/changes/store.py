@@ -22,6 +22,7 @@ from typing import Any
 from portatlas.changes.diff import Change, Interval, diff, scan_coverage
 from portatlas.changes.items import Item
 from portatlas.errors import DataError, NotFound
+from portatlas import paths
 from portatlas.stamps import utc_iso
 
 SCHEMA_VERSION = 1
@@ -34,7 +35,6 @@ def snapshot_path(db: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("PORTATLAS_SNAPSHOTS")
     if env:
         return Path(env)
-    from portatlas import paths
 
     db_file = Path(paths.db_path(db))
     return db_file.with_name(db_file.stem + ".snapshots.sqlite3")

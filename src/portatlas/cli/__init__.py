@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(OVERVIEW)
         return 0
     if args[0] in ("-V", "--version"):
+        # lazy: cli/__init__ imports only sys; `--version` alone needs the version string
         from portatlas import __version__
 
         print(f"portatlas {__version__}")
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(module_name: str, argv: list[str]) -> int:
     """Import and run a command; turn every expected failure into one line and an exit code."""
+    # lazy: cli/__init__ imports only sys, so `portatlas --help` loads nothing else
     from portatlas.errors import EXIT_INTERRUPTED, PortatlasError
     from portatlas.textsafe import SafeStream
 
@@ -87,10 +89,11 @@ def run_command(module_name: str, argv: list[str]) -> int:
 
 
 def _run(module_name: str, argv: list[str]) -> int:
+    # lazy: as in run_command (cli/__init__ imports only sys)
     from portatlas.errors import EXIT_INTERRUPTED, PortatlasError
 
     try:
-        import importlib
+        import importlib  # lazy: as above; `--help`/`--version` never reach this
 
         module = importlib.import_module(module_name)
         return int(module.main(argv) or 0)
@@ -121,6 +124,7 @@ def _error(message: str) -> None:
 
 def open_atlas(db: str | None):
     """The Atlas for a CLI run; a first-time build announces itself on stderr."""
+    # lazy: only commands that read the database load atlas (not `--help`)
     from portatlas.atlas import Atlas
 
     return Atlas(db, notify=lambda msg: print(msg, file=sys.stderr))

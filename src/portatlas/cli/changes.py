@@ -15,6 +15,7 @@ from portatlas.render.changes import document_lines, safe
 from portatlas.render.terminal import Style, print_json
 from portatlas.errors import NotFound
 from portatlas.stamps import host_name, utc_iso
+from portatlas.changes import SnapshotStore, parse_when, snapshot_path
 
 SCHEMA = "portatlas.changes/1"
 
@@ -36,8 +37,6 @@ def build_parser():
 
 
 def main(argv: list[str]) -> int:
-    from portatlas.changes import SnapshotStore, parse_when, snapshot_path
-
     args = build_parser().parse_args(argv)
     kind, name = ("scan", args.scan) if args.scan else ("local", args.host or host_name())
     since = parse_when(args.since) if args.since else None

@@ -9,6 +9,11 @@ import time
 from portatlas.cli.common import parser
 from portatlas.render.terminal import Style, print_json, table
 from portatlas.errors import UsageError
+from portatlas.cli.history import diff_main
+from portatlas import paths
+from portatlas.kb.build import build, choose_default_update_source
+from portatlas.atlas import Atlas
+from portatlas.history.rebuild import rebuild
 
 USAGE = ("usage: portatlas data {update,info,diff,history} [options]\n\n"
          "  update [--from PATH|URL]  (re)build the database from a registry source\n"
@@ -28,8 +33,6 @@ def main(argv: list[str]) -> int:
     if sub == "info":
         return info(rest)
     if sub == "diff":
-        from portatlas.cli.history import diff_main
-
         return diff_main(rest)
     if sub == "history":
         return history(rest)
@@ -43,8 +46,6 @@ def update(argv: list[str]) -> int:
                    help="registry file or URL (default: $PORTATLAS_REGISTRY, else IANA's "
                         "official XML URL)")
     args = p.parse_args(argv)
-    from portatlas import paths
-    from portatlas.kb.build import build, choose_default_update_source
 
     db = paths.db_path(args.db)
     location = args.source or choose_default_update_source()
@@ -64,8 +65,6 @@ def update(argv: list[str]) -> int:
 def info(argv: list[str]) -> int:
     p = parser("portatlas data info", "What the database holds, where it came from, how old it is.")
     args = p.parse_args(argv)
-    from portatlas import paths
-    from portatlas.atlas import Atlas
 
     atlas = Atlas(args.db, autobuild=False)
     db = atlas.db_path
@@ -108,8 +107,6 @@ def history(argv: list[str]) -> int:
                "docs/history.md) into the database's timeline, keeping the registry as it is. "
                "Releases already in the database are reused; new ones are parsed.")
     args = p.parse_args(argv)
-    from portatlas import paths
-    from portatlas.history.rebuild import rebuild
 
     result = rebuild(paths.db_path(args.db))
     if args.json:

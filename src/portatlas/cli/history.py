@@ -1,10 +1,16 @@
 """`portatlas history PORT[/TRANSPORT]` and `portatlas data diff OLD NEW`."""
 
 from __future__ import annotations
+import os
 
 from portatlas.cli.common import open_atlas, parser
 from portatlas.render.terminal import Style, print_json, table, terminal_width, wrap
 from portatlas.errors import EXIT_NOT_FOUND, UsageError
+from portatlas.parsing import parse_query
+from portatlas.history.section import history_data
+from portatlas.render.history import section_lines
+from portatlas.history.diff import resolve, summarise
+from portatlas.history.store import HistoryReader
 
 
 def main(argv: list[str]) -> int:
@@ -16,7 +22,6 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.port is None:
         raise UsageError("give a port (57) or port/transport (57/tcp)")
-    from portatlas.parsing import parse_query
 
     query = parse_query(args.port, args.transport)
     if query.kind != "port":
@@ -24,7 +29,6 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"{args.port!r} is {what}; history takes one port, e.g. 57 or 57/tcp"
                          + (f" (find its port with: portatlas {query.name})" if query.name else ""))
     atlas = open_atlas(args.db)
-    from portatlas.history.section import history_data
 
     data = history_data(atlas.store.conn, query.lo, query.transport)
     found = bool(data["registry_timeline"] or data["curated_history"] or data["de_facto_uses"])
@@ -32,8 +36,6 @@ def main(argv: list[str]) -> int:
         print_json({"schema": "portatlas.history/1", "port": query.lo,
                     "transport": query.transport, **data})
     else:
-        from portatlas.render.history import section_lines
-
         style = Style()
         where = f"{query.lo}/{query.transport}" if query.transport else str(query.lo)
         lines = [style(f"Port {where}", "bold", "cyan") + "  ·  history and real-world use", ""]
@@ -77,8 +79,6 @@ def diff_main(argv: list[str]) -> int:
                          "(files, or dates known to the database such as 2017-03-10, or current)")
     if args.limit < 0:
         raise UsageError("--limit must be 0 or more")
-    from portatlas.history.diff import resolve, summarise
-    from portatlas.history.store import HistoryReader
 
     reader = None
     if not (_looks_like_file(args.old) and _looks_like_file(args.new)):
@@ -93,8 +93,6 @@ def diff_main(argv: list[str]) -> int:
 
 
 def _looks_like_file(spec: str) -> bool:
-    import os
-
     return os.path.isfile(spec)
 
 

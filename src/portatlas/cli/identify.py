@@ -42,6 +42,7 @@ def add_arguments(p: Any) -> None:
 
 def options_from(args: Any, atlas: Any = None):
     """Options from parsed arguments (the defaults when the parser has no such group)."""
+    # lazy: identify.options only once arguments are parsed, not for `scan --help`
     from portatlas.identify.options import Options
 
     get = lambda name, default: getattr(args, name, default)  # noqa: E731
@@ -62,7 +63,7 @@ def options_from(args: Any, atlas: Any = None):
     if not 1 <= opts.nmap_parallel <= 64:
         raise UsageError("--nmap-parallel must be between 1 and 64")
     if opts.nmap and opts.nmap_db:
-        from portatlas.identify import nmap
+        from portatlas.identify import nmap  # lazy: nmap's database reader only for --nmap-db PATH
 
         nmap.load(opts.nmap_db)  # a path the user typed must work: a one-line data error
     return opts
@@ -73,6 +74,6 @@ def nmap_note(opts: Any) -> str | None:
     when --no-nmap was given)."""
     if not getattr(opts, "nmap", False):
         return None
-    from portatlas.identify import nmap
+    from portatlas.identify import nmap  # lazy: nmap's database reader only when nmap probes are on
 
     return None if nmap.find_db(opts.nmap_db) else nmap.missing_note(opts.nmap_db)

@@ -29,6 +29,7 @@ from portatlas.local.selection import Selection
 from portatlas.local.watch import diff
 from portatlas.render import local as render
 from portatlas.render.terminal import Style, print_json
+from portatlas.cli.identify import nmap_note
 from portatlas.stamps import utc_iso
 
 FREE_SCHEMA = "portatlas.free/1"
@@ -179,6 +180,7 @@ def main(argv: list[str]) -> int:
 def with_reachability(snap, only_reachable: bool):
     """The snapshot with each listener's reachability (portatlas.exposure), and only the
     reachable ones with --exposed."""
+    # lazy: exposure (packet-filter reading) only when reachability is asked for
     from portatlas import exposure
 
     exposure.annotate(snap)
@@ -213,7 +215,6 @@ def identify_listeners(args, snap, selection: Selection, sort: list[str]) -> int
 
 
 def _identify_options():
-    from portatlas.cli.identify import nmap_note
     from portatlas.identify.options import Options  # only with --identify
 
     opts = Options(timeout=4.0, probe_timeout=1.0)

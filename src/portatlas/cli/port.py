@@ -6,6 +6,8 @@ from portatlas.cli import open_atlas
 from portatlas.errors import EXIT_NOT_FOUND, UsageError
 from portatlas.render.port import entries_lines, port_lines
 from portatlas.render.terminal import Style, print_json
+from portatlas.atlas import PortAnswer, RangeAnswer
+from portatlas.sections import collect
 
 _FLAGS = {"--json": "json", "--no-local": "no_local", "--no-history": "no_history"}
 _VALUED = {"--db": "db", "-t": "transport", "--transport": "transport"}
@@ -39,6 +41,7 @@ def _quick_parse(argv: list[str]) -> _Args | None:
 
 
 def _full_parse(argv: list[str]):
+    # lazy: argparse (cli.common) only for shapes _quick_parse leaves to it; `57` skips it
     from portatlas.cli.common import parser
 
     p = parser("portatlas", "What runs on a port: portatlas 57, 57/tcp, 6000-6010, http")
@@ -54,13 +57,10 @@ def main(argv: list[str]) -> int:
     if args.query is None:
         raise UsageError("give a port (57), port/transport (57/tcp), range or service name")
     atlas = open_atlas(args.db)
-    from portatlas.atlas import PortAnswer, RangeAnswer
 
     answer = atlas.query(args.query, args.transport)
     modules = {}
     if isinstance(answer, PortAnswer):
-        from portatlas.sections import collect
-
         skip = tuple(k for k, off in (("here", args.no_local), ("history", args.no_history)) if off)
         modules = collect(answer, skip)
     if args.json:

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 import sys
 from typing import Any
+import os
+import socket
 
-from portatlas.cli.common import parser
-from portatlas.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, UsageError
+from portatlas.cli.common import parser, open_atlas
+from portatlas.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, UsageError, DataError, NotFound
+from portatlas.scan.timing import TimingOptions
+from portatlas.cli.identify import nmap_note, options_from, add_arguments as add_identify_arguments
+from portatlas.scan.ports import (parse_port_spec, top_ports, has_transports, parse_transport_spec,
+                                  compact)
+from portatlas.scan.targets import parse_targets, DEFAULT_MAX_HOSTS
+from portatlas.scan.scanner import attach_registered, registered_for, Scanner
+from portatlas.render.terminal import print_json, Style, terminal_width
+from portatlas.scan.output import report_dict, ndjson_port, ndjson_tail, csv_text
+from portatlas.scan.discovery import DiscoveryOptions, can_use_raw
+from portatlas.scan.progress import Progress
 
 DEFAULT_TOP = 1000  # what `scan` covers without -p or --top (nmap's default, too)
 
@@ -49,8 +61,6 @@ def _timing_options(p) -> None:
 
 
 def _timing(args):
-    from portatlas.scan.timing import TimingOptions
-
     for name in ("initial_timeout", "min_timeout", "max_timeout"):
         value = getattr(args, name)
         if not value > 0 or value > 60:
@@ -74,24 +84,18 @@ def _timing(args):
 
 def _check_root_features(args) -> None:
     if getattr(args, "syn", False):
-        import os
-
         if os.geteuid() != 0:
             raise UsageError("--syn needs root (raw sockets); run as root, or leave out --syn "
                              "for a connect scan")
 
 
 def _check_syn_hosts(args, hosts) -> None:
-    import socket
-
     if getattr(args, "syn", False) and any(h.family != socket.AF_INET for h in hosts):
         raise UsageError("--syn scans IPv4 addresses only; leave out --syn for IPv6 targets "
                          "(or add -4)")
 
 
 def _family(args):
-    import socket
-
     return {4: socket.AF_INET, 6: socket.AF_INET6}.get(args.family)
 
 
@@ -106,6 +110,7 @@ def identify_hook(enabled: bool, options=None):
     if not enabled:
         return None
     try:
+        # optional: a build may lack portatlas.identify; then no identification
         from portatlas.identify import scan_hook
     except ImportError:
         return None
@@ -113,9 +118,6 @@ def identify_hook(enabled: bool, options=None):
 
 
 def _identify_options(args):
-    import sys
-
-    from portatlas.cli.identify import nmap_note, options_from
 
     opts = options_from(args)
     note = nmap_note(opts)
@@ -126,8 +128,6 @@ def _identify_options(args):
 
 def _open_atlas_quietly(db: str | None):
     """The knowledge base for registered names; a scan still runs without one."""
-    from portatlas.cli.common import open_atlas
-    from portatlas.errors import DataError
 
     try:
         return open_atlas(db)
@@ -144,7 +144,6 @@ def check_main(argv: list[str]) -> int:
     p.add_argument("port", nargs="?", help="port, or port/udp")
     p.add_argument("--no-identify", action="store_true", help="do not identify what answers")
     _timing_options(p)
-    from portatlas.cli.identify import add_arguments as add_identify_arguments
 
     add_identify_arguments(p)
     args = p.parse_args(argv)
@@ -155,8 +154,6 @@ def check_main(argv: list[str]) -> int:
     transport = (transport or "tcp").lower()
     if transport not in ("tcp", "udp"):
         raise UsageError(f"check speaks tcp or udp, not {transport!r}")
-    from portatlas.scan.ports import parse_port_spec
-    from portatlas.scan.targets import parse_targets
 
     ports = parse_port_spec(port_text)
     if len(ports) != 1:
@@ -169,19 +166,15 @@ def check_main(argv: list[str]) -> int:
                   identify=identify_hook(not args.no_identify, _identify_options(args)),
                   progress=False, syn=args.syn)
     atlas = _open_atlas_quietly(args.db)
-    from portatlas.scan.scanner import attach_registered
 
     for hr in report.hosts:
         hr.expand_bulk()  # check reports the registry for its one port whatever its state
     attach_registered(report.hosts, atlas, states=("open", "open|filtered", "closed", "filtered"))
     if args.json:
-        from portatlas.render.terminal import print_json
-        from portatlas.scan.output import report_dict
-
         print_json(report_dict(report, show_all=True))
     else:
+        # lazy: render.scan pulls in identify's renderer (ssl, asyncio); `check --help` stays light
         from portatlas.render.scan import check_lines
-        from portatlas.render.terminal import Style
 
         lines = check_lines(report, Style())
         if lines:
@@ -228,7 +221,6 @@ def scan_main(argv: list[str]) -> int:
                    help="show only hosts with open ports (and only their open ports)")
     p.add_argument("--no-accept-all", action="store_true",
                    help="do not test hosts with many open ports for accept-everything behaviour")
-    from portatlas.cli.identify import add_arguments as add_identify_arguments
 
     add_identify_arguments(p)
     p.add_argument("--workers", type=int, metavar="N",
@@ -270,8 +262,6 @@ def scan_main(argv: list[str]) -> int:
                                        ("--open", args.open_only), ("--all", args.all)) if on]
         if given:
             raise UsageError(f"--ping-only lists live hosts and probes no ports; leave out {given[0]}")
-    from portatlas.scan.ports import parse_port_spec, top_ports
-    from portatlas.scan.targets import DEFAULT_MAX_HOSTS, parse_targets
 
     max_hosts = args.max_hosts if args.max_hosts is not None else DEFAULT_MAX_HOSTS
     if max_hosts < 1:
@@ -284,8 +274,6 @@ def scan_main(argv: list[str]) -> int:
     atlas = None
     port_source = "spec"
     if args.ports is not None:
-        from portatlas.scan.ports import has_transports, parse_transport_spec
-
         if _names_services(args.ports):
             atlas = _open_atlas_quietly(args.db)
         if has_transports(args.ports):
@@ -318,7 +306,6 @@ def scan_main(argv: list[str]) -> int:
                "tcp_scan": "syn" if args.syn else "connect",
                "accept_all_detection": not args.no_accept_all,
                "discovery": _discovery_description(args), "open_only": bool(args.open_only)}
-    from portatlas.scan.discovery import DiscoveryOptions
 
     discovery = DiscoveryOptions(enabled=not args.no_ping)
     if args.cluster:
@@ -336,7 +323,6 @@ def scan_main(argv: list[str]) -> int:
     if not args.ping_only:
         if atlas is None:
             atlas = _open_atlas_quietly(args.db)
-        from portatlas.scan.scanner import attach_registered
 
         attach_registered(report.hosts, atlas)
     _emit(report, fmt, args.all, open_only=args.open_only)
@@ -350,7 +336,6 @@ def _discovery_description(args) -> dict[str, Any]:
     whether raw probes (ARP/ND/ICMP/SYN) or TCP connects are used."""
     if args.no_ping:
         return {"mode": "off", "probes": None}
-    from portatlas.scan.discovery import can_use_raw
 
     return {"mode": "ping-only" if args.ping_only else "on",
             "probes": "raw" if can_use_raw() else "connect"}
@@ -370,8 +355,8 @@ def _names_services(spec: str) -> bool:
 def _save_scan(report, args) -> None:
     """`--save NAME`: the scan as a snapshot; an interrupted scan is not saved (its missing
     ports would read as changes next time)."""
+    # lazy: the snapshot store (changes) only with --save
     from portatlas.changes import SnapshotStore, scan_items, snapshot_path
-    from portatlas.scan.output import report_dict
 
     if report.interrupted:
         print("portatlas: note: the scan was interrupted; not saved as a snapshot", file=sys.stderr)
@@ -391,8 +376,6 @@ def _save_scan(report, args) -> None:
 def _ndjson_streamer(atlas, args):
     """NDJSON: each port is written as soon as its answer is final, open ones with their
     registered services."""
-    from portatlas.scan.output import ndjson_port
-    from portatlas.scan.scanner import registered_for
 
     if atlas is None:
         atlas = _open_atlas_quietly(args.db)
@@ -413,8 +396,6 @@ def _ndjson_streamer(atlas, args):
 
 def _service_ports(atlas, transport: str):
     def lookup(name: str) -> list[int]:
-        from portatlas.errors import NotFound
-
         try:
             entries = atlas.service(name, transport).entries
         except NotFound:
@@ -426,8 +407,6 @@ def _service_ports(atlas, transport: str):
 
 
 def _describe_ports(ports: list[int]) -> str:
-    from portatlas.scan.ports import compact
-
     return compact(ports)
 
 
@@ -435,9 +414,6 @@ def _run(hosts, tcp_ports, udp_ports, timing, args, *, command: str, argv: list[
          identify=None, progress: bool = True, on_result=None, options: dict[str, Any] | None = None,
          accept_all: bool = True, workers: int | None = None, syn: bool = False,
          discovery=None):
-    from portatlas.scan.progress import Progress
-    from portatlas.scan.scanner import Scanner
-
     total = len(hosts) * (len(tcp_ports) + len(udp_ports))
     verb = "checking" if command == "check" else "scanning"
     bar = Progress(total, f"{verb} {len(hosts)} host{'s' if len(hosts) != 1 else ''}",
@@ -460,7 +436,7 @@ def _check_cluster_options(args) -> None:
             if getattr(args, name) is not None:
                 raise UsageError(f"--{name.replace('_', '-')} needs --cluster")
         return
-    from portatlas.cluster import parse_cluster
+    from portatlas.cluster import parse_cluster  # lazy: portatlas.cluster only with --cluster
 
     parse_cluster(args.cluster)
     if args.workers is not None:
@@ -475,8 +451,8 @@ def _check_cluster_options(args) -> None:
 def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], on_result=None,
                  options: dict[str, Any] | None = None, discovery=None):
     """The scan on a Dask cluster (portatlas.cluster): same report, same hooks."""
+    # lazy: the cluster client (dask, an optional extra) only with --cluster
     from portatlas.cluster import ClusterScanner
-    from portatlas.scan.progress import Progress
 
     total = len(hosts) * (len(tcp_ports) + len(udp_ports))
     bar = Progress(total, f"scanning {len(hosts)} host{'s' if len(hosts) != 1 else ''} "
@@ -503,26 +479,19 @@ def _run_cluster(hosts, tcp_ports, udp_ports, timing, args, *, argv: list[str], 
 def _emit(report, fmt: str, show_all: bool, open_only: bool = False) -> None:
     out = sys.stdout
     if fmt == "json":
-        from portatlas.render.terminal import print_json
-        from portatlas.scan.output import report_dict
-
         print_json(report_dict(report, show_all, open_only=open_only))
     elif fmt == "ndjson":
-        from portatlas.scan.output import ndjson_tail
-
         for line in ndjson_tail(report, open_only=open_only):
             out.write(line + "\n")
     elif fmt == "csv":
-        from portatlas.scan.output import csv_text
-
         out.write(csv_text(report, show_all, open_only=open_only))
     elif fmt == "xml":
+        # lazy: the nmap XML writer only for that output format
         from portatlas.scan.nmap_xml import to_xml
 
         out.write(to_xml(report, show_all, open_only=open_only))
     else:
-        from portatlas.render.scan import table_lines
-        from portatlas.render.terminal import Style, terminal_width
+        from portatlas.render.scan import table_lines  # lazy: as in check_main (ssl, asyncio)
 
         out.write("\n".join(table_lines(report, Style(), show_all, terminal_width(),
                                          open_only=open_only)) + "\n")

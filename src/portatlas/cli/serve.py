@@ -5,9 +5,22 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any, Callable
+import json
+import socket
+import contextlib
+import signal
+import threading
+import gc
+import select
+import time
 
 from portatlas.cli.common import parser
 from portatlas.errors import PortatlasError, UsageError
+from portatlas.parsing import parse_port
+from portatlas.web.config import WebConfig, local_hosts
+from portatlas.atlas import Atlas
+from portatlas.web.feedback import FeedbackStore
+from portatlas.web.checks import Checker
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8357
@@ -41,7 +54,6 @@ def main(argv: list[str]) -> int:
                         "descriptor limit is lower)")
     args = p.parse_args(argv)
 
-    from portatlas.parsing import parse_port
 
     port = parse_port(args.port)
     if not args.workers.isdigit() or not 1 <= int(args.workers) <= MAX_WORKERS:
@@ -55,7 +67,6 @@ def main(argv: list[str]) -> int:
 
     import uvicorn  # noqa: F401  (a missing dependency is reported before anything starts)
 
-    from portatlas.web.config import WebConfig, local_hosts
 
     config = WebConfig(args.db, feedback_db=args.feedback_db, allow_check=targets,
                        request_timeout=_seconds(args.request_timeout, "--request-timeout",
@@ -105,28 +116,20 @@ def _count(text: str | None, name: str, lo: int, hi: int) -> int | None:
 
 
 def _json_line(data: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(data, separators=(",", ":"))
 
 
 def _prepare(config: Any) -> None:
     """Fail before listening: build the registry database if there is none, open feedback."""
-    from portatlas.atlas import Atlas
-    from portatlas.web.feedback import FeedbackStore
 
     atlas = Atlas(config.db_path, notify=lambda msg: print(msg, file=sys.stderr))
     atlas.close()
     FeedbackStore(config.feedback_db).close()
     if config.allow_check:
-        from portatlas.web.checks import Checker
-
         Checker(config.allow_check)  # resolves and validates the allow-list now
 
 
 def _bind(host: str, port: int):
-    import socket
-
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -151,7 +154,6 @@ def _announcement(host: str, port: int, workers: int, config: Any) -> dict[str, 
     elif host == "::":
         shown = "::1"
     url_host = f"[{shown}]" if ":" in shown else shown
-    from portatlas.atlas import Atlas
 
     atlas = Atlas(config.db_path, autobuild=False)
     source = atlas.source_label
@@ -163,8 +165,9 @@ def _announcement(host: str, port: int, workers: int, config: Any) -> dict[str, 
 
 
 def _uvicorn_config(app: Any, access_log: bool, config: Any = None):
-    import uvicorn
+    import uvicorn  # optional: uvicorn is the web extra; `serve --help` works without it
 
+    # optional: web.protocol subclasses uvicorn's protocol (web extra)
     from portatlas.web.protocol import GuardedProtocol, Limits
 
     # request timeout and connection cap (portatlas/web/protocol.py, docs/web.md)
@@ -178,10 +181,7 @@ def _uvicorn_config(app: Any, access_log: bool, config: Any = None):
 
 
 def _server_class():
-    import contextlib
-    import signal
-
-    import uvicorn
+    import uvicorn  # optional: uvicorn (web extra), as in _uvicorn_config
 
     class Server(uvicorn.Server):
         """uvicorn's server, telling when it accepts requests, and ending quietly on a signal
@@ -196,8 +196,6 @@ def _server_class():
 
         @contextlib.contextmanager
         def capture_signals(self):
-            import threading
-
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
@@ -216,14 +214,13 @@ def _freeze_heap() -> None:
     """In a server process (not in create_app, whose callers may be tests or other programs):
     the preloaded registry is hundreds of thousands of long-lived objects; moving them out of
     the collector's view keeps full collections (and their pauses) short."""
-    import gc
 
     gc.collect()
     gc.freeze()
 
 
 def _serve_one(config: Any, sock: Any, access_log: bool, ready: Callable[[], None]) -> None:
-    from portatlas.web.app import create_app
+    from portatlas.web.app import create_app  # optional: web.app needs starlette (web extra)
 
     app = create_app(config)
     _freeze_heap()
@@ -237,9 +234,6 @@ def _serve_many(config: Any, sock: Any, access_log: bool, workers: int,
     """Fork workers that share the listening socket; each loads its own Atlas (an SQLite
     connection must not cross a fork). Announce once every worker accepts requests; if one
     dies, stop them all."""
-    import select
-    import signal
-    import time
 
     read_end, write_end = os.pipe()
     children: list[int] = []
@@ -249,6 +243,7 @@ def _serve_many(config: Any, sock: Any, access_log: bool, workers: int,
             os.close(read_end)
             code = 0
             try:
+                # optional: web.app needs starlette (web extra)
                 from portatlas.web.app import create_app
 
                 signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,7 @@ __all__ = ["ClusterError", "ClusterScanner", "parse_cluster"]
 
 def __getattr__(name: str):
     if name in __all__:
+        # optional: the client needs dask distributed (cluster extra); parse_cluster does not
         from portatlas.cluster import client
 
         return getattr(client, name)

@@ -22,11 +22,20 @@ import os
 import time
 import uuid
 from typing import Any, Callable
+import logging
+import socket
 
 from portatlas.errors import PortatlasError, UsageError
 from portatlas.scan import results as R
 from portatlas.scan.results import HostReport, PortResult, ScanReport
 from portatlas.scan.timing import TimingOptions
+from portatlas import __version__
+from portatlas.cluster import probe
+from portatlas.cluster.shards import ShardPlan, default_shards
+from portatlas.cluster.work import run_shard, finish_hosts
+from portatlas.scan.discovery import DiscoveryOptions
+from portatlas.scan.hoststatus import HostStatus, assumed_up
+from portatlas.scan.wildcard import candidate
 
 ResultHook = Callable[[HostReport, PortResult], None]
 
@@ -126,10 +135,8 @@ class ClusterScanner:
 
     # --- connection and the workers' checks ------------------------------------------------
     def _connect(self) -> None:
-        import logging
-
         try:
-            import distributed
+            import distributed  # optional: dask distributed is the cluster extra
         except ImportError:
             raise ClusterError("--cluster needs Dask: pip install 'portatlas[cluster]' "
                                "(dask and distributed)") from None
@@ -161,7 +168,6 @@ class ClusterScanner:
     def _quiet_logs(self) -> None:
         """Dask logs every failure it meets (with tracebacks) on standard error; the scan
         reports what matters as one line, so its loggers are silenced while it runs."""
-        import logging
 
         self._log_levels = {}
         names = [n for n in logging.root.manager.loggerDict
@@ -172,18 +178,15 @@ class ClusterScanner:
             logger.setLevel(logging.CRITICAL + 1)
 
     def _restore_logs(self) -> None:
-        import logging
-
         for name, level in getattr(self, "_log_levels", {}).items():
             logging.getLogger(name).setLevel(level)
 
     def _check_workers(self) -> list[str]:
         """The workers that will scan: every worker must have this portatlas; those without a
         route to every target are left out (and reported)."""
+        # optional: cloudpickle comes with the cluster extra (ships probe by value)
         import cloudpickle
 
-        from portatlas import __version__
-        from portatlas.cluster import probe
 
         client = self._client
         try:
@@ -246,8 +249,6 @@ class ClusterScanner:
 
     # --- the sweep --------------------------------------------------------------------------
     def _plan(self, workers: int):
-        from portatlas.cluster.shards import ShardPlan, default_shards
-
         # a ping scan (-sn: no ports) deals out the hosts themselves
         units = len(self.hosts) * max(1, len(self.tcp_ports) + len(self.udp_ports))
         count = self.requested_shards or default_shards(units, workers)
@@ -257,8 +258,6 @@ class ClusterScanner:
 
     def _task(self, shard: int, parts: dict[int, dict[str, list[int]]],
               discovery: Any) -> dict[str, Any]:
-        from portatlas import __version__
-
         rows = []
         for index in sorted(parts):
             h = self.hosts[index]
@@ -269,9 +268,8 @@ class ClusterScanner:
     def _sweep(self, plan, workers: list[str], discovery: Any = "default",
                first: int = 0) -> None:
         """Run every shard of `plan` (numbered from `first`), merging each as it finishes."""
-        from distributed import as_completed
+        from distributed import as_completed  # optional: dask distributed (cluster extra)
 
-        from portatlas.cluster.work import run_shard
 
         if discovery == "default":
             discovery = self.discovery
@@ -398,7 +396,6 @@ class ClusterScanner:
                     missing.setdefault(index, {"tcp": [], "udp": []})[transport] = gap
         if not missing or self.discovery is None:
             return
-        from portatlas.scan.discovery import DiscoveryOptions
 
         self.report.notes.append(f"{len(missing)} hosts were found up by some shards and not "
                                  "by others; their remaining ports were scanned again")
@@ -431,8 +428,6 @@ class ClusterScanner:
             if _down(hr):
                 continue
             if self.discovery is not None and hr.discovery is None:
-                from portatlas.scan.hoststatus import HostStatus, assumed_up
-
                 hr.discovery = (HostStatus("unknown", "unscanned", "none")
                                 if self.report.interrupted and self.discovery.enabled
                                 else assumed_up())
@@ -448,11 +443,8 @@ class ClusterScanner:
 
     # --- after the sweep: whole-host work -------------------------------------------------
     def _finish(self, workers: list[str]) -> None:
-        from distributed import as_completed
+        from distributed import as_completed  # optional: dask distributed (cluster extra)
 
-        from portatlas import __version__
-        from portatlas.cluster.work import finish_hosts
-        from portatlas.scan.wildcard import candidate
 
         todo = []
         for index, hr in enumerate(self.reports):
@@ -537,7 +529,6 @@ class _FixedPlan:
 def _reachable(address: str) -> None:
     """A plain TCP connection to the scheduler first: Dask's own connect retries a refused
     connection until its timeout, where one attempt already tells."""
-    import socket
 
     rest = address.partition("://")[2]
     host, _, port = rest.rpartition(":")

@@ -17,6 +17,7 @@ def worker_facts(addresses: list[tuple[str, int, int]]) -> dict:
     and source address and sends nothing; ENETUNREACH/EHOSTUNREACH/EACCES mean this worker
     cannot send to that address at all.
     """
+    # inside: shipped to workers by value, so nothing at module level but the function
     import errno
     import platform
     import socket
@@ -24,7 +25,7 @@ def worker_facts(addresses: list[tuple[str, int, int]]) -> dict:
     facts: dict = {"portatlas": None, "error": None, "python": platform.python_version(),
                    "no_route": []}
     try:
-        from portatlas import __version__
+        from portatlas import __version__  # inside try: the worker may have no portatlas at all
 
         facts["portatlas"] = __version__
         # the shard code must import, too (by name: this check is about the install, not a

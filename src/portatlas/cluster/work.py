@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+from portatlas import __version__
+from portatlas.cluster.probe import worker_facts
 
 _ONE_AT_A_TIME = threading.Lock()
 
@@ -26,14 +28,13 @@ _ONE_AT_A_TIME = threading.Lock()
 
 
 def _check_version(wanted: str) -> None:
-    from portatlas import __version__
-
     if wanted != __version__:
         raise RuntimeError(f"this worker has portatlas {__version__}, the client {wanted}")
 
 
 def _worker_address() -> str:
     try:
+        # optional: inside a dask worker only; "local" without distributed
         from distributed import get_worker
 
         return get_worker().address
@@ -42,6 +43,7 @@ def _worker_address() -> str:
 
 
 def _hosts(rows: list) -> list:
+    # lazy: after _check_version, so a mismatched worker fails clearly, not on an import
     from portatlas.scan.targets import Host
 
     return [Host(target, address, family, scope_id) for _, target, address, family, scope_id in rows]
@@ -50,7 +52,6 @@ def _hosts(rows: list) -> list:
 def _unroutable(hosts: list) -> set[int]:
     """Positions in `hosts` this machine has no route to (asked again per task: routes can
     change while a scan runs)."""
-    from portatlas.cluster.probe import worker_facts
 
     facts = worker_facts([(h.address, h.family, h.scope_id) for h in hosts])
     return set(facts["no_route"])
@@ -60,6 +61,7 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
     """Scan one shard with the local engine (portatlas.scan.scanner.Scanner) and return one
     HostReport per host it touched."""
     _check_version(task["version"])
+    # lazy: the scan engine only after _check_version (another portatlas fails clearly there)
     from portatlas.scan.scanner import Scanner
     from portatlas.scan.timing import TimingOptions
 
@@ -92,6 +94,7 @@ def finish_hosts(task: dict[str, Any]) -> dict[str, Any]:
     """Accept-all detection and service identification for whole hosts, after every shard
     of them is in (both need a host's complete answer): {"reports": {index: HostReport}}."""
     _check_version(task["version"])
+    # lazy: as in run_shard, the scan engine loads after the version check
     from portatlas.scan.scanner import run_identification
     from portatlas.scan.wildcard import detect_all
 
@@ -107,6 +110,7 @@ def finish_hosts(task: dict[str, Any]) -> dict[str, Any]:
 
 def identify_hook(options: Any):
     """The identification hook of portatlas.scan.scanner for one set of identify Options."""
+    # lazy: the probes (identify) load only for shards with --identify
     from portatlas.identify import identify_async
 
     async def hook(host, result):

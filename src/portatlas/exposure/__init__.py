@@ -18,6 +18,10 @@ from typing import Any
 
 from portatlas.exposure.assess import (ANY_FORWARD, BLOCKED, EXPOSED, LIMITED, LOCAL_ONLY,
                                        UNKNOWN, VERDICTS, Assessor, Exposure, Listener)
+from portatlas.exposure import read, containers as ctr, advice
+from portatlas.exposure.machine import Machine
+from portatlas.exposure.ruleset import Ruleset
+from portatlas.exposure.containers import port_holder
 
 __all__ = ["prepare", "cancel", "look", "for_snapshot", "annotate", "reachable", "Look", "Assessor", "Exposure", "Listener", "VERDICTS",
            "EXPOSED", "LIMITED", "LOCAL_ONLY", "BLOCKED", "UNKNOWN"]
@@ -62,9 +66,6 @@ def cancel() -> None:
 def look(*, containers: bool = True) -> Look:
     """Read everything exposure needs. Never raises for lack of privileges or tools: the
     answers are then "unknown" with the reason."""
-    from portatlas.exposure import read
-    from portatlas.exposure.machine import Machine
-    from portatlas.exposure.ruleset import Ruleset
 
     read.start_all()
     try:
@@ -81,8 +82,6 @@ def look(*, containers: bool = True) -> Look:
     found: list[dict[str, Any]] = []
     problems = list(ruleset.problems)
     if containers:
-        from portatlas.exposure import containers as ctr
-
         found, notes = ctr.fetch()
         problems.extend(notes)
         targets = ctr.targets(found)
@@ -95,7 +94,6 @@ def look(*, containers: bool = True) -> Look:
 def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
     """An Exposure for every listening socket of a local.Snapshot, keyed by id(socket).
     Sockets that do not listen (established connections) get none."""
-    from portatlas.exposure import advice
 
     out: dict[int, Exposure] = {}
     assess = look_.assessor.assess_socket
@@ -107,8 +105,6 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
         proxy = None
         for holder in sock.holders:
             if holder.pid not in proxies:
-                from portatlas.exposure.containers import port_holder
-
                 proc = snapshot.processes.get(holder.pid)
                 proxies[holder.pid] = port_holder(proc.cmdline if proc else None)
             proxy = proxy or proxies[holder.pid]

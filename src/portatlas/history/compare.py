@@ -16,6 +16,7 @@ Anything still unpaired was added (only in the newer release) or removed (only i
 """
 
 from __future__ import annotations
+from portatlas.model import Reference
 
 TYPE_CHECKING = False  # typing is not imported on the lookup path
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ def decode_refs(text: str | None) -> list[tuple[str, str, str | None]]:
 
 def ref_labels(encoded: object) -> list[str]:
     """Readable labels ("RFC 793, section 3") of encoded references, people left out."""
-    from portatlas.model import Reference
 
     if not isinstance(encoded, str):
         return []

@@ -19,6 +19,9 @@ import sys
 from pathlib import Path
 
 from portatlas.errors import DataError
+from portatlas import paths
+from portatlas.history import releases as rel, notes as notes_mod, store
+from portatlas.history.incremental import ReleaseParser
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,9 +47,6 @@ class Gathered:
 def gather(current: Release | None, cache: dict[str, Release], *, quick: bool = False,
            warn=None) -> Gathered:
     """The current release (if any) plus the older releases found, parsed or reused."""
-    from portatlas import paths
-    from portatlas.history import releases as rel
-    from portatlas.history.incremental import ReleaseParser
 
     out = Gathered()
     found: list[Release] = [current] if current is not None else []
@@ -94,8 +94,6 @@ def provenance_rows(releases: list[Release]) -> list[dict]:
 
 
 def note_rows() -> list[tuple]:
-    from portatlas.history import notes as notes_mod
-
     try:
         return notes_mod.to_rows(notes_mod.load_file())
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -105,8 +103,6 @@ def note_rows() -> list[tuple]:
 
 def contribute(data, registry) -> None:
     """CONTRIBUTORS entry: (BuildInput, Registry of the main source) -> None."""
-    from portatlas.history import releases as rel
-    from portatlas.history import store
 
     main = data.provenance[0] if data.provenance else {}
     current = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from portatlas.errors import UsageError
 from portatlas.history import compare
+from portatlas.history.releases import parse_file
 
 RANGE_CLASSES = ("system", "user", "dynamic", "none")
 ALIASES = ("current", "oldest", "previous")
@@ -54,8 +55,6 @@ def resolve(spec: str, reader) -> Side:
         info["from"] = "database"
         return Side(info, reader.release_records(chosen["idx"]))
     if os.path.exists(spec) or "/" in spec or spec.endswith((".xml", ".csv")):
-        from portatlas.history.releases import parse_file
-
         release = parse_file(spec)
         info = {k: v for k, v in release.info().items() if k != "records"}
         info["from"] = "file"

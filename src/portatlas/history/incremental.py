@@ -29,6 +29,9 @@ import xml.parsers.expat
 from portatlas.errors import DataError
 from portatlas.history import compare
 from portatlas.history.releases import Release, from_registry
+from portatlas.kb.sources import read_source, parse_source
+from portatlas.kb.iana_xml import parse_registry_xml
+from portatlas.kb.records import person_from_raw, record_key
 
 _UNUSUAL = (b"<!--", b"<![CDATA[", b"<!DOCTYPE", b"<!ENTITY")
 _RICH = re.compile(rb"<(note|description|unauthorized)[\s>].*?</\1\s*>", re.S)
@@ -110,7 +113,6 @@ class ReleaseParser:
 
     def parse(self, location: str) -> Release:
         """Read and parse one release file (XML or CSV); raises DataError like parse_file."""
-        from portatlas.kb.sources import read_source
 
         source = read_source(location)
         if source.format == "csv":
@@ -122,9 +124,6 @@ class ReleaseParser:
         return release or self._full(source)
 
     def _incremental(self, source) -> Release | None:
-        from portatlas.kb.iana_xml import parse_registry_xml
-        from portatlas.kb.records import person_from_raw, record_key
-
         cut = _elements(source.data, b"record")
         if cut is None or not cut[1]:
             return None
@@ -192,8 +191,6 @@ class ReleaseParser:
         return release
 
     def _full(self, source) -> Release:
-        from portatlas.kb.sources import parse_source
-
         registry = parse_source(source)
         self.full_parses += 1
         return from_registry(registry, location=source.location, format=source.format,

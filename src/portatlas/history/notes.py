@@ -30,6 +30,7 @@ _RS, _US = "\x1e", "\x1f"
 
 def load_file(path: str = NOTES_FILE) -> list[dict[str, Any]]:
     """The notes as written, in file order."""
+    # lazy: json (~2 ms) only when a notes file is read; `portatlas PORT` reads the database
     import json
 
     with open(path, encoding="utf-8") as stream:

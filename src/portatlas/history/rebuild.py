@@ -17,13 +17,11 @@ from pathlib import Path
 
 from portatlas.errors import DataError, SystemFailure
 from portatlas.kb.store import open_database
+from portatlas.history import contributor, releases as rel, store
 
 
 def rebuild(db: str) -> dict:
     """Rewrite the history of the database at `db`; returns the data-history/1 result."""
-    from portatlas.history import contributor
-    from portatlas.history import releases as rel
-    from portatlas.history import store
 
     started = time.monotonic()
     path = Path(db)

@@ -15,6 +15,8 @@ from typing import Iterable
 
 from portatlas.errors import DataError
 from portatlas.history import compare
+from portatlas.kb.sources import parse_source, read_source
+from portatlas.io_limits import require_regular_file
 
 # Largest number of releases one database keeps (one bit each in an SQLite integer).
 MAX_RELEASES = 62
@@ -83,7 +85,6 @@ def from_registry(registry, *, location: str, format: str, sha256: str,
 
 def parse_file(location: str) -> Release:
     """Read and parse one release file (XML or CSV) with the registry importer."""
-    from portatlas.kb.sources import parse_source, read_source
 
     source = read_source(location)
     if source.format not in ("xml", "csv"):
@@ -94,8 +95,6 @@ def parse_file(location: str) -> Release:
 
 
 def file_sha256(location: str) -> str:
-    from portatlas.io_limits import require_regular_file
-
     require_regular_file(location, what="a registry release file")  # a FIFO would block
     digest = hashlib.sha256()
     try:

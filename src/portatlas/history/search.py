@@ -8,6 +8,7 @@ results.
 from __future__ import annotations
 
 import sqlite3
+from portatlas.history.notes import from_row
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ def index_rows(conn: sqlite3.Connection) -> None:
 def search_notes(conn: sqlite3.Connection, match: str, limit: int
                  ) -> list[tuple[int, dict[str, Any], float]]:
     """(port, note, score) for notes matching an FTS5 query, best first; [] without an index."""
-    from portatlas.history.notes import from_row
 
     try:
         rows = conn.execute(

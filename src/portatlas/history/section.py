@@ -7,6 +7,9 @@ queries on the database already open, no JSON parsing.
 """
 
 from __future__ import annotations
+from portatlas.history.store import HistoryReader
+from portatlas.history.timeline import port_timeline
+from portatlas.history.notes import from_file, from_row
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
@@ -26,19 +29,14 @@ LABELS = {
 
 def history_data(conn, port: int, transport: str | None) -> dict[str, Any]:
     """Timeline, releases and notes for a port (the body of `history --json` too)."""
-    from portatlas.history.store import HistoryReader
-    from portatlas.history.timeline import port_timeline
 
     reader = HistoryReader(conn)
     timeline = port_timeline(reader, port, transport)
     rows = reader.notes(port)
     if rows is None:  # a database built before history existed: read our file instead
-        from portatlas.history.notes import from_file
 
         notes = from_file(port)
     else:
-        from portatlas.history.notes import from_row
-
         notes = [from_row(r) for r in rows]
     if transport:
         notes = [n for n in notes if transport in n["transports"]]

@@ -17,6 +17,7 @@ import sqlite3
 TYPE_CHECKING = False  # typing is not imported on the lookup path
 
 from portatlas.history import compare
+from portatlas.model import Reference
 
 if TYPE_CHECKING:  # releases.py imports hashlib; a port lookup never needs it
     from pathlib import Path
@@ -90,6 +91,7 @@ def write(conn: sqlite3.Connection, releases: list[Release], current_people: set
     conn.executemany(
         "INSERT INTO history_note(port, kind, transports, category, title, text, sources, related)"
         " VALUES (?,?,?,?,?,?,?,?)", note_rows)
+    # lazy: the search index is written at build time; lookups never load history.search
     from portatlas.history.search import index_rows
 
     index_rows(conn)
@@ -104,6 +106,7 @@ def cached_releases(db: Path, code: str) -> dict[str, Release]:
 
     Anything unexpected (no file, another format, a damaged file) just means no cache.
     """
+    # lazy: releases (and its kb parsers) only when a (re)build checks its cache
     from portatlas.history.releases import Release
 
     if not db.is_file():
@@ -227,7 +230,6 @@ class HistoryReader:
 
 def record_dict(record: tuple, people: dict[str, tuple[str | None, str | None]]) -> dict:
     """A history record as JSON: the registry's own words, as that release had them."""
-    from portatlas.model import Reference
 
     refs = []
     for kind, value, section in compare.decode_refs(record[compare.REFS]):

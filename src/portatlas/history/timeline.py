@@ -17,6 +17,7 @@ import re
 
 from portatlas.history import compare
 from portatlas.model import TRANSPORTS
+from portatlas.history.store import record_dict
 
 # "De-assigned on 2025-02-13", "This entry has been removed on 2017-05-18.", "Removed 2004-2-6"
 _NOTE_DATE = re.compile(r"\b(de-?assigned|removed)\b(?:\s+on)?\s+(\d{4})-(\d{1,2})-(\d{1,2})", re.I)
@@ -105,7 +106,6 @@ def _first(record: tuple, label: str, release_date: str | None) -> dict[str, Any
 
 def port_timeline(reader, port: int, transport: str | None = None) -> dict[str, Any]:
     """{"releases": [...], "events": {transport: [event, ...]}} with JSON-ready events."""
-    from portatlas.history.store import record_dict
 
     releases = reader.releases()
     versions = reader.records_covering(port) if releases else []

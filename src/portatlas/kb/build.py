@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from portatlas import paths
-from portatlas.errors import DataError
+from portatlas.errors import DataError, UsageError
 from portatlas.kb.sources import Source, parse_source, read_source
 from portatlas.kb.store import BuildInput, write_database
 
@@ -46,8 +46,6 @@ def build(db: str | Path, location: str, *, history: str = "all") -> dict:
     database is untouched. `history`: "all" imports every registry release found into the
     timeline; "quick" (the automatic first build) only the first few (docs/history.md).
     """
-    from portatlas.errors import UsageError
-    from portatlas.io_limits import require_regular_file
 
     # a --db that is a device, FIFO or folder is refused before any work (write_database
     # checks again just before the rename)
@@ -63,14 +61,12 @@ def build(db: str | Path, location: str, *, history: str = "all") -> dict:
 
     trojan_paths = paths.trojan_candidates()
     if trojan_paths:
-        from portatlas.kb.trojans import read_trojans
         trojan_source = read_source(trojan_paths[0])
         rows = list(read_trojans(io.BytesIO(trojan_source.data), label=trojan_source.location))
         data.trojans = rows
         provenance.append({"kind": "trojans", "location": trojan_source.location, "format": "tsv",
                            "sha256": trojan_source.sha256, "records": len(rows)})
 
-    from portatlas.kb.nmap_services import find_nmap_services, read_nmap_services
     nmap_path = find_nmap_services()
     if nmap_path:
         try:
@@ -93,5 +89,8 @@ def build(db: str | Path, location: str, *, history: str = "all") -> dict:
 
 # Registry history and curated notes (src/portatlas/history/, docs/history.md).
 from portatlas.history.contributor import contribute as _history_contributor  # noqa: E402
+from portatlas.io_limits import require_regular_file
+from portatlas.kb.trojans import read_trojans
+from portatlas.kb.nmap_services import find_nmap_services, read_nmap_services
 
 CONTRIBUTORS.append(_history_contributor)

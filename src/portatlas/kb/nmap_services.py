@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from portatlas.io_limits import read_limited
 
 NMAP_SERVICES_PATHS = ("/usr/share/nmap/nmap-services", "/usr/local/share/nmap/nmap-services")
 
@@ -26,7 +27,6 @@ MAX_NMAP_SERVICES_BYTES = 16 << 20
 
 def read_nmap_services(path: str) -> Iterator[tuple[int, str, str, float]]:
     """Yields (port, transport, nmap's service name, open frequency 0..1)."""
-    from portatlas.io_limits import read_limited
 
     # bounded like every input (the real file is about 1 MB); a FIFO or device is refused
     data = read_limited(path, limit=MAX_NMAP_SERVICES_BYTES, what="nmap's services file",

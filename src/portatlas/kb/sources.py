@@ -6,9 +6,13 @@ import hashlib
 import io
 import os
 
-from portatlas.errors import DataError
+from portatlas.errors import DataError, NetworkError, UsageError
 from portatlas.kb.records import Registry
 from portatlas.model import Person
+from portatlas.io_limits import is_stdin, read_limited
+from portatlas.kb.iana_xml import parse_registry_xml
+from portatlas.kb.iana_csv import parse_registry_csv
+from portatlas.kb.etc_services import parse_services_file
 
 MAX_SOURCE_BYTES = 64 << 20  # the real XML is ~4 MB; anything this big is not a registry
 DOWNLOAD_TIMEOUT = 60.0
@@ -38,7 +42,6 @@ def read_source(location: str) -> Source:
         return Source(location, _download(location))
     if location.startswith("file://"):
         location = location[7:]
-    from portatlas.io_limits import is_stdin, read_limited
 
     data = read_limited(location, limit=MAX_SOURCE_BYTES, what="a registry file")
     return Source("standard input" if is_stdin(location) else os.path.abspath(location), data)
@@ -48,11 +51,11 @@ def _download(url: str) -> bytes:
     """The body of `url`, at most MAX_SOURCE_BYTES. A network failure (refused, unreachable,
     timed out, an HTTP error status) exits 4 like every network failure; a URL that cannot
     be a URL is a usage error; an answer too large is a data problem."""
+    # lazy: urllib and http.client only when the source is a URL (a download)
     import http.client
     import urllib.error
     import urllib.request
 
-    from portatlas.errors import NetworkError, UsageError
 
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "portatlas/0.1"})
@@ -76,10 +79,7 @@ def parse_source(source: Source, people: dict[str, Person] | None = None) -> Reg
     stream = io.BytesIO(source.data)
     fmt = source.format
     if fmt == "xml":
-        from portatlas.kb.iana_xml import parse_registry_xml
         return parse_registry_xml(stream, label=source.location)
     if fmt == "csv":
-        from portatlas.kb.iana_csv import parse_registry_csv
         return parse_registry_csv(stream, label=source.location, people=people)
-    from portatlas.kb.etc_services import parse_services_file
     return parse_services_file(stream, label=source.location)

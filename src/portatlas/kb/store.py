@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from portatlas.errors import DataError, SystemFailure, UsageError
 from portatlas.model import Entry, Person, Reference
+from portatlas.io_limits import require_regular_file
 
 SCHEMA_VERSION = "1"
 
@@ -91,9 +92,9 @@ def _clean_stale_temps(target: Path) -> None:
 
 def write_database(target: str | Path, data: BuildInput) -> None:
     """Build the database beside `target` and atomically rename it into place."""
+    # lazy: pathlib (~2 ms) only to write a database; lookups use plain str paths
     from pathlib import Path
 
-    from portatlas.io_limits import require_regular_file
 
     target = Path(target)
     # never rename a new file over a device, a FIFO or a directory someone named as --db
@@ -200,7 +201,6 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     """The one way to open a registry database for reading: refuses what is not a file
     (a FIFO would block the open, a device is not a database), then checks the schema
     version and that every table is there, and says what to do when anything is wrong."""
-    from portatlas.io_limits import require_regular_file
 
     name = os.fspath(path)
     require_regular_file(name, what=f"a portatlas database; {_REBUILD} or give another --db")

@@ -28,11 +28,13 @@ every run.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
 
-from portatlas.local.model import Holder, Notice, Process, Snapshot, Socket
+from portatlas.local.model import Holder, Notice, Process, Snapshot, Socket, user_name
+from portatlas.errors import UsageError, PortatlasError
 
 __all__ = ["listeners", "Snapshot", "Socket", "Process", "Holder", "Notice", "BACKENDS",
            "default_backend", "Selection", "query", "report", "parse_sort"]
@@ -47,8 +49,6 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'portatlas.local' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(f"portatlas.local.{module}"), name)
 
 BACKENDS = ("netlink", "proc", "psutil")
@@ -58,8 +58,6 @@ def default_backend() -> str:
     chosen = os.environ.get("PORTATLAS_LOCAL_BACKEND")
     if chosen:
         if chosen not in BACKENDS:
-            from portatlas.errors import UsageError
-
             raise UsageError(f"PORTATLAS_LOCAL_BACKEND={chosen!r}: use one of {', '.join(BACKENDS)}")
         return chosen
     return "netlink" if sys.platform.startswith("linux") else "psutil"
@@ -78,13 +76,12 @@ def listeners(include_established: bool = False, *, port: int | tuple[int, int] 
     ports = (port, port) if isinstance(port, int) else port
     backend = backend or default_backend()
     if backend not in BACKENDS:
-        from portatlas.errors import UsageError
-
         raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     warnings: list[Notice] = []
     privileged = _privileged()
     taken_at = time.time()
     if backend == "psutil":
+        # optional: the psutil backend (an extra) only when chosen or off Linux
         from portatlas.local import portable
 
         sockets, procs = portable.read(transports, families, everything=include_established,
@@ -93,7 +90,7 @@ def listeners(include_established: bool = False, *, port: int | tuple[int, int] 
                         taken_at=taken_at)
     sockets = None
     if backend == "netlink":
-        from portatlas.local import netlink
+        from portatlas.local import netlink  # platform: the netlink reader is for Linux only
 
         try:
             sockets = netlink.dump(transports, families, everything=include_established, ports=ports)
@@ -105,13 +102,12 @@ def listeners(include_established: bool = False, *, port: int | tuple[int, int] 
                 "sockets from dual-stack ones"))
             backend = "proc"
     if sockets is None:
+        # lazy: the /proc/net reader only when netlink is not used
         from portatlas.local import procnet
 
         try:
             sockets = procnet.read(transports, families, everything=include_established, ports=ports)
         except OSError as exc:
-            from portatlas.errors import PortatlasError
-
             raise PortatlasError(f"cannot read this machine's sockets: {exc}") from None
     procs: dict[int, Process] = {}
     if processes and sockets:
@@ -122,6 +118,7 @@ def listeners(include_established: bool = False, *, port: int | tuple[int, int] 
 
 def attach_processes(sockets: list[Socket], warnings: list[Notice], privileged: bool) -> dict[int, Process]:
     """Linux: fill each socket's holders from /proc and return the holders' details by pid."""
+    # lazy: /proc/PID reading only when there are sockets to attach processes to
     from portatlas.local import procfs
 
     inodes = {s.inode for s in sockets if s.inode}
@@ -159,8 +156,6 @@ def attach_processes(sockets: list[Socket], warnings: list[Notice], privileged: 
 
 def _unowned_notices(sockets, holders, scan, privileged: bool, unowned: int) -> list[Notice]:
     if scan.denied:
-        from portatlas.local.model import user_name
-
         owners = sorted({user_name(s.uid) or "?" for s in sockets
                          if s.inode and s.inode not in holders and s.uid is not None})
         how = ("run as root (e.g. sudo portatlas local) to see them" if not privileged else
@@ -180,7 +175,7 @@ def _privileged() -> bool:
     if geteuid is not None:
         return geteuid() == 0
     try:  # Windows: an elevated administrator sees every process
-        import ctypes
+        import ctypes  # platform: ctypes only on Windows (no os.geteuid)
 
         return bool(ctypes.windll.shell32.IsUserAnAdmin())  # type: ignore[attr-defined]
     except Exception:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
+from bisect import bisect_left
+import sys
 
-from portatlas.local.model import Socket, Snapshot, user_name
+from portatlas.local.model import Socket, Snapshot, user_name, Notice
 from portatlas.model import ASSIGNED, DEASSIGNED, RESERVED, UNASSIGNED, Entry, overall_status
+from portatlas.errors import PortatlasError
 
 if TYPE_CHECKING:
     from portatlas.atlas import Atlas
@@ -110,7 +113,6 @@ class Classifier:
                 spans[-1][1] = port
             else:
                 spans.append([port, port])
-        from bisect import bisect_left
 
         for lo, hi in spans:
             if lo == hi:
@@ -294,13 +296,11 @@ def _labels(proc) -> set[str]:
 def open_classifier(db: str | None, warnings: list) -> Classifier:
     """A Classifier on the user's database; without a usable one, a registry-less Classifier and
     a notice saying so (listing sockets must never fail for want of the registry)."""
-    import sqlite3
+    import sqlite3  # lazy: sqlite3 and atlas load only when listing, not for `local --help`
 
-    from portatlas.errors import PortatlasError
-    from portatlas.local.model import Notice
 
     try:
-        from portatlas.atlas import Atlas
+        from portatlas.atlas import Atlas  # lazy: see above (the registry opens only when listing)
 
         return Classifier(Atlas(db, notify=_to_stderr))
     except (PortatlasError, OSError, sqlite3.Error) as exc:
@@ -311,6 +311,4 @@ def open_classifier(db: str | None, warnings: list) -> Classifier:
 
 
 def _to_stderr(message: str) -> None:
-    import sys
-
     print(message, file=sys.stderr)

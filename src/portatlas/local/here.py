@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
+from portatlas.errors import PortatlasError
+from portatlas.local import _privileged, attach_processes, listeners
+from portatlas.local.model import Snapshot, Notice
 
 TYPE_CHECKING = False  # typing itself costs ~2.5 ms to import; annotations are strings anyway
 if TYPE_CHECKING:
@@ -34,7 +37,7 @@ def section(answer: "PortAnswer") -> dict[str, Any] | None:
     backend = None
     if sys.platform.startswith("linux") and \
             os.environ.get("PORTATLAS_LOCAL_BACKEND", "netlink") == "netlink":
-        from portatlas.local import netlink
+        from portatlas.local import netlink  # platform: the netlink reader is for Linux only
 
         try:
             sockets = netlink.dump(transports, ports=(port, port))
@@ -48,10 +51,8 @@ def section(answer: "PortAnswer") -> dict[str, Any] | None:
 
 
 def _details(answer, transports: tuple[str, ...], sockets, backend: str | None) -> dict[str, Any]:
-    from portatlas.errors import PortatlasError
-    from portatlas.local import _privileged, attach_processes, listeners
+    # lazy: the classifier only when the port has listeners (or netlink is unavailable)
     from portatlas.local.classify import Classifier
-    from portatlas.local.model import Snapshot
 
     port = answer.port
     if sockets is None:
@@ -85,11 +86,11 @@ def _reachability(snap) -> None:
     if not snap.sockets:
         return
     if snap.privileged:
+        # lazy: packet-filter reading (exposure) only as root and with listeners
         from portatlas.exposure import annotate
 
         annotate(snap)
         return
-    from portatlas.local.model import Notice
 
     snap.warnings.append(Notice("reachability-unknown",
                                 "whether other machines can reach it through the packet filter "

@@ -13,9 +13,11 @@ import os
 import signal
 import time
 from typing import Callable
+import select
 
 from portatlas.errors import PortatlasError
 from portatlas.local.model import Process, Snapshot, Socket
+from portatlas.textsafe import printable
 
 DEFAULT_GRACE = 3.0
 KILL_WAIT = 2.0
@@ -39,8 +41,6 @@ class Target:
 
     @property
     def label(self) -> str:
-        from portatlas.textsafe import printable
-
         p = self.process
         if p is None:
             return f"pid {self.pid}"
@@ -62,7 +62,6 @@ def targets(snapshot: Snapshot) -> list[Target]:
 
 def check_allowed(chosen: list[Target]) -> None:
     """Raise Refused when a target is PID 1 or this very process."""
-    from portatlas.textsafe import printable
 
     for target in chosen:
         if target.pid == 1:
@@ -120,8 +119,6 @@ class _Handle:
 
     def exited(self) -> bool:
         if self.fd is not None:
-            import select
-
             poller = select.poll()
             poller.register(self.fd, select.POLLIN)
             return bool(poller.poll(0))
@@ -152,7 +149,7 @@ def _is_zombie(pid: int) -> bool:
     except OSError:
         return False
     try:  # no /proc (macOS, BSD): ask psutil
-        import psutil
+        import psutil  # optional: psutil is the fallback for systems without /proc
 
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except ImportError:
@@ -183,11 +180,12 @@ def _open(target: Target) -> _Handle | None:
 
 def _start_time(pid: int) -> int | float | None:
     if os.path.isdir("/proc"):
+        # platform: /proc/PID (Linux) first, psutil below elsewhere
         from portatlas.local.procfs import start_time
 
         return start_time(pid)
     try:
-        import psutil
+        import psutil  # optional: psutil, the fallback off Linux
 
         return psutil.Process(pid).create_time()
     except Exception:

@@ -180,7 +180,7 @@ def user_name(uid: int | None) -> str | None:
     name = _user_names.get(uid)
     if name is None:
         try:
-            import pwd
+            import pwd  # platform: pwd exists on Unix only
 
             name = pwd.getpwuid(uid).pw_name
         except (KeyError, ImportError, OverflowError):

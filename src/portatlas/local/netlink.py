@@ -17,6 +17,7 @@ import struct
 import sys
 
 import _socket
+import os
 
 from portatlas.local.model import Socket
 
@@ -188,6 +189,4 @@ def _ifname(index: int) -> str:
 
 
 def _strerror(errno: int) -> str:
-    import os
-
     return os.strerror(errno)

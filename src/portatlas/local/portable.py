@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import sys
 from typing import Any
+import socket as socketmod
 
 from portatlas.local.model import Holder, Notice, Process, Socket, user_name
+from portatlas.errors import PortatlasError
+from portatlas.local.cgroup import describe_cgroup
 
 # psutil status -> the ss-style names used everywhere in portatlas
 _STATES = {"LISTEN": "LISTEN", "ESTABLISHED": "ESTAB", "SYN_SENT": "SYN-SENT",
@@ -23,10 +26,8 @@ _STATES = {"LISTEN": "LISTEN", "ESTABLISHED": "ESTAB", "SYN_SENT": "SYN-SENT",
 
 def _import_psutil():
     try:
-        import psutil
+        import psutil  # optional: psutil is an extra; the error below says how to get it
     except ImportError:
-        from portatlas.errors import PortatlasError
-
         raise PortatlasError("listing sockets on this system needs psutil (pip install psutil)") from None
     return psutil
 
@@ -35,7 +36,6 @@ def read(transports: tuple[str, ...], families: tuple[str, ...], *, everything: 
          ports: tuple[int, int] | None, processes: bool,
          warnings: list[Notice]) -> tuple[list[Socket], dict[int, Process]]:
     psutil = _import_psutil()
-    import socket as socketmod
 
     conns = _connections(psutil, warnings)
     family_names = {socketmod.AF_INET: "ipv4", socketmod.AF_INET6: "ipv6"}
@@ -132,8 +132,6 @@ def _process(psutil, pid: int) -> Process | None:
     uid = uids.effective if uids else None
     unit = container = cgroup = None
     if sys.platform.startswith("linux"):
-        from portatlas.local.cgroup import describe_cgroup
-
         try:
             with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
                 unit, container, cgroup = describe_cgroup(f.read())
@@ -145,7 +143,7 @@ def _process(psutil, pid: int) -> Process | None:
 
 
 def _safe(getter):
-    import psutil
+    import psutil  # optional: psutil (an extra), as in _import_psutil
 
     try:
         return getter()

@@ -43,6 +43,7 @@ def here_lines(data: dict[str, Any], style) -> list[str]:
             for flag in sock.get("flags") or ():
                 out.append("      " + style(flag["flag"], "yellow") + f": {printable(flag['text'])}")
             if sock.get("reachability"):
+                # lazy: render.exposure only for listeners with reachability details
                 from portatlas.render.exposure import detail_lines
 
                 out += detail_lines(sock["reachability"], style)

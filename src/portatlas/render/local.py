@@ -10,6 +10,7 @@ from typing import Any
 from portatlas.local.model import format_endpoint
 from portatlas.render.terminal import Style, terminal_width
 from portatlas.textsafe import TAG, printable, visible  # noqa: F401  (printable: this module's vocabulary)
+from portatlas.render.exposure import cell, detail_lines, summary_lines
 
 
 def endpoint(sock: dict[str, Any]) -> str:
@@ -57,8 +58,6 @@ def where_from(proc: dict[str, Any]) -> str:
 
 def socket_rows(sockets: list[dict[str, Any]], *, peers: bool, style: Style,
                 reach: bool = False) -> list[list[str]]:
-    if reach:
-        from portatlas.render.exposure import cell
     rows = []
     for sock in sockets:
         flags = ",".join(f["flag"] for f in sock.get("flags") or ())
@@ -188,8 +187,6 @@ def long_lines(sock: dict[str, Any], style: Style) -> list[str]:
     for flag in sock.get("flags") or ():
         out.append("  " + style("flag", "yellow") + f"        {flag['flag']}: {printable(flag['text'])}")
     if sock.get("reachability"):
-        from portatlas.render.exposure import detail_lines
-
         out.append("  reach")
         out += detail_lines(sock["reachability"], style, indent="    ", classes=True)
     return out
@@ -225,8 +222,6 @@ def report_lines(data: dict[str, Any], style: Style, long: bool = False) -> list
                 out += ["", style("REGISTERED x? = registered for x, but held by a program not "
                                   "known to serve x", "dim")]
     if any("reachability" in s for s in sockets) or "packet_filter" in data:
-        from portatlas.render.exposure import summary_lines
-
         out += summary_lines(sockets, data, style, endpoint)
     if data["warnings"]:
         out.append("")

@@ -14,12 +14,12 @@ from portatlas.render.terminal import table, wrap
 from portatlas.scan.output import only_open, partition, shown_hosts
 from portatlas.scan.results import HostReport, PortResult, ScanReport, reason_words
 from portatlas.textsafe import printable
+from portatlas.scan.hoststatus import describe
 
 
 # table ------------------------------------------------------------------------------------
 def down_groups(report: ScanReport) -> list[tuple[str, int]]:
     """(why, count) of the hosts that are down, most common first: one table line each."""
-    from portatlas.scan.hoststatus import describe
 
     counts: dict[str, int] = {}
     for hr in report.hosts:

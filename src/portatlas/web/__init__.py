@@ -22,10 +22,12 @@ __all__ = ["WebConfig", "create_app"]
 def __getattr__(name: str) -> Any:
     # Lazy: importing portatlas.web must not pull in Starlette until an app is wanted.
     if name == "create_app":
+        # optional: create_app needs starlette (web extra); web.config alone does not
         from portatlas.web.app import create_app
 
         return create_app
     if name == "WebConfig":
+        # lazy: `portatlas.web.WebConfig` resolves on first use; this __init__ imports nothing
         from portatlas.web.config import WebConfig
 
         return WebConfig

@@ -12,11 +12,14 @@ from starlette.responses import Response
 from portatlas.errors import UsageError
 from portatlas.model import distinct_entries
 from portatlas.parsing import parse_port, parse_query
-from portatlas.web import views
+from portatlas.web import views, live
 from portatlas.web.portspace import BLOCK
 from portatlas.web.pages import client_address, strict_transport
 from portatlas.web.responses import json_response
 from portatlas.web.security import HEADER, Forbidden, WrongMediaType, check_csrf, read_body
+from portatlas.web.openapi import schema
+from portatlas.sections import collect
+from portatlas.atlas import RangeAnswer
 
 if TYPE_CHECKING:
     from portatlas.web.app import Web
@@ -46,8 +49,6 @@ async def healthz(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    from portatlas.web.openapi import schema
-
     return _json(schema(checks_enabled=_web(request).checker is not None))
 
 
@@ -59,8 +60,6 @@ async def port(request: Request) -> Response:
     web.state.current()
 
     def make() -> bytes:
-        from portatlas.sections import collect
-
         answer = web.state.atlas.port(number, transport)
         collect(answer, skip=("here",))
         # kept encoded, without its closing brace: the live part is appended per request
@@ -143,8 +142,6 @@ async def range_detail(request: Request) -> Response:
     web.state.current()
 
     def make() -> bytes:
-        from portatlas.atlas import RangeAnswer
-
         atlas, space = web.state.atlas, web.state.space
         entries = atlas.range(query.lo, query.hi, query.transport)
         total = len(entries)
@@ -165,8 +162,6 @@ async def range_detail(request: Request) -> Response:
 
 
 async def local(request: Request) -> Response:
-    from portatlas.web import live
-
     web = _web(request)
     data = await run_in_threadpool(live.local_data, web, request.query_params, True)
     return _json(data["json"])

@@ -23,6 +23,8 @@ from portatlas.web.responses import NotAvailable, json_response
 from portatlas.web.security import (COOKIE, Forbidden, GuardMiddleware, TooLarge, WrongMediaType,
                                     cookie_header, new_cookie, token_for)
 from portatlas.web.state import AtlasState, ByteLRU
+from portatlas.web.checks import Checker
+from portatlas.web.live import HereCache
 
 STATIC = Path(__file__).parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -59,12 +61,9 @@ class Web:
         self.static = StaticFiles()
         self.checker = None
         if config.allow_check:
-            from portatlas.web.checks import Checker
-
             self.checker = Checker(config.allow_check, max_ports=config.check_ports_max,
                                    per_minute=config.checks_per_minute)
         self.started = time.time()
-        from portatlas.web.live import HereCache
 
         self.here = HereCache(config.live_ttl)
         # one small card per port (the same for every port but the number in it)

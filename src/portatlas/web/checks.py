@@ -15,10 +15,13 @@ import re
 import time
 from collections import deque
 from typing import Any
+import socket
 
 from portatlas.errors import UsageError
 from portatlas.web.feedback import RateLimited
 from portatlas.web.security import Forbidden
+from portatlas.scan.targets import parse_targets
+from portatlas.scan.ports import parse_port_spec
 
 # Short timeouts: a person is waiting, and a silent port should not hold a worker for long.
 TIMING = {"initial_timeout": 1.0, "min_timeout": 0.1, "max_timeout": 1.5, "base_tries": 2,
@@ -47,8 +50,6 @@ def _is_host_name(text: str) -> bool:
 
 
 def _resolve(spec: str) -> list[str]:
-    from portatlas.scan.targets import parse_targets
-
     return [h.address for h in parse_targets([spec], max_hosts=64)]
 
 
@@ -93,8 +94,6 @@ class Checker:
 
     def _ports(self, ports: Any) -> list[int]:
         if isinstance(ports, str):
-            from portatlas.scan.ports import parse_port_spec
-
             if len(ports) > 200:
                 raise UsageError("port list too long")
             ports = parse_port_spec(ports)
@@ -134,8 +133,9 @@ class Checker:
         return await self._run(fields.get("host"), fields.get("ports", ""), client, atlas)
 
     async def _run(self, host: Any, ports: Any, client: str, atlas: Any) -> dict[str, Any]:
-        import asyncio
+        import asyncio  # lazy: keeps `serve --help`, which imports this module, free of asyncio
 
+        # optional: starlette is the web extra, and cli.serve imports this module at its top
         from starlette.concurrency import run_in_threadpool
 
         name, addresses = self._host(host)
@@ -147,14 +147,13 @@ class Checker:
             return await run_in_threadpool(self._scan, name, addresses, wanted, atlas)
 
     def _scan(self, name: str, addresses: list[str], ports: list[int], atlas: Any) -> dict[str, Any]:
-        import socket
-
+        # lazy: the scan engine and the probes load at the first check (off without --allow-check)
         from portatlas.scan.output import report_dict
         from portatlas.scan.scanner import Scanner, attach_registered
         from portatlas.scan.targets import Host
         from portatlas.scan.timing import TimingOptions
 
-        from portatlas.identify import scan_hook
+        from portatlas.identify import scan_hook  # lazy: probes only at a check, as above
         from portatlas.identify.options import Options
 
         hosts = [Host(name, a, socket.AF_INET6 if ":" in a else socket.AF_INET) for a in addresses]

@@ -83,6 +83,7 @@ def look(web: "Web", selection: Any, sort: list[str]) -> dict[str, Any]:
 
     snap = query(selection)
     Classifier(web.state.atlas).classify(snap)
+    # optional: like the local imports above, only where this build has portatlas.local
     from portatlas.exposure import annotate
 
     annotate(snap)  # can other machines reach each listener (as `portatlas local` shows it)

@@ -4,6 +4,8 @@ schemathesis tests hold the server to, so it must say exactly what the code does
 from __future__ import annotations
 
 from typing import Any
+from importlib import resources
+import json
 
 from portatlas import __version__
 from portatlas.model import TRANSPORTS
@@ -281,8 +283,6 @@ PATHS: dict[str, Any] = {
 def local_components() -> dict[str, Any]:
     """portatlas.local's own JSON Schema (local/schema.json), as components "local.*", so
     /api/local and the 'here' key are held to exactly what `portatlas local --json` promises."""
-    import json
-    from importlib import resources
 
     try:
         text = resources.files("portatlas.local").joinpath("schema.json").read_text()
@@ -315,8 +315,6 @@ def schema(checks_enabled: bool = False) -> dict[str, Any]:
 
 
 def json_copy(value: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(value))
 
 

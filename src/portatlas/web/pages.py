@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.exceptions import HTTPException
 
 from portatlas.errors import UsageError
 from portatlas.model import TRANSPORTS
 from portatlas.parsing import parse_port, parse_query
 from portatlas.web import views
-from portatlas.web.security import WrongMediaType, check_csrf, read_body
+from portatlas.web.security import WrongMediaType, check_csrf, read_body, Forbidden
 
 if TYPE_CHECKING:
     from portatlas.web.app import Web
@@ -179,8 +180,6 @@ async def check_page(request: Request) -> Response:
     result = None
     if request.method == "POST":
         if web.checker is None:
-            from portatlas.web.security import Forbidden
-
             raise Forbidden("remote checks are off; start the server with --allow-check TARGETS")
         fields = await form_fields(request)
         check_csrf(web.feedback.secret, request.headers, request.cookies, fields.get("csrf"))
@@ -193,8 +192,6 @@ async def static_file(request: Request) -> Response:
     web = _web(request)
     found = web.static.files.get(request.path_params["name"])
     if found is None:
-        from starlette.exceptions import HTTPException
-
         raise HTTPException(404)
     body, media_type, digest = found
     versioned = request.query_params.get("v") == digest

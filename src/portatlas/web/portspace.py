@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from portatlas.model import ASSIGNED, DEASSIGNED, RESERVED, UNASSIGNED
+from portatlas.model import ASSIGNED, DEASSIGNED, RESERVED, UNASSIGNED, DYNAMIC, SYSTEM, USER
 
 if TYPE_CHECKING:
     from portatlas.atlas import Atlas
@@ -50,8 +50,6 @@ class PortSpace:
         return {"lo": lo, "hi": hi, **counts}
 
     def classes(self) -> list[dict[str, Any]]:
-        from portatlas.model import DYNAMIC, SYSTEM, USER
-
         return [{"name": rc.name, "lo": rc.lo, "hi": rc.hi, "meaning": rc.meaning,
                  **{k: v for k, v in self.tally(rc.lo, rc.hi).items() if k not in ("lo", "hi")}}
                 for rc in (SYSTEM, USER, DYNAMIC)]

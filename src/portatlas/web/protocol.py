@@ -38,7 +38,7 @@ def connection_cap(requested: int | None = None) -> int:
     """The most connections to hold: `requested` (default 4096), but never closer to the
     descriptor limit than an eighth of it (at least 64 descriptors stay free)."""
     try:
-        import resource
+        import resource  # platform: the resource module exists on Unix only
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY or soft <= 0:

@@ -12,6 +12,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Any
+import gzip
 
 import jinja2
 from markupsafe import Markup
@@ -41,8 +42,6 @@ class Prepared:
         if len(self.pieces) != 1 or len(self.pieces[0]) < 8192:
             return None
         if self._gzipped is None:
-            import gzip
-
             self._gzipped = gzip.compress(self.pieces[0], compresslevel=6, mtime=0)
         return self._gzipped
 

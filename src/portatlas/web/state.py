@@ -16,6 +16,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+from portatlas.atlas import Atlas
+from portatlas.web.portspace import PortSpace
 
 if TYPE_CHECKING:
     from portatlas.atlas import Atlas
@@ -107,8 +109,6 @@ class AtlasState:
         self._open()
 
     def _open(self) -> None:
-        from portatlas.atlas import Atlas
-
         atlas = Atlas(self.db_path, notify=None).preload()
         st = os.stat(self.db_path)
         identity = (st.st_dev, st.st_ino, st.st_mtime_ns)
@@ -146,8 +146,6 @@ class AtlasState:
         if self._space is None:
             with self._lock:
                 if self._space is None:
-                    from portatlas.web.portspace import PortSpace
-
                     self._space = PortSpace(self.atlas)
         return self._space
 
