@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(module_name: str, argv: list[str]) -> int:
     """Import and run a command; turn every expected failure into one line and an exit code."""
     # lazy: cli/__init__ imports only sys, so `portatlas --help` loads nothing else
-    from portatlas.errors import EXIT_INTERRUPTED, PortatlasError
     from portatlas.textsafe import SafeStream
 
     # Whatever a command prints passes a filter that lets no control sequence through but

@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
         snap = selection.take()
         classified(snap, args.db)
     else:
-        from portatlas import exposure
+        from portatlas import exposure  # lazy: --no-exposure never loads the packet filter
 
         # nft and iptables-save run while the sockets are read (their output is collected
         # by the look, after)

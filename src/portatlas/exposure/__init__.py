@@ -51,15 +51,11 @@ def prepare() -> None:
     """Start the commands a look runs (nft, iptables-save, ip) now, so that they work while the
     caller does something else (reading the sockets); look() then collects their output.
     Call cancel() if look() will not follow."""
-    from portatlas.exposure import read
-
     read.start_all()
 
 
 def cancel() -> None:
     """End what prepare() started (when no look() follows)."""
-    from portatlas.exposure import read
-
     read.stop_all()
 
 

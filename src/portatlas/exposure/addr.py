@@ -12,7 +12,6 @@ import _socket
 import ipaddress
 from bisect import bisect_right
 from functools import lru_cache
-from itertools import islice
 
 IntervalSet = tuple  # tuple[tuple[int, int], ...]
 

@@ -15,13 +15,10 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
+
 from portatlas.atlas import Atlas
 from portatlas.web.portspace import PortSpace
-
-if TYPE_CHECKING:
-    from portatlas.atlas import Atlas
-    from portatlas.web.portspace import PortSpace
 
 
 def nbytes(value: Any) -> int | None:
