@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from portatlas.scan import results as R
-from portatlas.scan.tcp import icmp_reason
+from portatlas.scan.engine import Answer, icmp_reason
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 from portatlas.scan.targets import Host
 from portatlas.scan.udp import CONFIRMATIONS, REFILL_WAIT, UdpEngine, udp_icmp_reason
@@ -19,7 +19,7 @@ from portatlas.vocab import PortState, Reason
 
 def named(pair):
     state, reason = pair
-    return R.STATES[state], R.REASONS[reason][0]
+    return R.STATES[state], R.REASONS[reason]
 
 
 # -- ICMP ---------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def named(pair):
     (5, 1, ("filtered", "host-unreach")),      # anything else: the host is not reachable
 ])
 def test_icmp_reason_ipv4(icmp_type, code, want):
-    assert named(icmp_reason(0, icmp_type, code, False)) == want
+    assert named(icmp_reason(icmp_type, code, False)) == want
 
 
 @pytest.mark.parametrize("icmp_type, code, want", [
@@ -52,7 +52,7 @@ def test_icmp_reason_ipv4(icmp_type, code, want):
     (2, 0, ("filtered", "host-unreach")),
 ])
 def test_icmp_reason_ipv6(icmp_type, code, want):
-    assert named(icmp_reason(0, icmp_type, code, True)) == want
+    assert named(icmp_reason(icmp_type, code, True)) == want
 
 
 def test_udp_port_unreachable_means_closed_and_the_rest_as_tcp():
@@ -64,8 +64,8 @@ def test_udp_port_unreachable_means_closed_and_the_rest_as_tcp():
 
 def test_the_integer_codes_name_the_shared_vocabulary():
     assert R.STATES[R.S_OPEN_FILTERED] is PortState.OPEN_FILTERED
-    assert R.REASONS[R.R_RESET][0] == Reason.RESET and R.REASONS[R.R_REFUSED][0] == "conn-refused"
-    assert [name for name, _ in R.REASONS] == [r.value for r in Reason]
+    assert R.REASONS[R.R_RESET] is Reason.RESET and R.REASONS[R.R_REFUSED] == "conn-refused"
+    assert [name for name in R.REASONS] == [r.value for r in Reason]
     assert R.reason_words("port-unreach") == Reason.PORT_UNREACH.words == "ICMP port unreachable"
 
 
@@ -165,8 +165,8 @@ def silence(eng, ports):
 
 
 def finals(eng):
-    return {(port, R.STATES[state], R.REASONS[reason][0]) for _, port, state, reason, _, _
-            in eng.out}
+    assert all(type(a) is Answer for a in eng.out)
+    return {(a.port, R.STATES[a.state], R.REASONS[a.reason]) for a in eng.out}
 
 
 def end_round(hs, canary_answered: bool):

@@ -22,8 +22,9 @@ UNSCANNED = PortState.UNSCANNED
 STATES = (OPEN, CLOSED, FILTERED, OPEN_FILTERED, UNSCANNED)
 S_OPEN, S_CLOSED, S_FILTERED, S_OPEN_FILTERED, S_UNSCANNED = range(5)
 
-# reasons (portatlas.vocab.Reason): code -> (name, words for people) -------------------------
-REASONS: list[tuple[str, str]] = [(r, REASON_WORDS[r]) for r in Reason]
+# reasons (portatlas.vocab.Reason): the engines' integer codes index this tuple; the words for
+# people are reason_words(name)
+REASONS: tuple[Reason, ...] = tuple(Reason)
 (R_SYN_ACK, R_REFUSED, R_NO_RESPONSE, R_PORT_UNREACH, R_HOST_UNREACH, R_NET_UNREACH,
  R_ADMIN_PROHIBITED, R_UDP_RESPONSE, R_PROTO_UNREACH, R_NO_ROUTE, R_LOCAL_FIREWALL,
  R_SELF_CONNECT, R_UNSCANNED, R_TIME_EXCEEDED, R_ERROR, R_RESET) = range(len(REASONS))

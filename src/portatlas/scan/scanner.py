@@ -28,7 +28,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from portatlas.scan import results as R
-from portatlas.scan.engine import Answer, BulkKey, run_async
+from portatlas.scan.engine import Answer, BulkKey, Emit, run_async
 from portatlas.scan.results import HostReport, PortResult, ScanReport
 from portatlas.scan.timing import TimingOptions
 
@@ -179,30 +179,32 @@ class Scanner:
         if self.host_hook is not None:
             self.host_hook(hr)
 
-    def _emitter(self, transport: str) -> Callable[[list[Answer], dict], None]:
+    def _emitter(self, transport: str) -> Emit:
         reports = self.reports
         states, reasons = R.STATES, R.REASONS
         on_result = self.on_result
 
         def emit(batch: list[Answer], bulk: dict[BulkKey, list[int]]) -> None:
-            for index, port, state, reason, rtt, tries in batch:  # an Answer's fields
-                hr = reports[index]
+            for a in batch:
+                hr = reports[a.index]
                 if hr.discovery is not None and hr.discovery.state == "down":
                     continue  # settled down: its stray answers are moot
-                result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
-                hr.ports[(port, transport)] = result
-                if state == R.S_OPEN:
+                result = PortResult(a.port, transport, states[a.state], reasons[a.reason], a.rtt,
+                                    a.tries)
+                hr.ports[(a.port, transport)] = result
+                if a.state == R.S_OPEN:
                     self.open_count += 1
                 if on_result is not None:
                     on_result(hr, result)
-            for (index, state, reason), ports in bulk.items():
-                hr = reports[index]
+            for key, ports in bulk.items():
+                hr = reports[key.index]
                 if hr.discovery is not None and hr.discovery.state == "down":
                     continue
-                hr.add_bulk(transport, states[state], reasons[reason][0], ports)
+                state, reason = states[key.state], reasons[key.reason]
+                hr.add_bulk(transport, state, reason, ports)
                 if on_result is not None:  # only NDJSON streaming needs an object per port
                     for port in ports:
-                        on_result(hr, PortResult(port, transport, states[state], reasons[reason][0]))
+                        on_result(hr, PortResult(port, transport, state, reason))
                 self.done += len(ports)
             self.done += len(batch)
             if self.on_progress is not None:
@@ -233,15 +235,15 @@ def _no_discovery():
     return DiscoveryOptions(enabled=False)
 
 
-def _remap(emit: Callable[[list[tuple], dict], None], indices: list[int]):
+def _remap(emit: Emit, indices: list[int]) -> Emit:
     """An emitter for an engine that scans a subset of the hosts (the live ones): its host
     indices are positions in the subset."""
     if indices == list(range(len(indices))):
         return emit
 
-    def sub(batch: list[tuple], bulk: dict) -> None:
-        emit([(indices[b[0]], *b[1:]) for b in batch],
-             {(indices[k[0]], *k[1:]): v for k, v in bulk.items()})
+    def sub(batch: list[Answer], bulk: dict[BulkKey, list[int]]) -> None:
+        emit([a._replace(index=indices[a.index]) for a in batch],
+             {k._replace(index=indices[k.index]): v for k, v in bulk.items()})
 
     return sub
 
