@@ -240,7 +240,7 @@ LAZY_STRICT = ("portatlas.local.selection", "portatlas.local.reports",
                "portatlas.identify.session", "portatlas.identify.schedule",
                "portatlas.identify.claim", "portatlas.identify.listeners",
                "portatlas.identify.observations", "portatlas.web.responses",
-               "portatlas.textsafe", "portatlas.vocab")
+               "portatlas.textsafe", "portatlas.vocab", "portatlas.scan")
 
 
 def unexplained_lazy_imports(root: Path, strict: tuple[str, ...] = LAZY_STRICT) -> list[str]:

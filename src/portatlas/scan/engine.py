@@ -3,6 +3,7 @@ per-probe bookkeeping, the ICMP reading, settling a dead host, and the run/flush
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Awaitable, Callable, NamedTuple
 
 from portatlas.scan import results as R
@@ -65,6 +66,44 @@ class ProbeState:
         return rtt
 
 
+class HostQueue:
+    """A host's probes still to send, for the TCP connect and raw SYN engines: first tries in
+    port order (`ports` from `cursor` on, made into probes as they go out), retries
+    (`retry`) before them. Subclasses set `probe_type` and add their own slots."""
+
+    __slots__ = ("index", "host", "timing", "ports", "cursor", "retry", "heard", "down")
+    probe_type: type = ProbeState
+
+    def __init__(self, index: int, host: Any, ports: list[int], timing: Any) -> None:
+        self.index = index
+        self.host = host
+        self.timing = timing          # timing.HostTiming
+        self.ports = ports
+        self.cursor = 0
+        self.retry: deque = deque()
+        self.heard = False            # anything from the host itself (or known up)
+        self.down = False             # settled down (-Pn): its queued probes were dropped
+
+    def has_work(self) -> bool:
+        return bool(self.retry) or self.cursor < len(self.ports)
+
+    def next_probe(self) -> Any:
+        if self.retry:
+            return self.retry.popleft()
+        if self.cursor < len(self.ports):
+            port = self.ports[self.cursor]
+            self.cursor += 1
+            return self.probe_type(self, port)
+        return None
+
+    def drop_queued(self) -> int:
+        """Forget every probe not sent yet (the host was settled down); returns how many."""
+        dropped = len(self.ports) - self.cursor + len(self.retry)
+        self.cursor = len(self.ports)
+        self.retry.clear()
+        return dropped
+
+
 class SentProbe(ProbeState):
     """A probe of the engines that match answers to probes themselves (UDP, raw SYN)."""
 
@@ -122,9 +161,15 @@ def down_status(reason: int, by: str | None, local_method: str | None, dropped: 
 
 class Engine:
     """run() drives the engine's loop; Ctrl-C keeps what was found, and the engine's
-    results are flushed and its sockets released whatever happens."""
+    results are flushed and its sockets released whatever happens. `hosts`: the engine's
+    per-host states (each with `index` and `timing`)."""
 
     interrupted = False
+    hosts: list
+
+    def timings(self) -> dict[int, Any]:
+        """Host index -> its timing.HostTiming."""
+        return {hs.index: hs.timing for hs in self.hosts}
 
     def run(self) -> None:
         try:
@@ -163,8 +208,8 @@ class MatchingEngine(Engine):
 def run_async(factory: Callable[[], Awaitable[Any]]) -> Any:
     """Run a coroutine to completion from synchronous code, also when the caller sits inside
     a running event loop (a web server calling Scanner.run()): then in a helper thread."""
-    # asyncio and a thread pool only when a coroutine runs (a sweep without open ports needs
-    # neither; their import is ~10 ms of `portatlas scan` start-up)
+    # asyncio and concurrent.futures only when a coroutine runs: tens of ms to import, which a
+    # --json sweep without identification or accept-all hosts never pays
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 

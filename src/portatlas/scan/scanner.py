@@ -28,9 +28,14 @@ import time
 from typing import Any, Awaitable, Callable
 
 from portatlas.scan import results as R
+from portatlas.scan.discovery import DiscoveryOptions, annotate, discover
 from portatlas.scan.engine import Answer, BulkKey, Emit, run_async
+from portatlas.scan.hoststatus import HostStatus, assumed_up
 from portatlas.scan.results import HostReport, PortResult, ScanReport
+from portatlas.scan.runner import choose_workers, run_engine
+from portatlas.scan.sysres import raise_fd_limit
 from portatlas.scan.timing import TimingOptions
+from portatlas.scan.wildcard import detect_all
 
 ResultHook = Callable[[HostReport, PortResult], None]
 IdentifyHook = Callable[[Any, PortResult], Awaitable[Any]]
@@ -76,9 +81,6 @@ class Scanner:
 
     # ------------------------------------------------------------------------------------
     def run(self) -> ScanReport:
-        from portatlas.scan.runner import choose_workers, run_engine
-        from portatlas.scan.sysres import raise_fd_limit
-
         report = self.report
         soft = raise_fd_limit(self.timing.max_concurrency + 256)
         if soft < self.timing.max_concurrency + 64:
@@ -127,9 +129,6 @@ class Scanner:
         except KeyboardInterrupt:
             report.interrupted = True
         if disc is not None:
-            from portatlas.scan.discovery import annotate
-            from portatlas.scan.hoststatus import HostStatus, assumed_up
-
             for hr in self.reports:
                 if hr.discovery is None:
                     hr.discovery = assumed_up() if not disc.enabled or not report.interrupted \
@@ -138,8 +137,6 @@ class Scanner:
         self._mark_unscanned()
         if self.detect_accept_all and not report.interrupted:
             try:
-                from portatlas.scan.wildcard import detect_all
-
                 detect_all(self.reports)
             except KeyboardInterrupt:
                 report.interrupted = True
@@ -153,8 +150,6 @@ class Scanner:
 
     def _discover_first(self) -> None:
         """Discovery in a loop of its own (ping scans, SYN and UDP scans): statuses first."""
-        from portatlas.scan.discovery import discover
-
         statuses = discover(self.hosts, self.discovery, self.timing,
                             on_status=lambda i, st: self._on_host(i, st))
         for index, status in enumerate(statuses):
@@ -229,9 +224,7 @@ def _is_down(hr: HostReport) -> bool:
     return hr.discovery is not None and hr.discovery.state == "down"
 
 
-def _no_discovery():
-    from portatlas.scan.discovery import DiscoveryOptions
-
+def _no_discovery() -> DiscoveryOptions:
     return DiscoveryOptions(enabled=False)
 
 
@@ -293,7 +286,7 @@ def run_identification(reports: list[HostReport], identify: IdentifyHook,
     PortResult.service. An open|filtered UDP port that answers becomes open (udp-response);
     one that answers with ICMP port unreachable becomes closed; a silent one stays as it was,
     without a service."""
-    import asyncio
+    import asyncio  # tens of ms to import (engine.run_async); only when identification runs
 
     todo = [(hr, r, False) for hr in reports for r in hr.open_ports() if not r.wildcard]
     uncertain = _uncertain_udp(reports)

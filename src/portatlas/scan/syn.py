@@ -28,8 +28,8 @@ from typing import Callable
 
 from portatlas.errors import UsageError
 from portatlas.scan import results as R
-from portatlas.scan.engine import Answer, BulkKey, Emit, MatchingEngine, SentProbe, answer, \
-    down_status, icmp_reason
+from portatlas.scan.engine import Answer, BulkKey, Emit, HostQueue, MatchingEngine, SentProbe, \
+    answer, down_status, icmp_reason
 from portatlas.scan.neighbours import NeighbourWatch
 from portatlas.scan.routes import from_this_machine
 from portatlas.scan.sysres import grow_rcvbuf, only_to_port
@@ -59,35 +59,17 @@ class _Probe(SentProbe):
         self.isn = 0
 
 
-class _SynHost:
-    __slots__ = ("index", "host", "timing", "queue", "fresh", "cursor", "outstanding", "dst",
-                 "base_sum", "key", "isn_base", "heard", "down")
+class _SynHost(HostQueue):
+    __slots__ = ("outstanding", "dst", "base_sum", "key", "isn_base")
+    probe_type = _Probe
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
-        self.index = index
-        self.host = host
-        self.timing = timing
-        self.queue: deque[_Probe] = deque()   # retries
-        self.fresh = ports                    # first tries, made into probes as they go out
-        self.cursor = 0
+        super().__init__(index, host, ports, timing)
         self.outstanding = 0
         self.dst = socket.inet_aton(host.address)
         self.base_sum = 0
         self.key = self.dst  # answers are matched on the raw 4-byte address
         self.isn_base = 0
-        self.heard = False   # anything from the host itself
-        self.down = False    # settled down (-Pn): queued probes dropped
-
-    def has_work(self) -> bool:
-        return bool(self.queue) or self.cursor < len(self.fresh)
-
-    def next_probe(self) -> "_Probe | None":
-        if self.queue:
-            return self.queue.popleft()
-        if self.cursor < len(self.fresh):
-            self.cursor += 1
-            return _Probe(self, self.fresh[self.cursor - 1])
-        return None
 
 
 class SynEngine(MatchingEngine):
@@ -179,18 +161,13 @@ class SynEngine(MatchingEngine):
         if hs.down or hs.heard or self.on_host is None:
             return
         hs.down = True
-        dropped = len(hs.fresh) - hs.cursor + len(hs.queue)
-        hs.cursor = len(hs.fresh)
-        hs.queue.clear()
+        dropped = hs.drop_queued()
         for probe in [p for p in self.pending.values() if p.hs is hs]:
             self._end_wait(probe)
             probe.done = True
             del self.pending[(hs.key, probe.port)]
             dropped += 1
         self.on_host(hs.index, down_status(reason, by, "arp" if by is None else None, dropped))
-
-    def timings(self) -> dict[int, HostTiming]:
-        return {hs.index: hs.timing for hs in self.hosts}
 
     def _loop(self) -> None:
         poller = select.poll()
@@ -234,7 +211,7 @@ class SynEngine(MatchingEngine):
         sent_any = 0
         for hs in self.hosts:
             t = hs.timing
-            queue = hs.queue
+            queue = hs.retry
             dest = (hs.host.address, 0)
             key = hs.key
             base = hs.base_sum
@@ -372,7 +349,7 @@ class SynEngine(MatchingEngine):
             hs = probe.hs
             self._end_wait(probe)
             if probe.tries < hs.timing.allowed_tries:
-                hs.queue.append(probe)
+                hs.retry.append(probe)
             else:
                 hs.timing.gave_up()
                 self._final(probe, R.S_FILTERED, R.R_NO_RESPONSE, None)

@@ -13,6 +13,7 @@ import socket
 from typing import Iterable, NamedTuple
 
 from portatlas.errors import PortatlasError, UsageError
+from portatlas.io_limits import read_limited
 
 # Upper bound on the addresses one scan may cover unless the user raises it (--max-hosts):
 # a typo like /8 instead of /28 should not start a sixteen-million-host sweep.
@@ -89,8 +90,6 @@ MAX_TARGETS_FILE_BYTES = 8 << 20
 def read_target_file(path: str) -> list[str]:
     """Targets from a file (or '-' for standard input): whitespace or comma separated, '#'
     starts a comment."""
-    from portatlas.io_limits import read_limited
-
     data = read_limited(path, limit=MAX_TARGETS_FILE_BYTES, what="a targets file",
                         error=UsageError)
     try:

@@ -29,8 +29,8 @@ from collections import deque
 from typing import Callable
 
 from portatlas.scan import results as R
-from portatlas.scan.engine import Answer, BulkKey, Emit, Engine, ProbeState, answer, down_status, \
-    error_reason
+from portatlas.scan.engine import Answer, BulkKey, Emit, Engine, HostQueue, ProbeState, answer, \
+    down_status, error_reason
 from portatlas.scan.neighbours import NeighbourWatch
 from portatlas.scan.routes import from_this_machine
 from portatlas.scan.sysres import LINGER_RESET, IcmpError, Poller, enable_recverr, read_icmp_error
@@ -55,18 +55,13 @@ class _Probe(ProbeState):
         self.self_connects = 0
 
 
-class _HostState:
-    __slots__ = ("index", "host", "timing", "ports", "cursor", "retry", "immediate",
-                 "imm_hits", "imm_misses", "family", "v6", "sweep_sock", "sweep_poll",
-                 "held", "heard", "down")
+class _HostState(HostQueue):
+    __slots__ = ("immediate", "imm_hits", "imm_misses", "family", "v6", "sweep_sock",
+                 "sweep_poll", "held")
+    probe_type = _Probe
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
-        self.index = index
-        self.host = host
-        self.timing = timing
-        self.ports = ports
-        self.cursor = 0
-        self.retry: deque[_Probe] = deque()
+        super().__init__(index, host, ports, timing)
         self.immediate = True   # try the fast path until it stops paying
         self.imm_hits = 0
         self.imm_misses = 0
@@ -75,20 +70,6 @@ class _HostState:
         self.sweep_sock: socket.socket | None = None  # the reused socket of the fast path
         self.sweep_poll = None
         self.held: list[int] | None = None  # ports waiting for discovery to find the host up
-        self.heard = False                  # anything from the host itself (or known up)
-        self.down = False                   # settled down: its queued probes were dropped
-
-    def has_work(self) -> bool:
-        return bool(self.retry) or self.cursor < len(self.ports)
-
-    def next_probe(self) -> _Probe | None:
-        if self.retry:
-            return self.retry.popleft()
-        if self.cursor < len(self.ports):
-            port = self.ports[self.cursor]
-            self.cursor += 1
-            return _Probe(self, port)
-        return None
 
 
 class TcpConnectEngine(Engine):
@@ -109,20 +90,20 @@ class TcpConnectEngine(Engine):
         self.emit = emit
         self.flush_interval = flush_interval
         first: HostTiming | None = None
-        self.states: list[_HostState] = []
+        self.hosts: list[_HostState] = []
         for i, (host, ports) in enumerate(zip(hosts, ports_per_host)):
             timing = HostTiming(opts)
-            self.states.append(_HostState(host_indices[i] if host_indices else i, host, ports, timing))
+            self.hosts.append(_HostState(host_indices[i] if host_indices else i, host, ports, timing))
             first = first or timing
         self.poller = Poller()
         self.discovery = discovery
         self.on_host = on_host
         self.settle_dead = settle_dead
-        self.by_index = {hs.index: hs for hs in self.states}
+        self.by_index = {hs.index: hs for hs in self.hosts}
         self._requeued = True
         self.neighbours = None
         if discovery is not None:
-            for hs in self.states:
+            for hs in self.hosts:
                 hs.held, hs.ports = hs.ports, []
             self.poller.persistent(discovery.fileno())
         elif settle_dead and on_host is not None:
@@ -131,7 +112,7 @@ class TcpConnectEngine(Engine):
                 self.poller.persistent(self.neighbours.fileno())
             except OSError:
                 self.neighbours = None  # no netlink: the ICMP path still settles some
-        self.by_address = {hs.host.address: hs for hs in self.states}
+        self.by_address = {hs.host.address: hs for hs in self.hosts}
         self.by_fd: dict[int, _Probe] = {}
         self.heap: list = []
         self.seq = 0
@@ -153,7 +134,7 @@ class TcpConnectEngine(Engine):
     # public -------------------------------------------------------------------------------
     # the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
-        active = deque(hs for hs in self.states if hs.has_work())
+        active = deque(hs for hs in self.hosts if hs.has_work())
         monotonic = time.monotonic
         last_flush = monotonic()
         disc = self.discovery
@@ -193,7 +174,7 @@ class TcpConnectEngine(Engine):
             if self._requeued:
                 self._requeued = False
                 queued = set(map(id, active))
-                for hs in self.states:
+                for hs in self.hosts:
                     if id(hs) not in queued and hs.has_work():
                         active.append(hs)
             if now - last_flush >= self.flush_interval:
@@ -223,9 +204,7 @@ class TcpConnectEngine(Engine):
         if hs.down or hs.heard or not self.settle_dead:
             return
         hs.down = True
-        dropped = len(hs.ports) - hs.cursor + len(hs.retry)
-        hs.cursor = len(hs.ports)
-        hs.retry.clear()
+        dropped = hs.drop_queued()
         # the probes in flight have nothing left to learn either
         for probe in [p for p in self.by_fd.values() if p.hs is hs]:
             self._discard(self._release(probe))
@@ -638,7 +617,7 @@ class TcpConnectEngine(Engine):
         for probe in list(self.by_fd.values()):
             self._discard(probe.sock)
         self.by_fd.clear()
-        for hs in self.states:
+        for hs in self.hosts:
             if hs.sweep_sock is not None:
                 self._discard(hs.sweep_sock)
                 hs.sweep_sock = None
@@ -647,6 +626,3 @@ class TcpConnectEngine(Engine):
                 self._discard(sock)
             pool.clear()
         self.poller.close()
-
-    def timings(self) -> dict[int, HostTiming]:
-        return {hs.index: hs.timing for hs in self.states}

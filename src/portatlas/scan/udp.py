@@ -119,9 +119,6 @@ class UdpEngine(MatchingEngine):
             sock.close()
         self.poller.close()
 
-    def timings(self) -> dict[int, HostTiming]:
-        return {hs.index: hs.timing for hs in self.hosts}
-
     # loop ---------------------------------------------------------------------------------
     def _loop(self) -> None:
         monotonic = time.monotonic

@@ -118,7 +118,7 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
 def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, Fingerprint]:
     if not ports:
         return {}
-    import asyncio  # ~10 ms; only for a host that looks accept-all
+    import asyncio  # tens of ms to import (engine.run_async); only for a host that looks accept-all
 
     async def main() -> dict[int, Fingerprint]:
         sem = asyncio.Semaphore(CONCURRENCY)
