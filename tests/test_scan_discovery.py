@@ -35,7 +35,7 @@ def test_arp_request_and_reply():
     assert len(req) == 28 and req[6:8] == b"\x00\x01" and req[24:28] == target
     reply = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, bytes.fromhex("0a0b0c0d0e0f"),
                         target, mac, ip)
-    assert P.parse_arp_reply(reply) == (target, bytes.fromhex("0a0b0c0d0e0f"))
+    assert P.parse_arp_reply(reply) == P.Neighbour(address=target, mac=bytes.fromhex("0a0b0c0d0e0f"))
     assert P.parse_arp_reply(req) is None            # a request proves nothing
     for n in range(len(reply)):
         assert P.parse_arp_reply(reply[:n]) is None   # short input: None, never an exception
@@ -50,7 +50,7 @@ def test_neighbour_solicitation_and_advertisement():
     assert ns[0] == 135 and ns[8:24] == target and ns[24:26] == b"\x01\x01"
     na = bytes([136, 0, 0, 0, 0x60, 0, 0, 0]) + target + b"\x02\x01" + bytes.fromhex("0a0b0c0d0e0f")
     assert P.parse_neighbor_advert(na) == (target, bytes.fromhex("0a0b0c0d0e0f"))
-    assert P.parse_neighbor_advert(na[:24]) == (target, None)
+    assert P.parse_neighbor_advert(na[:24]) == P.Neighbour(address=target, mac=None)
     assert P.parse_neighbor_advert(na[:23]) is None
     # a zero-length option must not loop forever
     assert P.parse_neighbor_advert(na[:24] + b"\x02\x00" + b"\0" * 6) == (target, None)
@@ -66,7 +66,8 @@ def test_checksums_match_rfc1071():
     seg = P.tcp_probe(40000, 443, 99, 0, P.TCP_SYN, src, dst)
     pseudo = src + dst + struct.pack("!BBH", 0, 6, len(seg))
     assert P.checksum(pseudo + seg) == 0
-    assert P.parse_tcp_answer(P.tcp_probe(443, 40000, 1, 100, P.TCP_SYN | P.TCP_ACK), 40000) == (443, 0x12)
+    assert P.parse_tcp_answer(P.tcp_probe(443, 40000, 1, 100, P.TCP_SYN | P.TCP_ACK), 40000) \
+        == P.TcpAnswer(port=443, flags=0x12)
     assert P.parse_tcp_answer(b"\0" * 13, 40000) is None
 
 
@@ -78,7 +79,8 @@ def test_icmp_error_quoting_our_probe_is_matched():
     quoted_ip = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0]) + socket.inet_aton("198.18.0.1") \
         + socket.inet_aton("198.18.1.9")
     pkt = ip + bytes([3, 1, 0, 0, 0, 0, 0, 0]) + quoted_ip + P.icmp_echo(77, 1)[:8]
-    assert P.parse_icmp4(pkt, 77) == ("error", socket.inet_aton("198.18.1.9"), 3, 1)
+    assert P.parse_icmp4(pkt, 77) == P.IcmpMessage(kind="error", address=socket.inet_aton("198.18.1.9"),
+                                                   icmp_type=3, code=1)
     assert P.parse_icmp4(pkt, 78) is None            # somebody else's ping
     reply = ip[:20] + bytes([0, 0, 0, 0]) + struct.pack("!HH", 77, 1)
     assert P.parse_icmp4(reply, 77) == ("reply", socket.inet_aton("198.18.1.1"), 0, 0)

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from portatlas.scan import results as R
-from portatlas.scan.tcp import icmp_reason
+from portatlas.scan.engine import Answer, icmp_reason
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 from portatlas.scan.targets import Host
 from portatlas.scan.udp import CONFIRMATIONS, REFILL_WAIT, UdpEngine, udp_icmp_reason
@@ -19,7 +19,7 @@ from portatlas.vocab import PortState, Reason
 
 def named(pair):
     state, reason = pair
-    return R.STATES[state], R.REASONS[reason][0]
+    return R.STATES[state], R.REASONS[reason]
 
 
 # -- ICMP ---------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def named(pair):
     (5, 1, ("filtered", "host-unreach")),      # anything else: the host is not reachable
 ])
 def test_icmp_reason_ipv4(icmp_type, code, want):
-    assert named(icmp_reason(0, icmp_type, code, False)) == want
+    assert named(icmp_reason(icmp_type, code, False)) == want
 
 
 @pytest.mark.parametrize("icmp_type, code, want", [
@@ -52,7 +52,7 @@ def test_icmp_reason_ipv4(icmp_type, code, want):
     (2, 0, ("filtered", "host-unreach")),
 ])
 def test_icmp_reason_ipv6(icmp_type, code, want):
-    assert named(icmp_reason(0, icmp_type, code, True)) == want
+    assert named(icmp_reason(icmp_type, code, True)) == want
 
 
 def test_udp_port_unreachable_means_closed_and_the_rest_as_tcp():
@@ -64,8 +64,8 @@ def test_udp_port_unreachable_means_closed_and_the_rest_as_tcp():
 
 def test_the_integer_codes_name_the_shared_vocabulary():
     assert R.STATES[R.S_OPEN_FILTERED] is PortState.OPEN_FILTERED
-    assert R.REASONS[R.R_RESET][0] == Reason.RESET and R.REASONS[R.R_REFUSED][0] == "conn-refused"
-    assert [name for name, _ in R.REASONS] == [r.value for r in Reason]
+    assert R.REASONS[R.R_RESET] is Reason.RESET and R.REASONS[R.R_REFUSED] == "conn-refused"
+    assert [name for name in R.REASONS] == [r.value for r in Reason]
     assert R.reason_words("port-unreach") == Reason.PORT_UNREACH.words == "ICMP port unreachable"
 
 
@@ -165,8 +165,8 @@ def silence(eng, ports):
 
 
 def finals(eng):
-    return {(port, R.STATES[state], R.REASONS[reason][0]) for _, port, state, reason, _, _
-            in eng.out}
+    assert all(type(a) is Answer for a in eng.out)
+    return {(a.port, R.STATES[a.state], R.REASONS[a.reason]) for a in eng.out}
 
 
 def end_round(hs, canary_answered: bool):
@@ -222,3 +222,71 @@ def test_rounds_stop_at_their_limit_with_a_note(engine):
     assert finals(engine) == {(7, "open|filtered", "no-response")}
     assert engine.notes == ["198.18.0.2: UDP verification stopped after 6 rounds; silent ports "
                             "are open|filtered"]
+
+
+# -- the records the engines emit ------------------------------------------------------------
+def test_answers_cross_the_worker_pipe_as_tuples_and_come_back_named():
+    import pickle
+
+    from portatlas.scan.engine import BulkKey, answer
+    from portatlas.scan.runner import _from_wire, _to_wire
+
+    batch = [answer(0, 22, R.S_OPEN, R.R_SYN_ACK, 0.001, 1),
+             answer(1, 81, R.S_FILTERED, R.R_PORT_UNREACH, None, 1)]
+    bulk = {BulkKey(0, R.S_CLOSED, R.R_REFUSED): [1, 2, 3]}
+    wire = pickle.loads(pickle.dumps(_to_wire(batch, bulk)))
+    assert all(type(a) is tuple for a in wire[0]) and all(type(k) is tuple for k in wire[1])
+    back, back_bulk = _from_wire(*wire)
+    assert back == batch and all(type(a) is Answer for a in back)
+    assert back[1].port == 81 and back[1].reason == R.R_PORT_UNREACH and back[1].rtt is None
+    (key, ports), = back_bulk.items()
+    assert type(key) is BulkKey and key.state == R.S_CLOSED and ports == [1, 2, 3]
+
+
+def test_a_subset_engine_s_host_indices_are_mapped_back():
+    from portatlas.scan.engine import BulkKey, answer
+    from portatlas.scan.scanner import _remap
+
+    got = []
+    emit = _remap(lambda batch, bulk: got.append((batch, bulk)), [2, 5])
+    emit([answer(1, 80, R.S_OPEN, R.R_SYN_ACK, 0.002, 1)], {BulkKey(0, R.S_CLOSED, R.R_REFUSED): [9]})
+    (batch, bulk), = got
+    assert batch == [(5, 80, R.S_OPEN, R.R_SYN_ACK, 0.002, 1)] and type(batch[0]) is Answer
+    assert bulk == {(2, R.S_CLOSED, R.R_REFUSED): [9]}
+
+
+def test_a_dead_host_s_status_names_who_said_so():
+    from portatlas.scan.engine import down_status
+
+    routed = down_status(R.R_HOST_UNREACH, "198.18.0.254", None, dropped=7)
+    assert (routed.state, routed.reason, routed.method, routed.by, routed.dropped) == \
+        ("down", "host-unreach", "port-scan", "198.18.0.254", 7)
+    local = down_status(R.R_HOST_UNREACH, None, "nd", dropped=0)
+    assert (local.state, local.reason, local.method) == ("down", "no-response", "nd")
+
+
+def test_the_host_queue_sends_retries_first_and_drops_what_is_left():
+    from portatlas.scan.engine import HostQueue
+
+    hq = HostQueue(0, Host("198.18.0.2", "198.18.0.2", socket.AF_INET), [1, 2, 3, 4],
+                   HostTiming(opts()))
+    first = hq.next_probe()
+    assert first.port == 1 and hq.has_work()
+    hq.retry.append(first)
+    assert [hq.next_probe().port for _ in range(2)] == [1, 2]
+    assert hq.drop_queued() == 2 and not hq.has_work() and hq.next_probe() is None
+
+
+def test_routes_longest_prefix_then_metric():
+    from portatlas.scan.routes import LINK, NO_ROUTE, ROUTED, Route, RouteTable, _Entry
+
+    def net(a, b, c, d):
+        return (a << 24) | (b << 16) | (c << 8) | d
+
+    table = [_Entry(24, net(198, 18, 7, 0), 0xFFFFFF00, 0, "veth0", False, False),
+             _Entry(16, net(198, 18, 0, 0), 0xFFFF0000, 5, "eth1", True, False),
+             _Entry(16, net(198, 19, 0, 0), 0xFFFF0000, 0, "x", False, True)]
+    assert RouteTable._match(table, net(198, 18, 7, 9)) == Route(LINK, "veth0")
+    assert RouteTable._match(table, net(198, 18, 8, 9)) == Route(ROUTED, "eth1")
+    assert RouteTable._match(table, net(198, 19, 1, 1)).kind == NO_ROUTE   # a reject route
+    assert RouteTable._match(table, net(203, 0, 113, 1)).kind == NO_ROUTE

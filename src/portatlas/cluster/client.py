@@ -261,7 +261,7 @@ class ClusterScanner:
         rows = []
         for index in sorted(parts):
             h = self.hosts[index]
-            rows.append((index, h.target, h.address, h.family, h.scope_id))
+            rows.append((index, h.target, h.address, h.family, h.scope_id))  # work.ShardHost
         return {"version": __version__, "shard": shard, "hosts": rows, "plan": parts,
                 "timing": self.timing.to_dict(), "syn": self.syn, "discovery": discovery}
 

@@ -13,13 +13,26 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
+
 from portatlas import __version__
 from portatlas.cluster.probe import worker_facts
 
 _ONE_AT_A_TIME = threading.Lock()
 
-# A shard task: {"version", "shard", "hosts": [(index, target, address, family, scope_id)],
+
+class ShardHost(NamedTuple):
+    """One host of a shard task. Tasks carry plain tuples in this field order (a worker with
+    another portatlas must still be able to read the task and refuse it by its version)."""
+
+    index: int          # the host's position in the whole scan
+    target: str
+    address: str
+    family: int
+    scope_id: int
+
+
+# A shard task: {"version", "shard", "hosts": [ShardHost as a tuple],
 #   "plan": {index: {"tcp": [port], "udp": [port]}}, "timing": TimingOptions.to_dict(),
 #   "syn": bool, "discovery": DiscoveryOptions | None (host discovery for the shard's hosts,
 #   in the engine's loop, as in a one-machine scan)}
@@ -42,11 +55,11 @@ def _worker_address() -> str:
         return "local"
 
 
-def _hosts(rows: list) -> list:
+def _hosts(rows: list[ShardHost]) -> list:
     # lazy: after _check_version, so a mismatched worker fails clearly, not on an import
     from portatlas.scan.targets import Host
 
-    return [Host(target, address, family, scope_id) for _, target, address, family, scope_id in rows]
+    return [Host(r.target, r.address, r.family, r.scope_id) for r in rows]
 
 
 def _unroutable(hosts: list) -> set[int]:
@@ -67,12 +80,12 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
 
     with _ONE_AT_A_TIME:
         started = time.monotonic()
-        rows = task["hosts"]
+        rows = [ShardHost(*row) for row in task["hosts"]]
         hosts = _hosts(rows)
         missing = _unroutable(hosts)
         keep = [i for i in range(len(rows)) if i not in missing]
         hosts = [hosts[i] for i in keep]
-        indices = [rows[i][0] for i in keep]
+        indices = [rows[i].index for i in keep]
         plan = task["plan"]
         port_plan = {t: [plan[index][t] for index in indices] for t in ("tcp", "udp")}
         # every port of the shard, for what the Scanner says about its options; the plan
@@ -85,7 +98,7 @@ def run_shard(task: dict[str, Any]) -> dict[str, Any]:
         report = scanner.run()
         return {"shard": task["shard"], "worker": _worker_address(),
                 "reports": dict(zip(indices, report.hosts)),
-                "no_route": [rows[i][0] for i in sorted(missing)],
+                "no_route": [rows[i].index for i in sorted(missing)],
                 "notes": list(report.notes), "interrupted": report.interrupted,
                 "elapsed_s": time.monotonic() - started}
 

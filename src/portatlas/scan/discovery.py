@@ -37,13 +37,19 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from portatlas.scan import discovery_packets as P
-from portatlas.scan.routes import LINK, LOCAL, NO_ROUTE, RouteTable
-from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
-
+from portatlas.scan.engine import error_reason, icmp_reason
 from portatlas.scan.hoststatus import DOWN, UNKNOWN, UP, HostStatus, assumed_up, describe  # noqa: F401
+from portatlas.scan.neighbours import neighbour_table
+from portatlas.scan.oui import vendor_of
+from portatlas.scan.results import REASONS
+from portatlas.scan.routes import LINK, LOCAL, NO_ROUTE, RouteTable, from_this_machine, \
+    source_address
+from portatlas.scan.sysres import LINGER_RESET, enable_recverr, grow_rcvbuf, only_to_port, \
+    read_icmp_error
+from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 # Waits after each ARP/ND try on a link (seconds). A wired neighbour answers in well under a
 # millisecond, even when busy (the kernel replies from its receive path); a wireless one in
@@ -77,6 +83,14 @@ class DiscoveryOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "raw": self.raw, "tcp_ports": list(self.tcp_ports)}
+
+
+class _ArpSocket(NamedTuple):
+    """The AF_PACKET socket that asks on one interface, with what an ARP request says of us."""
+
+    sock: socket.socket
+    mac: bytes
+    src: bytes       # our IPv4 address on the link (zeros when it has none)
 
 
 # per-host bookkeeping ----------------------------------------------------------------------
@@ -129,7 +143,7 @@ class Discovery:
         self.out: list[tuple[int, HostStatus]] = []
         self.ep = select.epoll()
         self.socks: dict[int, tuple[str, Any]] = {}   # fd -> (kind, socket or (socket, target, port))
-        self.arp_socks: dict[str, tuple[socket.socket, bytes, bytes]] = {}  # if -> (sock, mac, src ip)
+        self.arp_socks: dict[str, _ArpSocket] = {}  # interface name -> its socket
         self.macs: dict[str, bytes] = {}
         self.icmp4 = self.icmp6 = self.tcp4 = self.tcp6 = None
         self.reserve: list[socket.socket] = []
@@ -338,8 +352,6 @@ class Discovery:
         self.ep.register(sock.fileno(), select.EPOLLIN)
 
     def _source(self, t: _Target) -> bytes | None:
-        from portatlas.scan.routes import source_address
-
         key = (t.host.family, t.ifname or "")
         if key not in self.src_cache:
             src = source_address(t.host.address, t.host.family, t.host.scope_id)
@@ -351,18 +363,18 @@ class Discovery:
         if entry is None:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(P.ETH_P_ARP))
             s.bind((t.ifname, P.ETH_P_ARP))
-            _grow_rcvbuf(s)
+            grow_rcvbuf(s, 4 << 20)
             src = self._source(t) or b"\0\0\0\0"
-            entry = (s, self.macs[t.ifname], src)
+            entry = _ArpSocket(s, self.macs[t.ifname], src)
             self.arp_socks[t.ifname] = entry
             self._register(s, "arp")
-        s, mac, src = entry
-        s.sendto(P.arp_request(mac, src, t.packed), (t.ifname, P.ETH_P_ARP, 0, 0, P.BROADCAST_MAC))
+        entry.sock.sendto(P.arp_request(entry.mac, entry.src, t.packed),
+                          (t.ifname, P.ETH_P_ARP, 0, 0, P.BROADCAST_MAC))
 
     def _icmp6_sock(self) -> socket.socket:
         if self.icmp6 is None:
             s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-            _grow_rcvbuf(s)
+            grow_rcvbuf(s, 4 << 20)
             # pass only what discovery reads: advertisements, echo replies, errors
             block = bytearray(b"\xff" * 32)
             for kind in (P.ND_ADVERT, P.ICMP6_ECHO_REPLY, P.ICMP6_UNREACH, 3):
@@ -406,7 +418,7 @@ class Discovery:
         if t.host.family == socket.AF_INET:
             if self.icmp4 is None:
                 self.icmp4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-                _grow_rcvbuf(self.icmp4)
+                grow_rcvbuf(self.icmp4, 4 << 20)
                 keep = (P.ICMP_ECHO_REPLY, P.ICMP_TIMESTAMP_REPLY, P.ICMP_UNREACH, P.ICMP_TIME_EXCEEDED)
                 mask = 0xFFFFFFFF
                 for kind in keep:
@@ -417,8 +429,8 @@ class Discovery:
                     pass
                 self._register(self.icmp4, "icmp4")
                 self.tcp4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
-                _grow_rcvbuf(self.tcp4)
-                _only_to_port(self.tcp4, self.sport, ip_header=True)
+                grow_rcvbuf(self.tcp4, 4 << 20)
+                only_to_port(self.tcp4, self.sport, ip_header=True)
                 self._register(self.tcp4, "tcp4")
             dest = (t.host.address, 0)
             src = self._source(t)
@@ -434,8 +446,8 @@ class Discovery:
         if self.tcp6 is None:
             self.tcp6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_TCP)
             self.tcp6.setsockopt(socket.IPPROTO_IPV6, _IPV6_CHECKSUM, 16)
-            _grow_rcvbuf(self.tcp6)
-            _only_to_port(self.tcp6, self.sport, ip_header=False)
+            grow_rcvbuf(self.tcp6, 4 << 20)
+            only_to_port(self.tcp6, self.sport, ip_header=False)
             self._register(self.tcp6, "tcp6")
         dest = (t.host.address, 0, 0, t.host.scope_id)
         s.sendto(P.icmp_echo(self.ident, self.seq, v6=True), dest)
@@ -443,12 +455,10 @@ class Discovery:
         self.tcp6.sendto(P.tcp_probe(self.sport, 80, seq32, seq32 ^ 0x5A5A5A5A, P.TCP_ACK), dest)
 
     def _send_connect(self, t: _Target, now: float) -> None:
-        from portatlas.scan.sysres import enable_recverr
-
         self._close_target(t)
         for port in self.opts.tcp_ports:
             s = socket.socket(t.host.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
             enable_recverr(s, t.host.family)
             r = s.connect_ex(t.host.sockaddr(port))
             t.socks.append((s, port))
@@ -501,9 +511,9 @@ class Discovery:
                 return
             got = P.parse_arp_reply(data)
             if got is not None:
-                t = self.by_addr.get((socket.AF_INET, got[0]))
+                t = self.by_addr.get((socket.AF_INET, got.address))
                 if t is not None and t.via == "arp":
-                    self._up(t, "arp-response", "arp", now, got[1])
+                    self._up(t, "arp-response", "arp", now, got.mac)
 
     def _read_icmp4(self, s: socket.socket, now: float) -> None:
         for _ in range(4096):
@@ -514,16 +524,16 @@ class Discovery:
             got = P.parse_icmp4(pkt, self.ident)
             if got is None:
                 got = P.parse_icmp4(pkt, self.sport)  # an error quoting our TCP probe
-                if got is None or got[0] != "error":
+                if got is None or got.kind != "error":
                     continue
-            kind, addr, icmp_type, code = got
-            t = self.by_addr.get((socket.AF_INET, addr))
-            if kind == "reply":
-                self._up(t, "echo-reply" if icmp_type == P.ICMP_ECHO_REPLY else "timestamp-reply",
-                         "icmp-echo" if icmp_type == P.ICMP_ECHO_REPLY else "icmp-timestamp", now)
+            t = self.by_addr.get((socket.AF_INET, got.address))
+            if got.kind == "reply":
+                echo = got.icmp_type == P.ICMP_ECHO_REPLY
+                self._up(t, "echo-reply" if echo else "timestamp-reply",
+                         "icmp-echo" if echo else "icmp-timestamp", now)
             else:
-                self._icmp_error(t, socket.inet_ntop(socket.AF_INET, pkt[12:16]), icmp_type, code,
-                                 False, now)
+                self._icmp_error(t, socket.inet_ntop(socket.AF_INET, pkt[12:16]), got.icmp_type,
+                                 got.code, False, now)
 
     def _read_icmp6(self, s: socket.socket, now: float) -> None:
         for _ in range(4096):
@@ -532,34 +542,31 @@ class Discovery:
             except OSError:
                 return
             if data[:1] == bytes([P.ND_ADVERT]):
-                got = P.parse_neighbor_advert(data)
-                if got is not None:
-                    t = self.by_addr.get((socket.AF_INET6, got[0]))
+                advert = P.parse_neighbor_advert(data)
+                if advert is not None:
+                    t = self.by_addr.get((socket.AF_INET6, advert.address))
                     if t is not None and t.via == "nd":
-                        self._up(t, "nd-response", "nd", now, got[1])
+                        self._up(t, "nd-response", "nd", now, advert.mac)
                 continue
             got = P.parse_icmp6(data, self.ident)
             if got is None:
                 got = P.parse_icmp6(data, self.sport)
-                if got is None or got[0] != "error":
+                if got is None or got.kind != "error":
                     continue
             sender = addr[0].split("%")[0]
-            if got[0] == "reply":
+            if got.kind == "reply":
                 t = self.by_addr.get((socket.AF_INET6, socket.inet_pton(socket.AF_INET6, sender)))
                 self._up(t, "echo-reply", "icmp-echo", now)
             else:
-                t = self.by_addr.get((socket.AF_INET6, got[1]))
-                self._icmp_error(t, sender, got[2], got[3], True, now)
+                t = self.by_addr.get((socket.AF_INET6, got.address))
+                self._icmp_error(t, sender, got.icmp_type, got.code, True, now)
 
     def _icmp_error(self, t: _Target | None, sender: str, icmp_type: int, code: int, v6: bool,
                     now: float) -> None:
         if t is None or t.settled:
             return
-        from portatlas.scan.results import REASONS
-        from portatlas.scan.tcp import icmp_reason
-
-        _, reason = icmp_reason(2, icmp_type, code, v6)
-        name = REASONS[reason][0]
+        _, reason = icmp_reason(icmp_type, code, v6)
+        name = REASONS[reason]
         if sender == t.host.address:
             self._up(t, name, "icmp+tcp", now)   # the host itself answered
         elif name in ("host-unreach", "net-unreach", "admin-prohibited", "time-exceeded"):
@@ -575,14 +582,14 @@ class Discovery:
                 src = socket.inet_pton(socket.AF_INET6, addr[0].split("%")[0])
                 seg = pkt
             else:
-                got = P.strip_ipv4(pkt)
-                if got is None:
+                ip = P.strip_ipv4(pkt)
+                if ip is None:
                     continue
-                src, seg = got
+                src, seg = ip.source, ip.payload
             ans = P.parse_tcp_answer(seg, self.sport)
             if ans is None:
                 continue
-            port, flags = ans
+            port, flags = ans.port, ans.flags
             t = self.by_addr.get((socket.AF_INET6 if v6 else socket.AF_INET, src))
             if port not in (80, 443) or t is None:
                 continue
@@ -605,39 +612,32 @@ class Discovery:
         self._connect_result(t, s, port, r, now)
 
     def _connect_result(self, t: _Target, s: socket.socket, port: int, r: int, now: float) -> None:
-        from portatlas.scan.sysres import read_icmp_error
-
         method = f"tcp-connect-{port}"
         if r in (0, errno.EISCONN, errno.ECONNRESET):
             self._up(t, "syn-ack", method, now)
         elif r == errno.ECONNREFUSED:
             icmp = read_icmp_error(s)
-            if icmp is None or icmp[4] == t.host.address:
+            if icmp is None or icmp.offender == t.host.address:
                 self._up(t, "conn-refused" if icmp is None else "port-unreach", method, now)
             else:
                 self._close_one(t, s)
         elif r in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM,
                    errno.ENONET, errno.EHOSTDOWN, errno.ENOPROTOOPT):
             icmp = read_icmp_error(s)
-            by = icmp[4] if icmp is not None else None
+            by = icmp.offender if icmp is not None else None
+            v6 = t.host.family == socket.AF_INET6
             if by is not None and by == t.host.address:
-                from portatlas.scan.results import REASONS
-                from portatlas.scan.tcp import icmp_reason
-
-                _, reason = icmp_reason(icmp[0], icmp[1], icmp[2], t.host.family == socket.AF_INET6)
-                self._up(t, REASONS[reason][0], method, now)
+                _, reason = error_reason(icmp, v6)
+                self._up(t, REASONS[reason], method, now)
                 return
             if r in (errno.EACCES, errno.EPERM):
                 self._close_one(t, s)   # our own firewall: says nothing about the host
                 return
             reason = "net-unreach" if r == errno.ENETUNREACH else "host-unreach"
             if icmp is not None:
-                from portatlas.scan.results import REASONS
-                from portatlas.scan.tcp import icmp_reason
-
-                reason = REASONS[icmp_reason(icmp[0], icmp[1], icmp[2],
-                                             t.host.family == socket.AF_INET6)[1]][0]
-            local = by is None or by in self._own_addresses()
+                _, code = error_reason(icmp, v6)
+                reason = REASONS[code]
+            local = from_this_machine(by)
             if local and t.kind == LINK:
                 # the kernel's own ARP/ND failed: nobody has the address on the link
                 self._down(t, "no-response", "arp" if t.host.family == socket.AF_INET else "nd", None)
@@ -645,13 +645,6 @@ class Discovery:
                 self._down(t, reason, "tcp-connect", by)
         else:
             self._close_one(t, s)
-
-    def _own_addresses(self) -> set[str]:
-        if not hasattr(self, "_own"):
-            from portatlas.scan.routes import _local_v4, _local_v6
-
-            self._own = _local_v4() | _local_v6()
-        return self._own
 
     # sockets -------------------------------------------------------------------------------
     def _close_one(self, t: _Target, s: socket.socket) -> None:
@@ -675,7 +668,7 @@ class Discovery:
 
     def _close_sockets(self) -> None:
         for s in [self.icmp4, self.icmp6, self.tcp4, self.tcp6,
-                  *(e[0] for e in self.arp_socks.values()), *self.reserve]:
+                  *(e.sock for e in self.arp_socks.values()), *self.reserve]:
             if s is not None:
                 self._forget(s)
         self.icmp4 = self.icmp6 = self.tcp4 = self.tcp6 = None
@@ -703,16 +696,6 @@ def _peek_icmp(s: socket.socket) -> bool:
         return False
 
 
-def _grow_rcvbuf(s: socket.socket) -> None:
-    try:
-        s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE (root)
-    except OSError:
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        except OSError:
-            pass
-
-
 def _icmp6_filter(block: bytearray) -> bytes:
     """struct icmp6_filter: eight 32-bit words, bit (type & 31) of word (type >> 5) set =
     blocked, in host byte order."""
@@ -725,25 +708,6 @@ def _icmp6_filter(block: bytearray) -> bytes:
                 value |= 1 << bit
         words.append(value)
     return struct.pack("8I", *words)
-
-
-def _only_to_port(sock: socket.socket, port: int, ip_header: bool) -> None:
-    """A classic BPF filter so the raw TCP socket gets only segments to our source port (the
-    port scan running in the same loop sends thousands of others)."""
-    import ctypes
-
-    if ip_header:
-        insns = [(0xB1, 0, 0, 0), (0x48, 0, 0, 2)]      # x = IP header length; ldh [x+2]
-    else:
-        insns = [(0x28, 0, 0, 2)]                       # ldh [2]
-    insns += [(0x15, 0, 1, port), (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0)]
-    code = b"".join(struct.pack("HBBI", *i) for i in insns)
-    buf = ctypes.create_string_buffer(code, len(code))
-    prog = struct.pack("HL", len(insns), ctypes.addressof(buf))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, 26, prog)  # SO_ATTACH_FILTER
-    except OSError:
-        pass  # no filter: Python checks the port anyway
 
 
 # a loop of its own -------------------------------------------------------------------------
@@ -791,13 +755,9 @@ def annotate(hosts: list, statuses: list[HostStatus | None]) -> None:
             continue
         if st.mac is None and st.method.startswith("tcp-connect"):
             if table is None:
-                from portatlas.scan.neighbours import neighbour_table
-
                 table = neighbour_table()
             st.mac = table.get(host.address)
         if st.mac and st.vendor is None:
-            from portatlas.scan.oui import vendor_of
-
             st.vendor = vendor_of(st.mac)
 
 

@@ -3,14 +3,15 @@
 ARP (RFC 826) is built as the payload of a cooked AF_PACKET socket (no Ethernet header);
 neighbour solicitation/advertisement (RFC 4861), ICMP echo and timestamp (RFC 792) and
 ICMPv6 echo (RFC 4443) as ICMP messages; TCP probes as bare TCP headers (the kernel adds the
-IP header). Parsers take the bytes a socket returned and give a small tuple or None; they
-never raise on short or hostile input.
+IP header). Parsers take the bytes a socket returned and give a small named record or None;
+they never raise on short or hostile input.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from typing import NamedTuple
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -25,6 +26,33 @@ TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
+
+
+class Neighbour(NamedTuple):
+    """An ARP reply or a neighbour advertisement: who has the address, at which MAC."""
+
+    address: bytes            # packed IPv4 or IPv6 address
+    mac: bytes | None         # None when an advertisement left out its link-layer address
+
+
+class IcmpMessage(NamedTuple):
+    """An ICMP reply to our echo/timestamp, or an ICMP error quoting one of our probes."""
+
+    kind: str                 # "reply" or "error"
+    address: bytes | None     # reply: the sender (IPv4; None for IPv6, see parse_icmp6);
+                              # error: the destination of the quoted packet
+    icmp_type: int
+    code: int
+
+
+class TcpAnswer(NamedTuple):
+    port: int                 # the remote port that answered
+    flags: int
+
+
+class IPv4Packet(NamedTuple):
+    source: bytes
+    payload: bytes
 
 
 def checksum(data: bytes) -> int:
@@ -47,7 +75,7 @@ def arp_request(src_mac: bytes, src_ip: bytes, target_ip: bytes) -> bytes:
     return _ARP.pack(1, ETH_P_IP, 6, 4, 1, src_mac, src_ip, b"\0" * 6, target_ip)
 
 
-def parse_arp_reply(data: bytes) -> tuple[bytes, bytes] | None:
+def parse_arp_reply(data: bytes) -> Neighbour | None:
     """(sender IPv4 address, sender MAC) of an ARP reply, else None. Requests are ignored:
     a gratuitous request proves nothing about the hosts we asked for."""
     if len(data) < _ARP.size:
@@ -55,7 +83,7 @@ def parse_arp_reply(data: bytes) -> tuple[bytes, bytes] | None:
     htype, ptype, hlen, plen, op, sha, spa, _tha, _tpa = _ARP.unpack_from(data)
     if htype != 1 or ptype != ETH_P_IP or hlen != 6 or plen != 4 or op != 2:
         return None
-    return spa, sha
+    return Neighbour(spa, sha)
 
 
 # IPv6 neighbour discovery -----------------------------------------------------------------
@@ -70,7 +98,7 @@ def neighbor_solicit(target: bytes, src_mac: bytes) -> bytes:
     return struct.pack("!BBHI", ND_SOLICIT, 0, 0, 0) + target + b"\x01\x01" + src_mac
 
 
-def parse_neighbor_advert(data: bytes) -> tuple[bytes, bytes | None] | None:
+def parse_neighbor_advert(data: bytes) -> Neighbour | None:
     """(target address, its link-layer address or None) of a neighbour advertisement."""
     if len(data) < 24 or data[0] != ND_ADVERT or data[1] != 0:
         return None
@@ -84,7 +112,7 @@ def parse_neighbor_advert(data: bytes) -> tuple[bytes, bytes | None] | None:
         if kind == 2 and length >= 8:
             mac = data[i + 2:i + 8]
         i += length
-    return target, mac
+    return Neighbour(target, mac)
 
 
 # ICMP -------------------------------------------------------------------------------------
@@ -103,12 +131,11 @@ def icmp_timestamp(ident: int, seq: int, originate_ms: int) -> bytes:
     return struct.pack("!BBHHH", ICMP_TIMESTAMP, 0, csum, ident, seq) + body
 
 
-def parse_icmp4(packet: bytes, ident: int) -> tuple[str, bytes, int, int] | None:
-    """A packet from a raw IPv4 ICMP socket (IP header included):
-    ("reply", sender, type, 0) for our echo or timestamp reply;
-    ("error", destination of the quoted packet, type, code) for an ICMP error about a packet
-    we sent (echo, timestamp, or TCP from `ident` as source port), with the quoted
-    destination's address; None for anything else."""
+def parse_icmp4(packet: bytes, ident: int) -> IcmpMessage | None:
+    """A packet from a raw IPv4 ICMP socket (IP header included): a "reply" (address: the
+    sender, code 0) for our echo or timestamp reply; an "error" (address: the destination of
+    the quoted packet) for an ICMP error about a packet we sent (echo, timestamp, or TCP from
+    `ident` as source port); None for anything else."""
     if len(packet) < 20:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -119,7 +146,7 @@ def parse_icmp4(packet: bytes, ident: int) -> tuple[str, bytes, int, int] | None
         (got,) = struct.unpack_from("!H", packet, ihl + 4)
         if got != ident:
             return None
-        return "reply", packet[12:16], icmp_type, 0
+        return IcmpMessage("reply", packet[12:16], icmp_type, 0)
     if icmp_type in (ICMP_UNREACH, ICMP_TIME_EXCEEDED):
         inner = ihl + 8
         if len(packet) < inner + 20:
@@ -137,21 +164,21 @@ def parse_icmp4(packet: bytes, ident: int) -> tuple[str, bytes, int, int] | None
             return None
         if got != ident:
             return None
-        return "error", packet[inner + 16:inner + 20], icmp_type, code
+        return IcmpMessage("error", packet[inner + 16:inner + 20], icmp_type, code)
     return None
 
 
-def parse_icmp6(data: bytes, ident: int) -> tuple[str, bytes | None, int, int] | None:
-    """A message from a raw ICMPv6 socket (no IP header): ("reply", None, 129, 0) for our
-    echo reply (the sender is recvfrom's address); ("error", quoted destination, type, code)
-    for an ICMPv6 error about our echo or TCP probe; ("advert", target, mac) is parsed by
-    parse_neighbor_advert. None for anything else."""
+def parse_icmp6(data: bytes, ident: int) -> IcmpMessage | None:
+    """A message from a raw ICMPv6 socket (no IP header): a "reply" (address None: the sender
+    is recvfrom's address) for our echo reply; an "error" (address: the quoted destination)
+    for an ICMPv6 error about our echo or TCP probe. Advertisements are
+    parse_neighbor_advert's. None for anything else."""
     if len(data) < 8:
         return None
     icmp_type, code = data[0], data[1]
     if icmp_type == ICMP6_ECHO_REPLY:
         (got,) = struct.unpack_from("!H", data, 4)
-        return ("reply", None, icmp_type, 0) if got == ident else None
+        return IcmpMessage("reply", None, icmp_type, 0) if got == ident else None
     if icmp_type in (ICMP6_UNREACH, 3):
         inner = 8
         if len(data) < inner + 40 + 8:
@@ -166,7 +193,7 @@ def parse_icmp6(data: bytes, ident: int) -> tuple[str, bytes | None, int, int] |
             return None
         if got != ident:
             return None
-        return "error", data[inner + 24:inner + 40], icmp_type, code
+        return IcmpMessage("error", data[inner + 24:inner + 40], icmp_type, code)
     return None
 
 
@@ -183,7 +210,7 @@ def tcp_probe(sport: int, dport: int, seq: int, ack: int, flags: int,
     return _TCP.pack(sport, dport, seq, ack, 5 << 4, flags, 1024, csum, 0)
 
 
-def parse_tcp_answer(segment: bytes, sport: int) -> tuple[int, int] | None:
+def parse_tcp_answer(segment: bytes, sport: int) -> TcpAnswer | None:
     """(remote port, flags) of a TCP segment to our source port (a bare TCP header: strip
     the IPv4 header before calling), else None."""
     if len(segment) < 14:
@@ -191,12 +218,12 @@ def parse_tcp_answer(segment: bytes, sport: int) -> tuple[int, int] | None:
     src_port, dst_port = struct.unpack_from("!HH", segment)
     if dst_port != sport:
         return None
-    return src_port, segment[13]
+    return TcpAnswer(src_port, segment[13])
 
 
-def strip_ipv4(packet: bytes) -> tuple[bytes, bytes] | None:
+def strip_ipv4(packet: bytes) -> IPv4Packet | None:
     """(source address, payload) of an IPv4 packet from a raw socket."""
     if len(packet) < 20 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
-    return packet[12:16], packet[ihl:]
+    return IPv4Packet(packet[12:16], packet[ihl:])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from xml.sax.saxutils import escape, quoteattr
 
+from portatlas import __version__
 from portatlas.scan.output import _status_reason, only_open, partition, shown_hosts
 from portatlas.scan.ports import compact
 from portatlas.scan.results import HostReport, ScanReport
@@ -24,8 +25,6 @@ def _attrs(**kw) -> str:
 
 
 def to_xml(report: ScanReport, show_all: bool = False, open_only: bool = False) -> str:
-    from portatlas import __version__
-
     start = int(report.started)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            "<!DOCTYPE nmaprun>",

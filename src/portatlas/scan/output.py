@@ -10,6 +10,9 @@ the exact list of ports in compact range form, so no output format loses informa
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import json
 from typing import Any, Iterable
 
@@ -102,8 +105,6 @@ def _status_reason(hr: HostReport) -> str | None:
 
 
 def report_dict(report: ScanReport, show_all: bool = False, open_only: bool = False) -> dict[str, Any]:
-    import datetime as dt
-
     def iso(ts: float | None) -> str | None:
         if ts is None:
             return None
@@ -180,9 +181,6 @@ def csv_text(report: ScanReport, show_all: bool = False, open_only: bool = False
     """One row per listed port. A host that is down, and every host of a ping scan (no
     ports probed), is one row with the port and transport empty, the host's status in
     `state` and its reason in `reason`."""
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 from portatlas.errors import UsageError
+from portatlas.scan.common_ports import COMMON_TCP, COMMON_UDP
 
 MAX_PORT = 65535
 
@@ -161,7 +162,5 @@ def top_ports(count: int, transport: str, nmap_top: Callable[[str, int], list[in
         found = [p for p in nmap_top(transport, count) if 1 <= p <= MAX_PORT]
         if found:
             return sorted(found), "nmap-services"
-    from portatlas.scan.common_ports import COMMON_TCP, COMMON_UDP
-
     builtin = COMMON_UDP if transport == "udp" else COMMON_TCP
     return sorted(builtin[:count]), "built-in list"

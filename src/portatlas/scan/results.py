@@ -7,7 +7,7 @@ to the names of portatlas.vocab (PortState, Reason: nmap's vocabulary where one 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from portatlas.vocab import ANSWERING_REASONS, REASON_WORDS, PortState, Reason
 
@@ -22,8 +22,9 @@ UNSCANNED = PortState.UNSCANNED
 STATES = (OPEN, CLOSED, FILTERED, OPEN_FILTERED, UNSCANNED)
 S_OPEN, S_CLOSED, S_FILTERED, S_OPEN_FILTERED, S_UNSCANNED = range(5)
 
-# reasons (portatlas.vocab.Reason): code -> (name, words for people) -------------------------
-REASONS: list[tuple[str, str]] = [(r, REASON_WORDS[r]) for r in Reason]
+# reasons (portatlas.vocab.Reason): the engines' integer codes index this tuple; the words for
+# people are reason_words(name)
+REASONS: tuple[Reason, ...] = tuple(Reason)
 (R_SYN_ACK, R_REFUSED, R_NO_RESPONSE, R_PORT_UNREACH, R_HOST_UNREACH, R_NET_UNREACH,
  R_ADMIN_PROHIBITED, R_UDP_RESPONSE, R_PROTO_UNREACH, R_NO_ROUTE, R_LOCAL_FIREWALL,
  R_SELF_CONNECT, R_UNSCANNED, R_TIME_EXCEEDED, R_ERROR, R_RESET) = range(len(REASONS))
@@ -78,19 +79,27 @@ class PortResult:
         return f"PortResult({self.port}/{self.transport} {self.state} {self.reason})"
 
 
+class PortGroup(NamedTuple):
+    """The key of HostReport.bulk: ports of one transport that share a state and a reason."""
+
+    transport: str
+    state: str
+    reason: str
+
+
 class HostReport:
     """Everything found on one address.
 
     Ports with a detailed answer (open ports, anything with an RTT or retries) are PortResult
     objects in `ports`; the bulk of a sweep (thousands of ports refused at the first try) is
-    kept compactly in `bulk` as {(transport, state, reason): [port, ...]}. Use the methods
+    kept compactly in `bulk` as {PortGroup(transport, state, reason): [port, ...]}. Use the methods
     below rather than either dict to see every port.
     """
 
     def __init__(self, host) -> None:
         self.host = host                     # portatlas.scan.targets.Host
         self.ports: dict[tuple[int, str], PortResult] = {}
-        self.bulk: dict[tuple[str, str, str], list[int]] = {}
+        self.bulk: dict[PortGroup, list[int]] = {}
         self.timing: dict[str, dict[str, float | None]] = {}   # transport -> srtt/rttvar/timeout
         self.accept_all: dict[str, Any] | None = None          # see portatlas.scan.wildcard
         self.ndjson_prefix: str | None = None  # scan.output's template for this host's lines
@@ -100,7 +109,7 @@ class HostReport:
         self.ports[(result.port, result.transport)] = result
 
     def add_bulk(self, transport: str, state: str, reason: str, ports) -> None:
-        self.bulk.setdefault((transport, state, reason), []).extend(ports)
+        self.bulk.setdefault(PortGroup(transport, state, reason), []).extend(ports)
 
     @property
     def status(self) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 LOCAL, LINK, ROUTED, NO_ROUTE = "local", "link", "routed", "no-route"
 _RTF_GATEWAY, _RTF_REJECT = 0x2, 0x200
@@ -42,11 +44,23 @@ class Route:
     ifname: str | None
 
 
+class _Entry(NamedTuple):
+    """One main-table route, v4 or v6 (network and mask as integers)."""
+
+    prefix_len: int
+    net: int
+    mask: int
+    metric: int
+    ifname: str
+    gateway: bool
+    reject: bool
+
+
 class RouteTable:
     """IPv4 and IPv6 main-table routes and this machine's own addresses, read once."""
 
     def __init__(self) -> None:
-        self.v4: list[tuple[int, int, int, int, str, bool]] = []   # (plen, net, mask, metric, if, gw)
+        self.v4: list[_Entry] = []
         for line in _read("route")[1:]:
             f = line.split()
             if len(f) < 8:
@@ -62,9 +76,8 @@ class RouteTable:
             if flags & _RTF_REJECT:
                 continue
             plen = bin(mask).count("1")
-            self.v4.append((plen, dest & mask, mask, metric, f[0], bool(gateway)))
-        self.v4.sort(key=lambda r: (-r[0], r[3]))
-        self.v6: list[tuple[int, int, int, str, bool, bool, int]] = []  # (plen, net, metric, if, gw, reject, mask)
+            self.v4.append(_Entry(plen, dest & mask, mask, metric, f[0], bool(gateway), False))
+        self.v6: list[_Entry] = []
         for line in _read("ipv6_route"):
             f = line.split()
             if len(f) < 10:
@@ -78,9 +91,11 @@ class RouteTable:
             except ValueError:
                 continue
             mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) if plen else 0
-            self.v6.append((plen, dest & mask, metric, f[9], bool(nexthop) or bool(flags & _RTF_GATEWAY),
-                            bool(flags & _RTF_REJECT), mask))
-        self.v6.sort(key=lambda r: (-r[0], r[2]))
+            self.v6.append(_Entry(plen, dest & mask, mask, metric, f[9],
+                                  bool(nexthop) or bool(flags & _RTF_GATEWAY),
+                                  bool(flags & _RTF_REJECT)))
+        for table in (self.v4, self.v6):
+            table.sort(key=lambda r: (-r.prefix_len, r.metric))  # longest prefix, then metric
         self.local4 = _local_v4()
         self.local6 = _local_v6()
 
@@ -93,23 +108,21 @@ class RouteTable:
                 name = _ifname(scope_id)
                 return Route(LINK, name) if name else Route(NO_ROUTE, None)
             value = int(ip6)
-            for _plen, net, _metric, ifname, gw, reject, mask in self.v6:
-                if value & mask == net:
-                    if reject:
-                        return Route(NO_ROUTE, None)
-                    if ifname == "lo":
-                        return Route(LOCAL, "lo")
-                    return Route(ROUTED if gw else LINK, ifname)
-            return Route(NO_ROUTE, None)
+            return self._match(self.v6, value)
         ip4 = ipaddress.IPv4Address(address)
         if ip4.is_loopback or address in self.local4:
             return Route(LOCAL, "lo")
-        value = int(ip4)
-        for _plen, net, mask, _metric, ifname, gw in self.v4:
-            if value & mask == net:
-                if ifname == "lo":
+        return self._match(self.v4, int(ip4))
+
+    @staticmethod
+    def _match(table: list[_Entry], value: int) -> Route:
+        for r in table:
+            if value & r.mask == r.net:
+                if r.reject:
+                    return Route(NO_ROUTE, None)
+                if r.ifname == "lo":
                     return Route(LOCAL, "lo")
-                return Route(ROUTED if gw else LINK, ifname)
+                return Route(ROUTED if r.gateway else LINK, r.ifname)
         return Route(NO_ROUTE, None)
 
 
@@ -143,6 +156,26 @@ def _local_v6() -> set[str]:
             except ValueError:
                 continue
     return out
+
+
+_OWN: set[str] = set()
+_OWN_READ = float("-inf")
+OWN_MAX_AGE = 10.0  # seconds: a long-running process (web, cluster worker) sees new addresses
+
+
+def own_addresses() -> set[str]:
+    """This machine's addresses, v4 and v6 (read again when older than OWN_MAX_AGE)."""
+    global _OWN, _OWN_READ
+    now = time.monotonic()
+    if now - _OWN_READ > OWN_MAX_AGE:
+        _OWN, _OWN_READ = _local_v4() | _local_v6(), now
+    return _OWN
+
+
+def from_this_machine(offender: str | None) -> bool:
+    """An ICMP error sent by this machine itself (or by nobody named): our own ARP/ND for
+    the target failed, nothing on the way said anything."""
+    return offender is None or offender in own_addresses()
 
 
 def source_address(address: str, family: int, scope_id: int = 0) -> str | None:

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import os
 import pickle
+import selectors
 import signal
 import struct
 import sys
+import time
 from typing import Callable
 
+from portatlas.scan.discovery import Discovery, discover
+from portatlas.scan.engine import Answer, BulkKey, Emit
+from portatlas.scan.syn import SynEngine
+from portatlas.scan.tcp import TcpConnectEngine
 from portatlas.scan.timing import TimingOptions
+from portatlas.scan.udp import UdpEngine
 
-# (host index, port, state code, reason code, rtt seconds | None, tries)
-Batch = list[tuple]
 PARALLEL_MIN_PROBES = 4096
 MAX_WORKERS = 4
 _FRAME = struct.Struct("!I")
@@ -30,6 +35,20 @@ class RunOutcome:
     def __init__(self) -> None:
         self.timings: dict[int, dict] = {}   # host index -> HostTiming.to_dict()
         self.notes: list[str] = []
+        self.finished_workers = 0            # forked runs: workers that reported "done"
+
+
+# Result batches cross the worker pipe as plain tuples in Answer's and BulkKey's field order:
+# pickling NamedTuples costs about ten times as much (measured on 3.11, per answer: 2.4 us
+# to dump and 1.9 us to load, against 0.2 and 0.2 us for tuples), and a REJECT sweep sends
+# one answer per port.
+def _to_wire(batch: list[Answer], bulk: dict[BulkKey, list[int]]) -> tuple[list, dict]:
+    return [tuple(a) for a in batch], {tuple(k): v for k, v in bulk.items()}
+
+
+def _from_wire(batch: list[tuple], bulk: dict) -> tuple[list[Answer], dict[BulkKey, list[int]]]:
+    new = tuple.__new__
+    return [new(Answer, a) for a in batch], {new(BulkKey, k): v for k, v in bulk.items()}
 
 
 def choose_workers(probes: int, requested: int | None) -> int:
@@ -54,7 +73,7 @@ def _share(opts: TimingOptions, workers: int) -> TimingOptions:
 
 
 def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOptions,
-               emit: Callable[[Batch, dict], None], *, workers: int = 1,
+               emit: Emit, *, workers: int = 1,
                ports_per_host: list[list[int]] | None = None,
                discovery=None, on_host: Callable[[int, object], None] | None = None) -> RunOutcome:
     """Scan every port of `ports` on every host (or, with `ports_per_host`, each host's own
@@ -77,34 +96,24 @@ def run_engine(transport: str, hosts: list, ports: list[int], opts: TimingOption
 
 
 def _make_engine(transport: str, hosts: list, ports_per_host: list[list[int]],
-                 opts: TimingOptions, emit: Callable[[Batch, dict], None], discovery=None,
+                 opts: TimingOptions, emit: Emit, discovery=None,
                  on_host=None, host_indices: list[int] | None = None):
     if transport == "tcp" and (discovery is not None or on_host is not None):
-        from portatlas.scan.tcp import TcpConnectEngine
-
         stage = None
         if discovery is not None and discovery.enabled:
-            from portatlas.scan.discovery import Discovery
-
             stage = Discovery(hosts, discovery, opts, host_indices=host_indices)
         return TcpConnectEngine(hosts, ports_per_host, opts, emit, discovery=stage,
                                 on_host=on_host, host_indices=host_indices)
     if transport == "udp":
-        from portatlas.scan.udp import UdpEngine
-
         return UdpEngine(hosts, ports_per_host, opts, emit)
     if transport == "tcp-syn":
-        from portatlas.scan.syn import SynEngine
-
         return SynEngine(hosts, ports_per_host, opts, emit, on_host=on_host,
                          host_indices=host_indices)
-    from portatlas.scan.tcp import TcpConnectEngine
-
     return TcpConnectEngine(hosts, ports_per_host, opts, emit, host_indices=host_indices)
 
 
 def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-              emit: Callable[[Batch, dict], None], discovery=None, on_host=None) -> RunOutcome:
+              emit: Emit, discovery=None, on_host=None) -> RunOutcome:
     engine = _make_engine(transport, hosts, ports_per_host, opts, emit, discovery, on_host)
     engine.run()
     outcome = RunOutcome()
@@ -116,7 +125,7 @@ def _run_here(transport: str, hosts: list, ports_per_host: list[list[int]], opts
 
 
 def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: TimingOptions,
-                emit: Callable[[Batch, dict], None], workers: int, discovery=None,
+                emit: Emit, workers: int, discovery=None,
                 on_host=None) -> RunOutcome:
     share = _share(opts, workers)
     children: list[tuple[int, int]] = []  # (pid, read fd)
@@ -126,8 +135,6 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
     by_host = discovery is not None and len(hosts) >= workers
     subset = list(range(len(hosts)))
     if discovery is not None and discovery.enabled and not by_host:
-        from portatlas.scan.discovery import discover
-
         statuses = discover(hosts, discovery, opts, on_status=on_host)
         subset = [i for i, st in enumerate(statuses) if st.state == "up"]
         discovery, on_host = None, None
@@ -151,10 +158,9 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
     outcome = RunOutcome()
     samples: dict[int, int] = {}
     buffers: dict[int, bytearray] = {fd: bytearray() for _, fd in children}
-    finished = [0]
     interrupted = False
     try:
-        _collect(children, emit, outcome, samples, buffers, finished, on_host=on_host)
+        _collect(children, emit, outcome, samples, buffers, on_host=on_host)
     except KeyboardInterrupt:
         interrupted = True
         for pid, _ in children:
@@ -162,8 +168,7 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        _collect(children, emit, outcome, samples, buffers, finished, draining=True,
-                 on_host=on_host)
+        _collect(children, emit, outcome, samples, buffers, draining=True, on_host=on_host)
     finally:
         for pid, fd in children:
             try:
@@ -176,9 +181,10 @@ def _run_forked(transport: str, hosts: list, plan: list[list[int]], opts: Timing
                 pass
     if interrupted:
         raise KeyboardInterrupt
-    if finished[0] < len(children):
-        outcome.notes.append(f"{len(children) - finished[0]} of {len(children)} scan workers "
-                             "failed; their ports are reported as unscanned")
+    if outcome.finished_workers < len(children):
+        failed = len(children) - outcome.finished_workers
+        outcome.notes.append(f"{failed} of {len(children)} scan workers failed; their ports are "
+                             "reported as unscanned")
     return outcome
 
 
@@ -199,7 +205,7 @@ def _worker(transport: str, part: tuple, opts: TimingOptions, wfd: int, discover
                 view = view[n:]
 
         engine = _make_engine(transport, hosts, plan, opts,
-                              lambda batch, bulk: send("r", (batch, bulk)), discovery,
+                              lambda batch, bulk: send("r", _to_wire(batch, bulk)), discovery,
                               (lambda i, st: send("h", (i, st))) if want_hosts else None,
                               host_indices=indices)
         engine.run()
@@ -207,19 +213,16 @@ def _worker(transport: str, part: tuple, opts: TimingOptions, wfd: int, discover
                       engine.notes))
     except BaseException:  # noqa: BLE001 - a worker must never fall back into the parent's code
         code = 1
-        import traceback
+        import traceback  # only when a worker fails
 
         traceback.print_exc()
     finally:
         os._exit(code)
 
 
-def _collect(children: list[tuple[int, int]], emit: Callable[[Batch, dict], None], outcome: RunOutcome,
-             samples: dict[int, int], buffers: dict[int, bytearray], finished: list[int],
+def _collect(children: list[tuple[int, int]], emit: Emit, outcome: RunOutcome,
+             samples: dict[int, int], buffers: dict[int, bytearray],
              draining: bool = False, on_host=None) -> None:
-    import selectors
-    import time
-
     sel = selectors.DefaultSelector()
     open_fds = set()
     for _, fd in children:
@@ -249,12 +252,12 @@ def _collect(children: list[tuple[int, int]], emit: Callable[[Batch, dict], None
                 kind, payload = pickle.loads(bytes(buf[4:4 + size]))
                 del buf[:4 + size]
                 if kind == "r":
-                    emit(*payload)
+                    emit(*_from_wire(*payload))
                 elif kind == "h":
                     if on_host is not None:
                         on_host(*payload)
                 elif kind == "done":
-                    finished[0] += 1
+                    outcome.finished_workers += 1
                     timings, notes = payload
                     for i, (t, n) in timings.items():
                         if n >= samples.get(i, -1):

@@ -28,9 +28,14 @@ import time
 from typing import Any, Awaitable, Callable
 
 from portatlas.scan import results as R
-from portatlas.scan.engine import Answer, BulkKey, run_async
+from portatlas.scan.discovery import DiscoveryOptions, annotate, discover
+from portatlas.scan.engine import Answer, BulkKey, Emit, run_async
+from portatlas.scan.hoststatus import HostStatus, assumed_up
 from portatlas.scan.results import HostReport, PortResult, ScanReport
+from portatlas.scan.runner import choose_workers, run_engine
+from portatlas.scan.sysres import raise_fd_limit
 from portatlas.scan.timing import TimingOptions
+from portatlas.scan.wildcard import detect_all
 
 ResultHook = Callable[[HostReport, PortResult], None]
 IdentifyHook = Callable[[Any, PortResult], Awaitable[Any]]
@@ -76,9 +81,6 @@ class Scanner:
 
     # ------------------------------------------------------------------------------------
     def run(self) -> ScanReport:
-        from portatlas.scan.runner import choose_workers, run_engine
-        from portatlas.scan.sysres import raise_fd_limit
-
         report = self.report
         soft = raise_fd_limit(self.timing.max_concurrency + 256)
         if soft < self.timing.max_concurrency + 64:
@@ -127,9 +129,6 @@ class Scanner:
         except KeyboardInterrupt:
             report.interrupted = True
         if disc is not None:
-            from portatlas.scan.discovery import annotate
-            from portatlas.scan.hoststatus import HostStatus, assumed_up
-
             for hr in self.reports:
                 if hr.discovery is None:
                     hr.discovery = assumed_up() if not disc.enabled or not report.interrupted \
@@ -138,8 +137,6 @@ class Scanner:
         self._mark_unscanned()
         if self.detect_accept_all and not report.interrupted:
             try:
-                from portatlas.scan.wildcard import detect_all
-
                 detect_all(self.reports)
             except KeyboardInterrupt:
                 report.interrupted = True
@@ -153,8 +150,6 @@ class Scanner:
 
     def _discover_first(self) -> None:
         """Discovery in a loop of its own (ping scans, SYN and UDP scans): statuses first."""
-        from portatlas.scan.discovery import discover
-
         statuses = discover(self.hosts, self.discovery, self.timing,
                             on_status=lambda i, st: self._on_host(i, st))
         for index, status in enumerate(statuses):
@@ -179,30 +174,32 @@ class Scanner:
         if self.host_hook is not None:
             self.host_hook(hr)
 
-    def _emitter(self, transport: str) -> Callable[[list[Answer], dict], None]:
+    def _emitter(self, transport: str) -> Emit:
         reports = self.reports
         states, reasons = R.STATES, R.REASONS
         on_result = self.on_result
 
         def emit(batch: list[Answer], bulk: dict[BulkKey, list[int]]) -> None:
-            for index, port, state, reason, rtt, tries in batch:  # an Answer's fields
-                hr = reports[index]
+            for a in batch:
+                hr = reports[a.index]
                 if hr.discovery is not None and hr.discovery.state == "down":
                     continue  # settled down: its stray answers are moot
-                result = PortResult(port, transport, states[state], reasons[reason][0], rtt, tries)
-                hr.ports[(port, transport)] = result
-                if state == R.S_OPEN:
+                result = PortResult(a.port, transport, states[a.state], reasons[a.reason], a.rtt,
+                                    a.tries)
+                hr.ports[(a.port, transport)] = result
+                if a.state == R.S_OPEN:
                     self.open_count += 1
                 if on_result is not None:
                     on_result(hr, result)
-            for (index, state, reason), ports in bulk.items():
-                hr = reports[index]
+            for key, ports in bulk.items():
+                hr = reports[key.index]
                 if hr.discovery is not None and hr.discovery.state == "down":
                     continue
-                hr.add_bulk(transport, states[state], reasons[reason][0], ports)
+                state, reason = states[key.state], reasons[key.reason]
+                hr.add_bulk(transport, state, reason, ports)
                 if on_result is not None:  # only NDJSON streaming needs an object per port
                     for port in ports:
-                        on_result(hr, PortResult(port, transport, states[state], reasons[reason][0]))
+                        on_result(hr, PortResult(port, transport, state, reason))
                 self.done += len(ports)
             self.done += len(batch)
             if self.on_progress is not None:
@@ -227,21 +224,19 @@ def _is_down(hr: HostReport) -> bool:
     return hr.discovery is not None and hr.discovery.state == "down"
 
 
-def _no_discovery():
-    from portatlas.scan.discovery import DiscoveryOptions
-
+def _no_discovery() -> DiscoveryOptions:
     return DiscoveryOptions(enabled=False)
 
 
-def _remap(emit: Callable[[list[tuple], dict], None], indices: list[int]):
+def _remap(emit: Emit, indices: list[int]) -> Emit:
     """An emitter for an engine that scans a subset of the hosts (the live ones): its host
     indices are positions in the subset."""
     if indices == list(range(len(indices))):
         return emit
 
-    def sub(batch: list[tuple], bulk: dict) -> None:
-        emit([(indices[b[0]], *b[1:]) for b in batch],
-             {(indices[k[0]], *k[1:]): v for k, v in bulk.items()})
+    def sub(batch: list[Answer], bulk: dict[BulkKey, list[int]]) -> None:
+        emit([a._replace(index=indices[a.index]) for a in batch],
+             {k._replace(index=indices[k.index]): v for k, v in bulk.items()})
 
     return sub
 
@@ -291,7 +286,7 @@ def run_identification(reports: list[HostReport], identify: IdentifyHook,
     PortResult.service. An open|filtered UDP port that answers becomes open (udp-response);
     one that answers with ICMP port unreachable becomes closed; a silent one stays as it was,
     without a service."""
-    import asyncio
+    import asyncio  # tens of ms to import (engine.run_async); only when identification runs
 
     todo = [(hr, r, False) for hr in reports for r in hr.open_ports() if not r.wildcard]
     uncertain = _uncertain_udp(reports)

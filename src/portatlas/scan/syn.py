@@ -26,33 +26,19 @@ import time
 from collections import deque
 from typing import Callable
 
+from portatlas.errors import UsageError
 from portatlas.scan import results as R
-from portatlas.scan.engine import Engine, ProbeState
+from portatlas.scan.engine import Answer, BulkKey, Emit, HostQueue, MatchingEngine, SentProbe, \
+    answer, down_status, icmp_reason
+from portatlas.scan.neighbours import NeighbourWatch
+from portatlas.scan.routes import from_this_machine
+from portatlas.scan.sysres import grow_rcvbuf, only_to_port
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 _TCP_MSS = b"\x02\x04\x05\xb4"          # MSS 1460: SYNs without options look odd to some stacks
 _HEADER_LEN = 20 + len(_TCP_MSS)
 _OFFSET = (_HEADER_LEN // 4) << 4
 _TCP_HEADER = struct.Struct("!HHIIBBHHH")
-
-
-def _only_to_port(sock: socket.socket, port: int) -> None:
-    """A classic BPF filter: the raw socket gets only TCP segments to our source port, so
-    the kernel, not Python, drops everything else (other scans, other workers, traffic)."""
-    import ctypes
-
-    insns = [(0xB1, 0, 0, 0),          # ldxb 4*([0]&0xf)   x = IP header length
-             (0x48, 0, 0, 2),          # ldh [x+2]          destination port
-             (0x15, 0, 1, port),       # jeq #port          ...
-             (0x06, 0, 0, 0xFFFF),     # ret #65535         keep
-             (0x06, 0, 0, 0)]          # ret #0             drop
-    code = b"".join(struct.pack("HBBI", *i) for i in insns)
-    buf = ctypes.create_string_buffer(code, len(code))
-    prog = struct.pack("HL", len(insns), ctypes.addressof(buf))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, 26, prog)  # SO_ATTACH_FILTER
-    except OSError:
-        pass  # no filter: Python checks the port anyway
 
 
 def segment(base_sum: int, sport: int, dport: int, isn: int) -> bytes:
@@ -65,58 +51,36 @@ def segment(base_sum: int, sport: int, dport: int, isn: int) -> bytes:
     return _TCP_HEADER.pack(sport, dport, isn, 0, _OFFSET, 0x02, 1024, ~total & 0xFFFF, 0) + _TCP_MSS
 
 
-class _Probe(ProbeState):
-    __slots__ = ("done", "waiting", "isn")
+class _Probe(SentProbe):
+    __slots__ = ("isn",)
 
     def __init__(self, hs: "_SynHost", port: int) -> None:
         super().__init__(hs, port)
-        self.done = False
-        self.waiting = False  # sent, timeout not yet passed
         self.isn = 0
 
 
-class _SynHost:
-    __slots__ = ("index", "host", "timing", "queue", "fresh", "cursor", "outstanding", "dst",
-                 "base_sum", "key", "isn_base", "heard", "down")
+class _SynHost(HostQueue):
+    __slots__ = ("outstanding", "dst", "base_sum", "key", "isn_base")
+    probe_type = _Probe
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
-        self.index = index
-        self.host = host
-        self.timing = timing
-        self.queue: deque[_Probe] = deque()   # retries
-        self.fresh = ports                    # first tries, made into probes as they go out
-        self.cursor = 0
+        super().__init__(index, host, ports, timing)
         self.outstanding = 0
         self.dst = socket.inet_aton(host.address)
         self.base_sum = 0
         self.key = self.dst  # answers are matched on the raw 4-byte address
         self.isn_base = 0
-        self.heard = False   # anything from the host itself
-        self.down = False    # settled down (-Pn): queued probes dropped
-
-    def has_work(self) -> bool:
-        return bool(self.queue) or self.cursor < len(self.fresh)
-
-    def next_probe(self) -> "_Probe | None":
-        if self.queue:
-            return self.queue.popleft()
-        if self.cursor < len(self.fresh):
-            self.cursor += 1
-            return _Probe(self, self.fresh[self.cursor - 1])
-        return None
 
 
-class SynEngine(Engine):
+class SynEngine(MatchingEngine):
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-                 emit: Callable[[list[tuple], dict], None], *, flush_interval: float = 0.05,
+                 emit: Emit, *, flush_interval: float = 0.05,
                  on_host: Callable[[int, object], None] | None = None,
                  host_indices: list[int] | None = None) -> None:
         """`on_host`: a host whose first answer says it is not there (the kernel's failed
         ARP, a router's ICMP host/net unreachable) is settled down, its queued probes
         dropped, and on_host(index, HostStatus) told (scan -Pn)."""
         if os.geteuid() != 0:
-            from portatlas.errors import UsageError
-
             raise UsageError("--syn needs root (raw sockets)")
         self.opts = opts
         self.emit = emit
@@ -127,8 +91,6 @@ class SynEngine(Engine):
         self.by_address = {hs.host.address: hs for hs in self.hosts}
         self.neighbours = None
         if on_host is not None:
-            from portatlas.scan.neighbours import NeighbourWatch
-
             try:
                 self.neighbours = NeighbourWatch()
             except OSError:
@@ -138,16 +100,13 @@ class SynEngine(Engine):
         self.icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         for s in (self.raw, self.icmp):
             s.setblocking(False)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE (root)
-            except OSError:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+            grow_rcvbuf(s, 16 << 20)
         # reserve a source port: a bound, never-listening socket keeps others off it and
         # leaves the kernel answering our SYN-ACKs with resets
         self.reserve = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.reserve.bind(("0.0.0.0", 0))
         self.sport = self.reserve.getsockname()[1]
-        _only_to_port(self.raw, self.sport)
+        only_to_port(self.raw, self.sport)
         for hs in self.hosts:
             src = self._source_for(hs.host.address)
             hs.base_sum = self._base_sum(src, hs.dst)
@@ -160,7 +119,7 @@ class SynEngine(Engine):
         self.inflight = 0
         self.limit = max(1, opts.max_concurrency)
         self.rate = RateLimiter(opts.rate, time.monotonic()) if opts.rate else None
-        self.out: list[tuple] = []
+        self.out: list[Answer] = []
         self.closed: dict[int, list[int]] = {}
         self.answers = 0
         self.interrupted = False
@@ -202,29 +161,13 @@ class SynEngine(Engine):
         if hs.down or hs.heard or self.on_host is None:
             return
         hs.down = True
-        dropped = len(hs.fresh) - hs.cursor + len(hs.queue)
-        hs.cursor = len(hs.fresh)
-        hs.queue.clear()
+        dropped = hs.drop_queued()
         for probe in [p for p in self.pending.values() if p.hs is hs]:
-            if probe.waiting:
-                probe.waiting = False
-                hs.outstanding -= 1
-                self.inflight -= 1
+            self._end_wait(probe)
             probe.done = True
-            probe.gen += 1
             del self.pending[(hs.key, probe.port)]
             dropped += 1
-        from portatlas.scan.hoststatus import DOWN, HostStatus
-
-        if by is None:
-            status = HostStatus(DOWN, "no-response", "arp")
-        else:
-            status = HostStatus(DOWN, R.REASONS[reason][0], "port-scan", by=by)
-        status.dropped = dropped
-        self.on_host(hs.index, status)
-
-    def timings(self) -> dict[int, HostTiming]:
-        return {hs.index: hs.timing for hs in self.hosts}
+        self.on_host(hs.index, down_status(reason, by, "arp" if by is None else None, dropped))
 
     def _loop(self) -> None:
         poller = select.poll()
@@ -268,7 +211,7 @@ class SynEngine(Engine):
         sent_any = 0
         for hs in self.hosts:
             t = hs.timing
-            queue = hs.queue
+            queue = hs.retry
             dest = (hs.host.address, 0)
             key = hs.key
             base = hs.base_sum
@@ -341,11 +284,8 @@ class SynEngine(Engine):
                 if probe.tries == 1 and probe.waiting:
                     # the bulk of a sweep: refused at the first try, kept compactly
                     hs = probe.hs
-                    probe.waiting = False
+                    self._end_wait(probe)
                     probe.done = True
-                    probe.gen += 1
-                    hs.outstanding -= 1
-                    self.inflight -= 1
                     del pending[(hs.key, probe.port)]
                     self.closed.setdefault(hs.index, []).append(probe.port)
                     t = hs.timing
@@ -357,8 +297,6 @@ class SynEngine(Engine):
                     self._answered(probe, R.S_CLOSED, R.R_RESET, now)
 
     def _read_icmp(self, now: float) -> None:
-        from portatlas.scan.tcp import icmp_reason
-
         recv = self.icmp.recv
         for _ in range(65536):
             try:
@@ -382,35 +320,25 @@ class SynEngine(Engine):
             probe = self.pending.get((dst, dp))
             if probe is None:
                 continue
-            state, reason = icmp_reason(2, icmp_type, code, False)
+            state, reason = icmp_reason(icmp_type, code, False)
             sender = socket.inet_ntoa(pkt[12:16])
             if sender == probe.hs.host.address:
                 probe.hs.heard = True
             elif reason in (R.R_HOST_UNREACH, R.R_NET_UNREACH):
-                from portatlas.scan.tcp import _is_own
-
                 self._answered(probe, state, reason, now)
                 # from this machine itself: our own ARP failed
-                self._settle_down(probe.hs, reason, None if _is_own(sender) else sender)
+                self._settle_down(probe.hs, reason, None if from_this_machine(sender) else sender)
                 continue
             self._answered(probe, state, reason, now)
 
     def _answered(self, probe: _Probe, state: int, reason: int, now: float) -> None:
-        hs = probe.hs
-        rtt = now - probe.sent
-        if probe.waiting:
-            probe.waiting = False
-            hs.outstanding -= 1
-            self.inflight -= 1
-        probe.gen += 1
-        hs.timing.sample(rtt)
-        hs.timing.answered(probe.tries, now)
-        self._final(probe, state, reason, rtt)
+        self._end_wait(probe)
+        self._final(probe, state, reason, probe.timed_answer(now))
 
     def _final(self, probe: _Probe, state: int, reason: int, rtt: float | None) -> None:
         probe.done = True
         self.pending.pop((probe.hs.key, probe.port), None)
-        self.out.append((probe.hs.index, probe.port, state, reason, rtt, probe.tries))
+        self.out.append(answer(probe.hs.index, probe.port, state, reason, rtt, probe.tries))
 
     def _expire(self, now: float) -> None:
         deadlines = self.deadlines
@@ -419,18 +347,15 @@ class SynEngine(Engine):
             if probe.done or gen != probe.gen:
                 continue
             hs = probe.hs
-            hs.outstanding -= 1
-            self.inflight -= 1
-            probe.gen += 1
-            probe.waiting = False
+            self._end_wait(probe)
             if probe.tries < hs.timing.allowed_tries:
-                hs.queue.append(probe)
+                hs.retry.append(probe)
             else:
                 hs.timing.gave_up()
                 self._final(probe, R.S_FILTERED, R.R_NO_RESPONSE, None)
 
     def _flush(self) -> None:
-        bulk = {(i, R.S_CLOSED, R.R_RESET): ports for i, ports in self.closed.items() if ports}
+        bulk = {BulkKey(i, R.S_CLOSED, R.R_RESET): ports for i, ports in self.closed.items() if ports}
         if self.out or bulk:
             batch, self.out = self.out, []
             self.closed = {}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from portatlas.errors import PortatlasError, UsageError
+from portatlas.io_limits import read_limited
 
 # Upper bound on the addresses one scan may cover unless the user raises it (--max-hosts):
 # a typo like /8 instead of /28 should not start a sixteen-million-host sweep.
@@ -89,8 +90,6 @@ MAX_TARGETS_FILE_BYTES = 8 << 20
 def read_target_file(path: str) -> list[str]:
     """Targets from a file (or '-' for standard input): whitespace or comma separated, '#'
     starts a comment."""
-    from portatlas.io_limits import read_limited
-
     data = read_limited(path, limit=MAX_TARGETS_FILE_BYTES, what="a targets file",
                         error=UsageError)
     try:
@@ -119,8 +118,8 @@ def expand_target(text: str, *, family: int | None = None, max_hosts: int = DEFA
         return _cidr(raw, text, family, max_hosts)
     literal = _literal(text)
     if literal is not None:
-        _check_family(raw, literal[1], family)
-        return [Host(raw, literal[0], literal[1], literal[2])]
+        _check_family(raw, literal.family, family)
+        return [Host(raw, literal.address, literal.family, literal.scope_id)]
     if "-" in text and _looks_like_range(text):
         return _address_range(raw, text, family, max_hosts)
     _check_hostname(text)
@@ -129,8 +128,14 @@ def expand_target(text: str, *, family: int | None = None, max_hosts: int = DEFA
     return resolve_name(text, family)
 
 
-def _literal(text: str) -> tuple[str, int, int] | None:
-    """(address, family, scope id) when `text` is an IP literal (IPv6 may have [] and %zone)."""
+class _Literal(NamedTuple):
+    address: str
+    family: int
+    scope_id: int
+
+
+def _literal(text: str) -> _Literal | None:
+    """The address when `text` is an IP literal (IPv6 may have [] and %zone)."""
     inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     zone = ""
     if "%" in inner:
@@ -144,11 +149,11 @@ def _literal(text: str) -> tuple[str, int, int] | None:
     if addr.version == 4:
         if zone:
             raise UsageError(f"{text!r}: only IPv6 addresses take a %zone")
-        return (str(addr), socket.AF_INET, 0)
+        return _Literal(str(addr), socket.AF_INET, 0)
     scope = 0
     if zone:
         scope = _zone_index(text, zone)
-    return (str(addr), socket.AF_INET6, scope)
+    return _Literal(str(addr), socket.AF_INET6, scope)
 
 
 def _zone_index(text: str, zone: str) -> int:

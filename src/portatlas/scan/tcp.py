@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import errno
 import heapq
+import select
 import socket
 import time
 from collections import deque
 from typing import Callable
 
 from portatlas.scan import results as R
-from portatlas.scan.engine import Engine, ProbeState
-from portatlas.scan.sysres import LINGER_RESET, Poller, enable_recverr, read_icmp_error
+from portatlas.scan.engine import Answer, BulkKey, Emit, Engine, HostQueue, ProbeState, answer, \
+    down_status, error_reason
+from portatlas.scan.neighbours import NeighbourWatch
+from portatlas.scan.routes import from_this_machine
+from portatlas.scan.sysres import LINGER_RESET, IcmpError, Poller, enable_recverr, read_icmp_error
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 
 EINPROGRESS = errno.EINPROGRESS
@@ -40,48 +44,6 @@ _FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _UNREACH = {errno.EHOSTUNREACH: R.R_HOST_UNREACH, errno.ENETUNREACH: R.R_NET_UNREACH,
             errno.EHOSTDOWN: R.R_HOST_UNREACH, errno.ENONET: R.R_HOST_UNREACH,
             errno.ENOPROTOOPT: R.R_PROTO_UNREACH}
-# The result tuple the engines emit: (host index, port, state code, reason code, rtt, tries)
-Result = tuple
-
-
-def icmp_reason(origin: int, icmp_type: int, code: int, v6: bool) -> tuple[int, int]:
-    """(state, reason) for a TCP probe answered by ICMP."""
-    if not v6:
-        if icmp_type == 3:
-            if code == 3:
-                return R.S_FILTERED, R.R_PORT_UNREACH
-            if code in (9, 10, 13):
-                return R.S_FILTERED, R.R_ADMIN_PROHIBITED
-            if code in (0, 6, 11):
-                return R.S_FILTERED, R.R_NET_UNREACH
-            if code == 2:
-                return R.S_FILTERED, R.R_PROTO_UNREACH
-            return R.S_FILTERED, R.R_HOST_UNREACH
-        if icmp_type == 11:
-            return R.S_FILTERED, R.R_TIME_EXCEEDED
-        return R.S_FILTERED, R.R_HOST_UNREACH
-    if icmp_type == 1:
-        return R.S_FILTERED, {0: R.R_NET_UNREACH, 1: R.R_ADMIN_PROHIBITED, 3: R.R_HOST_UNREACH,
-                              4: R.R_PORT_UNREACH, 5: R.R_ADMIN_PROHIBITED,
-                              6: R.R_ADMIN_PROHIBITED}.get(code, R.R_HOST_UNREACH)
-    if icmp_type == 3:
-        return R.S_FILTERED, R.R_TIME_EXCEEDED
-    return R.S_FILTERED, R.R_HOST_UNREACH
-
-
-_OWN: set[str] | None = None
-
-
-def _is_own(address: str | None) -> bool:
-    """An ICMP error from this machine itself (or none named): our ARP/ND failed."""
-    global _OWN
-    if address is None:
-        return True
-    if _OWN is None:
-        from portatlas.scan.routes import _local_v4, _local_v6
-
-        _OWN = _local_v4() | _local_v6()
-    return address in _OWN
 
 
 class _Probe(ProbeState):
@@ -93,18 +55,13 @@ class _Probe(ProbeState):
         self.self_connects = 0
 
 
-class _HostState:
-    __slots__ = ("index", "host", "timing", "ports", "cursor", "retry", "immediate",
-                 "imm_hits", "imm_misses", "family", "v6", "sweep_sock", "sweep_poll",
-                 "held", "heard", "down")
+class _HostState(HostQueue):
+    __slots__ = ("immediate", "imm_hits", "imm_misses", "family", "v6", "sweep_sock",
+                 "sweep_poll", "held")
+    probe_type = _Probe
 
     def __init__(self, index: int, host, ports: list[int], timing: HostTiming) -> None:
-        self.index = index
-        self.host = host
-        self.timing = timing
-        self.ports = ports
-        self.cursor = 0
-        self.retry: deque[_Probe] = deque()
+        super().__init__(index, host, ports, timing)
         self.immediate = True   # try the fast path until it stops paying
         self.imm_hits = 0
         self.imm_misses = 0
@@ -113,27 +70,13 @@ class _HostState:
         self.sweep_sock: socket.socket | None = None  # the reused socket of the fast path
         self.sweep_poll = None
         self.held: list[int] | None = None  # ports waiting for discovery to find the host up
-        self.heard = False                  # anything from the host itself (or known up)
-        self.down = False                   # settled down: its queued probes were dropped
-
-    def has_work(self) -> bool:
-        return bool(self.retry) or self.cursor < len(self.ports)
-
-    def next_probe(self) -> _Probe | None:
-        if self.retry:
-            return self.retry.popleft()
-        if self.cursor < len(self.ports):
-            port = self.ports[self.cursor]
-            self.cursor += 1
-            return _Probe(self, port)
-        return None
 
 
 class TcpConnectEngine(Engine):
     """Scan `ports` on every host with connect(); results go to `emit` in batches."""
 
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-                 emit: Callable[[list[Result], dict], None], *, flush_interval: float = 0.05,
+                 emit: Emit, *, flush_interval: float = 0.05,
                  host_indices: list[int] | None = None, discovery=None,
                  on_host: Callable[[int, object], None] | None = None,
                  settle_dead: bool = True) -> None:
@@ -147,41 +90,39 @@ class TcpConnectEngine(Engine):
         self.emit = emit
         self.flush_interval = flush_interval
         first: HostTiming | None = None
-        self.states: list[_HostState] = []
+        self.hosts: list[_HostState] = []
         for i, (host, ports) in enumerate(zip(hosts, ports_per_host)):
             timing = HostTiming(opts)
-            self.states.append(_HostState(host_indices[i] if host_indices else i, host, ports, timing))
+            self.hosts.append(_HostState(host_indices[i] if host_indices else i, host, ports, timing))
             first = first or timing
         self.poller = Poller()
         self.discovery = discovery
         self.on_host = on_host
         self.settle_dead = settle_dead
-        self.by_index = {hs.index: hs for hs in self.states}
+        self.by_index = {hs.index: hs for hs in self.hosts}
         self._requeued = True
         self.neighbours = None
         if discovery is not None:
-            for hs in self.states:
+            for hs in self.hosts:
                 hs.held, hs.ports = hs.ports, []
             self.poller.persistent(discovery.fileno())
         elif settle_dead and on_host is not None:
-            from portatlas.scan.neighbours import NeighbourWatch
-
             try:
                 self.neighbours = NeighbourWatch()
                 self.poller.persistent(self.neighbours.fileno())
             except OSError:
                 self.neighbours = None  # no netlink: the ICMP path still settles some
-        self.by_address = {hs.host.address: hs for hs in self.states}
+        self.by_address = {hs.host.address: hs for hs in self.hosts}
         self.by_fd: dict[int, _Probe] = {}
         self.heap: list = []
         self.seq = 0
         self.inflight = 0
         self.limit = max(1, opts.max_concurrency)
         self.pool: dict[int, list[socket.socket]] = {socket.AF_INET: [], socket.AF_INET6: []}
-        self.out: list[Result] = []
+        self.out: list[Answer] = []
         # (host index, state, reason) -> ports: answers with nothing more to say (refused at
         # the first try), sent compactly
-        self.bulk: dict[tuple[int, int, int], list[int]] = {}
+        self.bulk: dict[BulkKey, list[int]] = {}
         self.pause_until = 0.0
         self.rate = RateLimiter(opts.rate, time.monotonic()) if opts.rate else None
         if discovery is not None and self.rate is not None:
@@ -193,7 +134,7 @@ class TcpConnectEngine(Engine):
     # public -------------------------------------------------------------------------------
     # the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
-        active = deque(hs for hs in self.states if hs.has_work())
+        active = deque(hs for hs in self.hosts if hs.has_work())
         monotonic = time.monotonic
         last_flush = monotonic()
         disc = self.discovery
@@ -233,7 +174,7 @@ class TcpConnectEngine(Engine):
             if self._requeued:
                 self._requeued = False
                 queued = set(map(id, active))
-                for hs in self.states:
+                for hs in self.hosts:
                     if id(hs) not in queued and hs.has_work():
                         active.append(hs)
             if now - last_flush >= self.flush_interval:
@@ -263,23 +204,14 @@ class TcpConnectEngine(Engine):
         if hs.down or hs.heard or not self.settle_dead:
             return
         hs.down = True
-        dropped = len(hs.ports) - hs.cursor + len(hs.retry)
-        hs.cursor = len(hs.ports)
-        hs.retry.clear()
+        dropped = hs.drop_queued()
         # the probes in flight have nothing left to learn either
         for probe in [p for p in self.by_fd.values() if p.hs is hs]:
             self._discard(self._release(probe))
             dropped += 1
         if self.on_host is not None:
-            from portatlas.scan.hoststatus import DOWN, HostStatus
-
-            if local:
-                method = "nd" if hs.v6 else "arp"
-                status = HostStatus(DOWN, "no-response", method)
-            else:
-                status = HostStatus(DOWN, R.REASONS[reason][0], "port-scan", by=by)
-            status.dropped = dropped
-            self.on_host(hs.index, status)
+            method = ("nd" if hs.v6 else "arp") if local else None
+            self.on_host(hs.index, down_status(reason, by, method, dropped))
 
     def _next_wait(self, active: deque, now: float) -> float:
         wait = 0.25
@@ -333,8 +265,6 @@ class TcpConnectEngine(Engine):
         long as answers arrive inside connect() itself. A refused port costs two connect()
         calls; once per chunk a poll() asks whether ICMP errors are queued (a REJECT, not a
         reset) and moves the ports they name. Anything else leaves the fast path."""
-        import select
-
         sock = hs.sweep_sock
         if sock is None:
             sock = self._socket(hs.family)
@@ -352,7 +282,7 @@ class TcpConnectEngine(Engine):
         ports = hs.ports
         i = hs.cursor
         end = min(len(ports), i + budget)
-        key = (hs.index, R.S_CLOSED, R.R_REFUSED)
+        key = BulkKey(hs.index, R.S_CLOSED, R.R_REFUSED)
         closed = self.bulk.setdefault(key, [])
         append = closed.append
         timing = hs.timing
@@ -414,7 +344,7 @@ class TcpConnectEngine(Engine):
         timing.bulk_answered(answered)
 
     def _requeue_icmp(self, hs: _HostState, sock: socket.socket, closed: list[int], start: int,
-                      current: int | None = None) -> tuple | None:
+                      current: int | None = None) -> IcmpError | None:
         """ICMP errors queued on the fast-path socket name the port they answer (the
         original destination): those ports were a firewall's REJECT, not resets. Returns
         the error that answers `current`, if one is queued."""
@@ -425,27 +355,27 @@ class TcpConnectEngine(Engine):
             icmp = read_icmp_error(sock)
             if icmp is None:
                 break
-            dest = icmp[3]
-            if dest is not None and dest[1] == current and own is None:
+            port = icmp.dest_port
+            if port is not None and port == current and own is None:
                 own = icmp
                 continue
-            if dest is None or dest[1] not in fresh or dest[1] in moved:
+            if port is None or port not in fresh or port in moved:
                 continue
-            moved.add(dest[1])
-            state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
-            self.out.append((hs.index, dest[1], state, reason, None, 1))
+            moved.add(port)
+            state, reason = error_reason(icmp, hs.v6)
+            self.out.append(answer(hs.index, port, state, reason, None, 1))
         if moved:
             closed[start:] = [p for p in closed[start:] if p not in moved]
         return own
 
     @staticmethod
-    def _icmp_for(sock: socket.socket, port: int) -> tuple | None:
+    def _icmp_for(sock: socket.socket, port: int) -> IcmpError | None:
         """The queued ICMP error that answers `port` (stale ones for other ports are dropped)."""
         for _ in range(64):
             icmp = read_icmp_error(sock)
             if icmp is None:
                 return None
-            if icmp[3] is None or icmp[3][1] == port:
+            if icmp.dest is None or icmp.dest_port == port:
                 return icmp
         return None
 
@@ -570,7 +500,8 @@ class TcpConnectEngine(Engine):
                 self._requeued = True
             else:
                 hs.timing.gave_up()
-                self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None, probe.tries))
+                self.out.append(answer(hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None,
+                                       probe.tries))
 
     def _finish(self, probe: _Probe, sock: socket.socket, r: int, now: float) -> None:
         hs = probe.hs
@@ -590,7 +521,8 @@ class TcpConnectEngine(Engine):
                     hs.retry.appendleft(probe)
                     self._requeued = True
                 else:
-                    self.out.append((hs.index, probe.port, R.S_CLOSED, R.R_SELF_CONNECT, None, probe.tries))
+                    self.out.append(answer(hs.index, probe.port, R.S_CLOSED, R.R_SELF_CONNECT, None,
+                                           probe.tries))
                 return
             self._discard(sock)  # SO_LINGER 0: the server sees a reset, we keep no TIME_WAIT
             state, reason = R.S_OPEN, R.R_SYN_ACK
@@ -599,17 +531,17 @@ class TcpConnectEngine(Engine):
             if icmp is None:
                 state, reason = R.S_CLOSED, R.R_REFUSED
             else:
-                state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
+                state, reason = error_reason(icmp, hs.v6)
             self.pool[hs.family].append(sock)
         elif r in _UNREACH or r in (errno.EACCES, errno.EPERM):
             icmp = self._icmp_for(sock, probe.port)
             if icmp is not None:
-                state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
-                if len(icmp) > 4 and icmp[4] == hs.host.address:
+                state, reason = error_reason(icmp, hs.v6)
+                if icmp.offender == hs.host.address:
                     hs.heard = True  # the host's own firewall answered: it is there
                 elif reason in (R.R_HOST_UNREACH, R.R_NET_UNREACH):
-                    self._settle_down(hs, reason, icmp[4] if len(icmp) > 4 else None,
-                                      local=_is_own(icmp[4] if len(icmp) > 4 else None))
+                    self._settle_down(hs, reason, icmp.offender,
+                                      local=from_this_machine(icmp.offender))
             elif r in (errno.EACCES, errno.EPERM):
                 state, reason = R.S_FILTERED, R.R_LOCAL_FIREWALL
             elif rtt < 0.0005 and r == errno.ENETUNREACH:
@@ -620,7 +552,7 @@ class TcpConnectEngine(Engine):
                     self._settle_down(hs, reason, None, local=True)
             self._discard(sock)
             if reason in (R.R_NO_ROUTE, R.R_LOCAL_FIREWALL):
-                self.out.append((hs.index, probe.port, state, reason, None, probe.tries))
+                self.out.append(answer(hs.index, probe.port, state, reason, None, probe.tries))
                 return
         elif r == errno.ETIMEDOUT:
             # the kernel gave up before we did (only with very long timeouts): silence
@@ -629,35 +561,33 @@ class TcpConnectEngine(Engine):
                 hs.retry.append(probe)
                 self._requeued = True
             else:
-                self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None, probe.tries))
+                self.out.append(answer(hs.index, probe.port, R.S_FILTERED, R.R_NO_RESPONSE, None,
+                                       probe.tries))
             return
         else:
             self._discard(sock)
-            self.out.append((hs.index, probe.port, R.S_FILTERED, R.R_ERROR, None, probe.tries))
+            self.out.append(answer(hs.index, probe.port, R.S_FILTERED, R.R_ERROR, None, probe.tries))
             if len(self.notes) < 5:
                 self.notes.append(f"{hs.host.address} port {probe.port}: {errno.errorcode.get(r, r)}")
             return
         if reason in (R.R_SYN_ACK, R.R_REFUSED):
             hs.heard = True
-        hs.timing.sample(rtt)
-        hs.timing.answered(probe.tries, now)
-        self.out.append((hs.index, probe.port, state, reason, rtt, probe.tries))
+        self.out.append(answer(hs.index, probe.port, state, reason, probe.timed_answer(now),
+                               probe.tries))
 
-    def _finish_icmp(self, probe: _Probe, sock: socket.socket, icmp: tuple, now: float) -> None:
+    def _finish_icmp(self, probe: _Probe, sock: socket.socket, icmp: IcmpError, now: float) -> None:
         """An ICMP error answered a connect that is still pending: record it, drop the socket
         (it is mid-handshake and cannot be reused)."""
         hs = probe.hs
         self._discard(sock)
-        state, reason = icmp_reason(icmp[0], icmp[1], icmp[2], hs.v6)
-        offender = icmp[4] if len(icmp) > 4 else None
+        state, reason = error_reason(icmp, hs.v6)
+        offender = icmp.offender
         if offender == hs.host.address:
             hs.heard = True
         elif reason in (R.R_HOST_UNREACH, R.R_NET_UNREACH):
-            self._settle_down(hs, reason, offender, local=_is_own(offender))
-        rtt = now - probe.sent
-        hs.timing.sample(rtt)
-        hs.timing.answered(probe.tries, now)
-        self.out.append((hs.index, probe.port, state, reason, rtt, probe.tries))
+            self._settle_down(hs, reason, offender, local=from_this_machine(offender))
+        self.out.append(answer(hs.index, probe.port, state, reason, probe.timed_answer(now),
+                               probe.tries))
 
     @staticmethod
     def _is_self_connect(sock: socket.socket) -> bool:
@@ -687,7 +617,7 @@ class TcpConnectEngine(Engine):
         for probe in list(self.by_fd.values()):
             self._discard(probe.sock)
         self.by_fd.clear()
-        for hs in self.states:
+        for hs in self.hosts:
             if hs.sweep_sock is not None:
                 self._discard(hs.sweep_sock)
                 hs.sweep_sock = None
@@ -696,6 +626,3 @@ class TcpConnectEngine(Engine):
                 self._discard(sock)
             pool.clear()
         self.poller.close()
-
-    def timings(self) -> dict[int, HostTiming]:
-        return {hs.index: hs.timing for hs in self.states}

@@ -28,10 +28,9 @@ import heapq
 import socket
 import time
 from collections import deque
-from typing import Callable
 
 from portatlas.scan import results as R
-from portatlas.scan.engine import Engine, ProbeState
+from portatlas.scan.engine import Answer, Emit, MatchingEngine, SentProbe, answer, icmp_reason
 from portatlas.scan.sysres import Poller, enable_recverr, read_icmp_error
 from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 from portatlas.scan.udp_payloads import payload_for
@@ -41,22 +40,20 @@ REFILL_WAIT = 1.0   # pause after a round whose canary went unanswered (tokens r
 
 
 def udp_icmp_reason(icmp_type: int, code: int, v6: bool) -> tuple[int, int]:
+    """(state, reason) codes for a UDP probe answered by ICMP: port unreachable is closed,
+    the rest as for TCP (engine.icmp_reason)."""
     if not v6 and icmp_type == 3 and code == 3:
         return R.S_CLOSED, R.R_PORT_UNREACH
     if v6 and icmp_type == 1 and code == 4:
         return R.S_CLOSED, R.R_PORT_UNREACH
-    from portatlas.scan.tcp import icmp_reason
-
-    return icmp_reason(0, icmp_type, code, v6)
+    return icmp_reason(icmp_type, code, v6)
 
 
-class _Probe(ProbeState):
-    __slots__ = ("done", "waiting", "canary")
+class _Probe(SentProbe):
+    __slots__ = ("canary",)
 
     def __init__(self, hs: "_UdpHost", port: int) -> None:
         super().__init__(hs, port)
-        self.done = False     # final answer recorded
-        self.waiting = False  # sent and its timeout not yet passed
         self.canary = False   # a probe of a known-closed port that measures the ICMP limiter
 
 
@@ -85,9 +82,9 @@ class _UdpHost:
         return not self.queue and self.outstanding == 0
 
 
-class UdpEngine(Engine):
+class UdpEngine(MatchingEngine):
     def __init__(self, hosts: list, ports_per_host: list[list[int]], opts: TimingOptions,
-                 emit: Callable[[list[tuple], dict], None], *, flush_interval: float = 0.05) -> None:
+                 emit: Emit, *, flush_interval: float = 0.05) -> None:
         self.opts = opts
         self.emit = emit
         self.flush_interval = flush_interval
@@ -103,7 +100,7 @@ class UdpEngine(Engine):
         self.rate = RateLimiter(opts.rate, time.monotonic()) if opts.rate else None
         self.poller = Poller()
         self.socks: dict[int, socket.socket] = {}
-        self.out: list[tuple] = []
+        self.out: list[Answer] = []
         self.interrupted = False
         self.notes: list[str] = []
         for fam in {h.family for h in hosts}:
@@ -121,9 +118,6 @@ class UdpEngine(Engine):
         for sock in self.socks.values():
             sock.close()
         self.poller.close()
-
-    def timings(self) -> dict[int, HostTiming]:
-        return {hs.index: hs.timing for hs in self.hosts}
 
     # loop ---------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -222,30 +216,24 @@ class UdpEngine(Engine):
             err = read_icmp_error(sock)
             if err is None:
                 break
-            origin, icmp_type, code, dest = err[:4]
-            if dest is None:
+            if err.dest is None:
                 continue
-            probe = self.by_key.get((dest[0], dest[1]))
+            probe = self.by_key.get((err.dest[0], err.dest_port))
             if probe is None or probe.done:
                 continue
-            state, reason = udp_icmp_reason(icmp_type, code, probe.hs.host.family == socket.AF_INET6)
+            state, reason = udp_icmp_reason(err.icmp_type, err.code,
+                                            probe.hs.host.family == socket.AF_INET6)
             self._answered(probe, state, reason, now)
 
     def _answered(self, probe: _Probe, state: int, reason: int, now: float) -> None:
         hs = probe.hs
-        rtt = now - probe.sent
-        if probe.waiting:
-            probe.waiting = False
-            hs.outstanding -= 1
-            self.inflight -= 1
-        probe.gen += 1  # invalidates the pending timeout
+        self._end_wait(probe)
         if probe.canary:
             probe.done = True
             self.by_key.pop((hs.key, probe.port), None)
             hs.canary_answered = True
             return
-        hs.timing.sample(rtt)
-        hs.timing.answered(probe.tries, now)
+        rtt = probe.timed_answer(now)
         if reason == R.R_PORT_UNREACH:
             hs.canary_port = probe.port
         self._final(probe, state, reason, rtt)
@@ -255,7 +243,7 @@ class UdpEngine(Engine):
         self.by_key.pop((probe.hs.key, probe.port), None)
         if probe.canary:  # its port has its answer already
             return
-        self.out.append((probe.hs.index, probe.port, state, reason, rtt, probe.tries))
+        self.out.append(answer(probe.hs.index, probe.port, state, reason, rtt, probe.tries))
 
     def _expire(self, now: float) -> None:
         heap = self.heap
@@ -264,10 +252,7 @@ class UdpEngine(Engine):
             if probe.done or gen != probe.gen:
                 continue
             hs = probe.hs
-            hs.outstanding -= 1
-            self.inflight -= 1
-            probe.gen += 1
-            probe.waiting = False
+            self._end_wait(probe)
             if probe.canary:
                 probe.done = True
                 self.by_key.pop((hs.key, probe.port), None)

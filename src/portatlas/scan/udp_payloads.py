@@ -10,6 +10,7 @@ draws an ICMP port unreachable from a closed port. Written from the protocol spe
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 _QID = 0x5041  # transaction id used where a protocol wants one ("PA")
 
@@ -66,8 +67,13 @@ _SIP = (b"OPTIONS sip:probe@portatlas.invalid SIP/2.0\r\n"
         b"To: <sip:probe@portatlas.invalid>\r\nCall-ID: portatlas-probe\r\nCSeq: 1 OPTIONS\r\n"
         b"Content-Length: 0\r\n\r\n")
 
-# port -> (protocol name, payload)
-PAYLOADS: dict[int, tuple[str, bytes]] = {
+class Payload(NamedTuple):
+    protocol: str     # the service the datagram asks (a registry-style name)
+    data: bytes
+
+
+# port -> (protocol name, payload), made into Payload records below
+_TABLE: dict[int, tuple[str, bytes]] = {
     7: ("echo", b"portatlas\r\n"),
     13: ("daytime", b"\r\n"),
     17: ("qotd", b"\r\n"),
@@ -97,11 +103,14 @@ PAYLOADS: dict[int, tuple[str, bytes]] = {
 }
 
 
+PAYLOADS: dict[int, Payload] = {port: Payload(*entry) for port, entry in _TABLE.items()}
+
+
 def payload_for(port: int) -> bytes:
     entry = PAYLOADS.get(port)
-    return entry[1] if entry else b""
+    return entry.data if entry else b""
 
 
 def protocol_for(port: int) -> str | None:
     entry = PAYLOADS.get(port)
-    return entry[0] if entry else None
+    return entry.protocol if entry else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import socket
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from portatlas.scan.engine import run_async
 from portatlas.scan.ports import compact
@@ -48,6 +48,13 @@ DESCRIPTIONS = {
 # the accept-all "kind" in the scan JSON (docs/scan.md) says "closed" where the shared
 # vocabulary says "closes" (tcpwrapped); the schema keeps its word
 KIND_NAMES = {Behaviour.CLOSES: "closed"}
+
+
+class Fingerprint(NamedTuple):
+    """What one port did right after accepting a connection."""
+
+    behaviour: Behaviour
+    banner: str | None = None   # BANNER: the first line, normalised (normalise_banner)
 
 
 def detect_all(reports: list[HostReport]) -> None:
@@ -78,8 +85,8 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
     counts = Counter(prints.values())
     if not counts:
         return None
-    common, n = counts.most_common(1)[0]
-    if n < AGREE * len(sample) or common[0] == Behaviour.UNREACHABLE:
+    ((common, n),) = counts.most_common(1)
+    if n < AGREE * len(sample) or common.behaviour == Behaviour.UNREACHABLE:
         return None  # ports behave differently: real services
     checked = "sample"
     distinct: list[int] = []
@@ -92,12 +99,12 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
     for r in opened:
         if r.port not in distinct:
             r.wildcard = True
-    kind = common[0]
+    kind = common.behaviour
     return {
         "transport": "tcp",
         "kind": KIND_NAMES.get(kind, kind),
         "description": DESCRIPTIONS[kind],
-        "banner": _EXAMPLES.get(common[1], common[1]) if kind == Behaviour.BANNER else None,
+        "banner": _EXAMPLES.get(common.banner, common.banner) if kind == Behaviour.BANNER else None,
         "open_ports": len(opened),
         "scanned_ports": scanned,
         "catch_all_ports": len(catch_all),
@@ -108,15 +115,15 @@ def detect(hr: HostReport) -> dict[str, Any] | None:
     }
 
 
-def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, tuple]:
+def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, Fingerprint]:
     if not ports:
         return {}
-    import asyncio
+    import asyncio  # tens of ms to import (engine.run_async); only for a host that looks accept-all
 
-    async def main() -> dict[int, tuple]:
+    async def main() -> dict[int, Fingerprint]:
         sem = asyncio.Semaphore(CONCURRENCY)
 
-        async def one(port: int) -> tuple[int, tuple]:
+        async def one(port: int) -> tuple[int, Fingerprint]:
             async with sem:
                 return port, await fingerprint(host, port, wait)
 
@@ -125,9 +132,9 @@ def fingerprint_ports(host, ports: list[int], wait: float) -> dict[int, tuple]:
     return run_async(main)
 
 
-async def fingerprint(host, port: int, wait: float) -> tuple:
+async def fingerprint(host, port: int, wait: float) -> Fingerprint:
     """What a port does in its first `wait` seconds after accepting a connection."""
-    import asyncio
+    import asyncio  # loaded by fingerprint_ports, which runs this coroutine
 
     loop = asyncio.get_running_loop()
     sock = socket.socket(host.family, socket.SOCK_STREAM)
@@ -136,21 +143,21 @@ async def fingerprint(host, port: int, wait: float) -> tuple:
         try:
             await asyncio.wait_for(loop.sock_connect(sock, host.sockaddr(port)), max(1.0, 2 * wait))
         except (ConnectionResetError, ConnectionAbortedError):
-            return (Behaviour.RESET,)  # accepted, then reset before we could look: a SYN proxy
+            return Fingerprint(Behaviour.RESET)  # accepted, then reset before we could look: a SYN proxy
         except (OSError, asyncio.TimeoutError):
-            return (Behaviour.UNREACHABLE,)
+            return Fingerprint(Behaviour.UNREACHABLE)
         try:
             data = await asyncio.wait_for(loop.sock_recv(sock, 512), wait)
         except asyncio.TimeoutError:
-            return (Behaviour.SILENT,)
+            return Fingerprint(Behaviour.SILENT)
         except ConnectionResetError:
-            return (Behaviour.RESET,)
+            return Fingerprint(Behaviour.RESET)
         except OSError:
-            return (Behaviour.RESET,)
+            return Fingerprint(Behaviour.RESET)
         if not data:
-            return (Behaviour.CLOSES,)
+            return Fingerprint(Behaviour.CLOSES)
         _EXAMPLES.setdefault(normalise_banner(data), raw_banner(data))
-        return (Behaviour.BANNER, normalise_banner(data))
+        return Fingerprint(Behaviour.BANNER, normalise_banner(data))
     finally:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
@@ -163,6 +170,7 @@ _EXAMPLES: dict[str, str] = {}  # normalised banner -> one banner as received
 
 
 def raw_banner(data: bytes) -> str:
+    # portatlas.identify's package takes ~100 ms to import: only once a banner was seen
     from portatlas.identify.base import escape_evidence
 
     return escape_evidence(data.split(b"\n", 1)[0][:120], 120)
@@ -170,7 +178,7 @@ def raw_banner(data: bytes) -> str:
 
 def normalise_banner(data: bytes) -> str:
     """First line, digits blanked (dates, counters, PIDs vary per connection), escaped."""
-    from portatlas.identify.base import escape_evidence
+    from portatlas.identify.base import escape_evidence  # ~100 ms: see raw_banner
 
     line = data.split(b"\n", 1)[0][:120]
     blanked = bytes(0x23 if 0x30 <= b <= 0x39 else b for b in line)
