@@ -45,6 +45,11 @@ FINISH_PORTS_PER_TASK = 64  # open ports per identification task
 MAX_LOCAL_WORKERS = 64
 
 
+# How often a shard whose finished result was lost with its worker is run again before the
+# scan fails (Dask itself reruns a task whose worker dies while it runs).
+LOST_RERUNS = 3
+
+
 class ClusterError(PortatlasError):
     """The cluster cannot run the scan (exit status 4: a network or system failure)."""
 
@@ -292,6 +297,13 @@ class ClusterScanner:
         try:
             for fut in done:
                 shard = pending.pop(fut)
+                if fut.status in ("lost", "pending") and retries_of.get(shard, 0) < LOST_RERUNS:
+                    # it finished on a worker that died before its result was fetched (the
+                    # result died with it; Dask then says lost, or pending again while it
+                    # recomputes): run the shard again, on the workers left
+                    retries_of[shard] = retries_of.get(shard, 0) + 1
+                    done.add(submit(shard, parts_of[shard], usable))
+                    continue
                 if fut.status != "finished":
                     raise ClusterError(self._task_failure(fut, shard))
                 result = fut.result()
