@@ -60,12 +60,6 @@ KNOWN_WRONG = {
     ("new", 3692, "tcp"): "svnserve behind stunnel " + _TLS_CARRIER,
     ("text", 4000, "tcp"): "memcached on 4000: another name in some runs",
     ("binary", 1900, "tcp"): "memcached on 1900: another name in some runs",
-    ("new", 3128, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy', in some runs",
-    ("new", 10080, "tcp"): "Squid named 'http' (the carrier), not 'http-proxy', in some runs",
-    ("new", 8888, "tcp"): "tinyproxy named 'http' (the carrier), not 'http-proxy'",
-    ("new", 631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp', in some runs",
-    ("new", 8631, "tcp"): "CUPS named 'http' (the carrier), not 'ipp', in some runs",
-    ("new", 7, "tcp"): "echo reflects the AMQP probe's header; the module takes it as AMQP",
 }
 
 

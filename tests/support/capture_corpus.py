@@ -84,6 +84,8 @@ TABLE: dict[str, tuple] = {
     "KNOT_REFUSED_OUR_UDP": (("udp", "DNSVersionBindReq"), {"domain"}),
     "KNOT_REFUSED_OUR_TCP": (("tcp", "DNSVersionBindReqTCP"), {"domain"}),
     "INETD_ECHO_AMQP": (OWN, {"echo"}),               # our AMQP header, sent back
+    "COTURN_BINDING_UDP": (OWN, {"stun"}),            # nmap 7.93 has no STUN probe
+    "COTURN_BINDING_TCP": (OWN, {"stun"}),
 }
 
 
