@@ -25,7 +25,6 @@ rule, the same for portatlas's modules) is only judged by `echo` lines.
 from __future__ import annotations
 
 import re
-from difflib import SequenceMatcher
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -137,13 +136,14 @@ _OWN_WINDOW = 1024   # bytes of the reply compared with the payload (bounded wor
 
 
 def own_bytes(reply: bytes, payload: bytes) -> int:
-    """How many bytes of `reply` are the server's own: not a run copied from `payload`."""
+    """How many bytes of `reply` are the server's own: those that differ from the payload at
+    the same offset (a question sent back with a few header bits changed, as DNS servers do,
+    has only those bits of its own). Linear and bounded: it runs inside the event loop. A
+    reply that moves the copied bytes elsewhere counts them as its own (the product is
+    then kept, as nmap would)."""
     reply = reply[:_OWN_WINDOW]
-    if not payload:
-        return len(reply)
-    matcher = SequenceMatcher(None, payload[:_OWN_WINDOW], reply, autojunk=False)
-    copied = sum(block.size for block in matcher.get_matching_blocks() if block.size >= 3)
-    return len(reply) - copied
+    same = sum(1 for a, b in zip(reply, payload) if a == b)
+    return len(reply) - same
 
 
 def product_named(line: MatchLine, product: str, reply: bytes, payload: bytes) -> bool:
@@ -193,11 +193,12 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
     tried = 0
     reflected = is_reflection(data[greeting_len:], probe.payload)
     for owner in applicable(db, probe):
-        subject = data
+        subject, payload = data, probe.payload
         if owner.transport != probe.transport:
             subject = _unframed(data)
             if subject is None:
                 continue
+            payload = _unframed(payload) or payload  # compared at the same offsets
         lowered = subject.lower()
         for line in owner.candidates(subject):
             if soft is not None and line.soft:
@@ -213,7 +214,7 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
             fields, cpes = expand(line, found)
             unnamed = None
             if fields.get("product") and not product_named(line, fields["product"], subject,
-                                                           probe.payload):
+                                                           payload):
                 fields, cpes, unnamed = _behaviour_only(fields, cpes)
             hit = Hit(line.service, line.soft, probe.name, line.line, owner.name,
                       probe.transport, fields, cpes, tunnel, weak=line.weak,
