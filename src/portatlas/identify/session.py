@@ -192,6 +192,7 @@ class Session:
     def tls_ready(self, info: dict) -> None:
         """The handshake StartTLS asked for succeeded."""
         self.buf = bytearray()
+        self.last_sent = b""  # a new layer: what the server says next answers nothing sent yet
         self._take(self.probe.tls_ready(info))
 
     def tls_failed(self, reason: str) -> None:
