@@ -219,3 +219,51 @@ def test_snmp_v2c_fallback_goes_through_the_session():
 def test_unknown_transport():
     with pytest.raises(ValueError):
         Session(Script(), "sctp")
+
+
+def test_a_reflection_is_never_fed_to_the_probe():
+    from portatlas.identify.session import REFLECTED
+
+    verdict = Verdict("script", confidence=1.0)
+    # TCP: the whole send back ends the conversation at once, the probe never sees it
+    probe = Script([verdict], start=Send(b"HELLO-1234"))
+    s = Session(probe, "tcp")
+    s.sent()
+    s.received(b"HELLO-1234")
+    assert s.done and s.result == NoMatch(REFLECTED) and probe.fed == [] and s.reflected == 1
+    # a prefix waits; what follows and differs is fed whole (a real reply may start alike)
+    probe = Script([verdict], start=Send(b"HELLO-1234"))
+    s = Session(probe, "tcp")
+    s.sent()
+    s.received(b"HELL")
+    assert not s.done and probe.fed == []
+    s.received(b"O-99 OK")
+    assert probe.fed == [b"HELLO-99 OK"] and s.result == verdict
+    # a prefix, then silence: a reflection, not the probe's business
+    probe = Script([verdict], start=Send(b"HELLO-1234"), finish=verdict)
+    s = Session(probe, "tcp")
+    s.sent()
+    s.received(b"HELLO")
+    s.quiet()
+    assert s.result == NoMatch(REFLECTED) and probe.finished == []
+    # shorter than MIN_REFLECTION: an ordinary reply
+    probe = Script([verdict], start=Send(b"\x05\x01\x00"))
+    s = Session(probe, "tcp")
+    s.sent()
+    s.received(b"\x05")
+    assert probe.fed == [b"\x05"]
+    # UDP: the echoed datagram is skipped, the real answer decides
+    probe = Script([verdict], start=Send(b"query-5678"), transport="udp")
+    s = Session(probe, "udp")
+    s.sent()
+    s.received(b"query-5678")
+    assert not s.done and probe.fed == [] and s.reflected == 1
+    s.received(b"answer")
+    assert s.result == verdict
+    # UDP: only the echo, then silence
+    probe = Script([], start=Send(b"query-5678"), transport="udp")
+    s = Session(probe, "udp")
+    s.sent()
+    s.received(b"query-5678")
+    s.quiet()
+    assert s.result == NoMatch(REFLECTED)

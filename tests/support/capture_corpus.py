@@ -72,6 +72,20 @@ TABLE: dict[str, tuple] = {
     "PROSODY": (OWN, {"jabber", "xmpp"}),
     "KAMAILIO": (("tcp", "SIPOptions"), {"sip"}),
     "INFO": (("tcp", "redis-server"), {"redis"}),
+    # tests/captures/ (test_identify_carried.py): the lab's proxies, CUPS, Knot, inetd echo
+    "SQUID_TO_PORTATLAS": (("tcp", "GetRequest"), {"http-proxy"}),
+    "SQUID_TO_GETREQUEST": (("tcp", "GetRequest"), {"http-proxy"}),
+    "TINYPROXY_TO_PORTATLAS": (("tcp", "GetRequest"), {"http-proxy"}),
+    "TINYPROXY_TO_GETREQUEST": (("tcp", "GetRequest"), {"http-proxy"}),
+    "CUPS_TO_PORTATLAS": (("tcp", "GetRequest"), {"ipp"}),
+    "CUPS_TO_GETREQUEST": (("tcp", "GetRequest"), {"ipp"}),
+    "KNOT_REFUSED_UDP": (("udp", "DNSVersionBindReq"), {"domain"}),
+    "KNOT_REFUSED_TCP": (("tcp", "DNSVersionBindReqTCP"), {"domain"}),
+    "KNOT_REFUSED_OUR_UDP": (("udp", "DNSVersionBindReq"), {"domain"}),
+    "KNOT_REFUSED_OUR_TCP": (("tcp", "DNSVersionBindReqTCP"), {"domain"}),
+    "INETD_ECHO_AMQP": (OWN, {"echo"}),               # our AMQP header, sent back
+    "COTURN_BINDING_UDP": (OWN, {"stun"}),            # nmap 7.93 has no STUN probe
+    "COTURN_BINDING_TCP": (OWN, {"stun"}),
 }
 
 
@@ -82,7 +96,8 @@ def load() -> dict[str, bytes]:
         if path.name in ("test_identify_servers.py",):
             continue
         text = path.read_text()
-        if "bytes.fromhex(" not in text and '= b"' not in text and "= (b" not in text:
+        if "bytes.fromhex(" not in text and '= b"' not in text and "= (b" not in text \
+                and "= _capture(" not in text:
             continue
         spec = importlib.util.spec_from_file_location(f"_corpus_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)

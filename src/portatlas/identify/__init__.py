@@ -96,15 +96,21 @@ class _Job:
                  deadline: float | None = None) -> None:
         self.host, self.port, self.transport, self.opts = host, port, transport, opts
         self.registered = registered_names(port, transport, opts)
-        self.started = time.monotonic()
         self.batch_deadline = deadline
-        self.deadline = min(deadline or float("inf"), self.started + opts.timeout)
+        self.begin()
         self.run_obj: Any = None
         self.engine: Any = None      # the nmap engine of this port (None: not run)
         self.nmap_path: str | None = None
         self.nmap_note: str | None = None
         self.verdict: Verdict | None = None
         self.cut_short = False  # the batch deadline, not the port's own time, ended it
+
+    def begin(self) -> None:
+        """Start the port's own clock. A batch calls it again when the port gets its
+        concurrency slot: a port waiting in the queue must not spend its own time budget
+        (issue 11: the last ports of a 106-port batch ran out of time before they started)."""
+        self.started = time.monotonic()
+        self.deadline = min(self.batch_deadline or float("inf"), self.started + self.opts.timeout)
 
     async def run(self) -> Verdict:
         import asyncio
@@ -313,6 +319,7 @@ async def identify_many_async(targets: Iterable[Target], *, options: Options | N
         async with gate:
             if end is not None and time.monotonic() >= end:
                 return job.partial()
+            job.begin()  # the wait for the slot is not charged to the port
             verdict = await job.run()
         if on_result:
             on_result(verdict)

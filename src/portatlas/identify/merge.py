@@ -11,7 +11,9 @@ The rules (docs/identify.md, "One verdict"):
  3. A soft match never overrides a hard one, nor a module's confident verdict.
  4. Without a confident module verdict, nmap's hard match names the port (confidence 0.85),
     else its soft match (0.8), else the module's tentative verdict if it reaches
-    MIN_NAMED, else the port is open-unidentified, with what was seen.
+    MIN_NAMED, else the port is open-unidentified, with what was seen - except that when
+    at least ECHO_MIN portatlas modules' requests came back unchanged (session.py's
+    reflections), and that was what most modules tried got, the port is `echo`.
 Every verdict carries `basis`: which source decided, and how.
 """
 
@@ -20,10 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 from portatlas.identify.base import IDENTIFIED, TENTATIVE, UNIDENTIFIED, Verdict
+from portatlas.identify.session import REFLECTED
 
 HARD_CONFIDENCE = 0.85  # an nmap hard match on the reply to its own probe
 SOFT_CONFIDENCE = 0.8   # an nmap soft match
 MIN_NAMED = 0.6         # below this a module's guess is not a verdict: open-unidentified
+ECHO_MIN = 2            # different requests sent back unchanged before a port is `echo`
+ECHO_CONFIDENCE = 0.85
 
 # our protocol name -> the nmap service names of the same family (same protocol spoken)
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -169,6 +174,10 @@ def merge(module: Verdict | None, engine: Any, path: str | None) -> Verdict | No
                          reason="sends data nothing recognised")
     if module.outcome == IDENTIFIED and module.confidence < MIN_NAMED:
         module = unidentified_from_guess(module)
+    if module.outcome == UNIDENTIFIED:
+        echo = echo_verdict(module)
+        if echo is not None:
+            return echo
     if module.outcome == IDENTIFIED:
         module.basis = module.basis or module_basis(module)
     elif weak is not None:
@@ -176,6 +185,22 @@ def merge(module: Verdict | None, engine: Any, path: str | None) -> Verdict | No
         module.reason += (f"; nmap's line {weak.line} ({weak.service}) matches, but it asks "
                           "for almost no literal bytes: not named")
     return module
+
+
+def echo_verdict(module: Verdict) -> Verdict | None:
+    """`echo` when ECHO_MIN or more modules' requests came back unchanged, and they are most
+    of the modules tried; else None."""
+    tried = module.extra.get("probes") or {}
+    reflected = sorted(name for name, why in tried.items() if why == REFLECTED)
+    if len(reflected) < ECHO_MIN or 2 * len(reflected) <= len(tried):
+        return None
+    text = (f"portatlas: {len(reflected)} probes' requests came back unchanged "
+            f"({', '.join(reflected[:6])}): an echo service")
+    verdict = Verdict("echo", confidence=ECHO_CONFIDENCE, evidence=module.evidence,
+                      reason=text, extra={"reflected": reflected, "portatlas_probes": tried})
+    verdict.basis = {"by": "portatlas", "module": "session", "detail": "reflections",
+                     "text": text}
+    return verdict
 
 
 def _refuted_by(module: Verdict | None, service: str) -> str | None:

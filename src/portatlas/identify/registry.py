@@ -17,7 +17,7 @@ PROTOCOL_MODULES: tuple[str, ...] = (
     "rtsp", "sip", "rsync", "redis", "memcached",
     # binary protocols
     "dns", "ntp", "snmp", "memcached_udp", "mysql", "postgresql", "mongodb", "mqtt", "amqp",
-    "ldap", "rdp", "smb", "vnc", "ssdp", "netbios_ns",
+    "ldap", "rdp", "smb", "vnc", "ssdp", "netbios_ns", "stun", "time_rfc868",
 )
 
 _loaded = False

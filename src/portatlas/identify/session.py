@@ -39,6 +39,14 @@ The rules (the same for every caller):
    switched off by an option, tls_failed(reason) may go on without TLS (tls_refused).
  - IdentifyInside (the TLS probe after an implicit-TLS handshake) ends the conversation: the
    driver identifies what speaks inside on the same connection.
+ - reflection: a reply that repeats what the probe last sent (all of it, or a prefix of at
+   least MIN_REFLECTION bytes) is never evidence of the probe's protocol - an echo service
+   (or a loop-back) sends it whatever the protocol. The probe is not fed such bytes: over TCP
+   an exact copy of the whole send ends the conversation at once, a prefix keeps waiting
+   (more may follow, then the probe sees everything); a conversation that ends on a
+   reflection ends with NoMatch(REFLECTED...), and `reflected` says so. Over UDP a datagram
+   that repeats the send is counted and skipped. Evidence of an echo service, never of the
+   probe's protocol (docs/identify.md, "Reflections").
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from portatlas.identify.observations import MAX_SENDS
 
 MAX_DATAGRAMS = 32  # UDP replies read per probe (a flood of datagrams is cut here)
 MIN_BUDGET = 64
+MIN_REFLECTION = 4  # a shorter prefix of what was sent may be a real reply's first bytes
+REFLECTED = "the reply repeats what was sent (an echo), not this protocol"
 FINAL = (Verdict, NoMatch, IdentifyInside)
 
 
@@ -56,6 +66,13 @@ def final(step: Step) -> Step:
     if isinstance(step, FINAL):
         return step
     return NoMatch("no decision")
+
+
+def is_reflection(reply: bytes, sent: bytes) -> bool:
+    """`reply` repeats `sent`: all of it, or a prefix of at least MIN_REFLECTION bytes."""
+    if not reply or not sent or not sent.startswith(reply):
+        return False
+    return len(reply) >= min(len(sent), MIN_REFLECTION)
 
 
 class Session:
@@ -74,6 +91,8 @@ class Session:
         self.fed_pending = False   # the pending bytes went to the probe (it started with Wait)
         self.fallback_sent = False  # UDP: the one Send finish() may return
         self.over_budget = False
+        self.last_sent = b""       # what the latest Send carried (reflections are set apart)
+        self.reflected = 0          # replies that only repeated what was sent
         self.result: Step | None = None
         self.action: Step = Wait()
         step = probe.start()
@@ -105,6 +124,7 @@ class Session:
             self.result = step
             return
         if isinstance(step, Send):
+            self.last_sent = bytes(step.data)
             self.sends += 1
             if self.sends > MAX_SENDS:
                 self.result = NoMatch("too many exchanges")
@@ -128,7 +148,10 @@ class Session:
         """Bytes arrived: a TCP chunk or one UDP datagram."""
         self.replies += 1
         if self.transport == "udp":
-            self._take(self.probe.feed(data))
+            if is_reflection(data, self.last_sent):
+                self.reflected += 1  # skipped: not the probe's business
+            else:
+                self._take(self.probe.feed(data))
             if not self.done and self.replies >= MAX_DATAGRAMS and not isinstance(self.action, Send):
                 self._end(self.action)  # undecided: the driver reads it as "no decision"
             return
@@ -137,6 +160,11 @@ class Session:
             self.over_budget = True
             self._end(final(self.probe.finish(bytes(self.buf[:self.budget]))))
             return
+        if is_reflection(bytes(self.buf), self.last_sent):
+            if len(self.buf) == len(self.last_sent):
+                self.reflected += 1
+                self._end(NoMatch(REFLECTED))  # the whole send came back: an echo
+            return  # a prefix of what was sent: wait for more before the probe sees it
         self._take(self.probe.feed(bytes(self.buf)))
 
     def quiet(self) -> bool:
@@ -148,8 +176,15 @@ class Session:
             if isinstance(step, Send) and not self.fallback_sent:
                 self.fallback_sent = True
                 self.action = step
+                self.last_sent = bytes(step.data)
                 return True
+            if self.reflected and not isinstance(step, Verdict):
+                step = NoMatch(REFLECTED)
             self._end(step)
+            return False
+        if is_reflection(bytes(self.buf), self.last_sent):
+            self.reflected += 1
+            self._end(NoMatch(REFLECTED))
             return False
         self._end(final(self.probe.finish(bytes(self.buf))))
         return False
@@ -157,6 +192,7 @@ class Session:
     def tls_ready(self, info: dict) -> None:
         """The handshake StartTLS asked for succeeded."""
         self.buf = bytearray()
+        self.last_sent = b""  # a new layer: what the server says next answers nothing sent yet
         self._take(self.probe.tls_ready(info))
 
     def tls_failed(self, reason: str) -> None:

@@ -10,6 +10,16 @@ In each probe's lines, in file order, the first hard match wins; a soft match is
 (the first one) and the search goes on for a hard one. A hard match of a weak line (one that
 demands almost no literal bytes, db.MatchLine.weak) is only kept if nothing better comes:
 the caller does not name a service from it.
+
+A product is not a behaviour: a line whose product text is fixed (no `$n` from the reply),
+whose product is not written anywhere in the reply, and which matched a reply that is almost
+all a copy of the probe's own payload (fewer than MIN_OWN_BYTES bytes of the server's own,
+e.g. a DNS version.bind question sent back with rcode REFUSED, which many servers do) names
+a service but not a product: product, version and CPE are dropped and `unnamed_product` keeps
+what the line would have said (docs/identify.md, "A behaviour is not a product").
+
+A reflection is not an answer: a reply that repeats the probe's own payload (session.py's
+rule, the same for portatlas's modules) is only judged by `echo` lines.
 """
 
 from __future__ import annotations
@@ -19,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from portatlas.identify.nmap.db import FIELD_NAMES, MatchLine, NmapProbe, ServiceProbes
+from portatlas.identify.session import is_reflection
+
+ECHO = "echo"
 
 
 @dataclass
@@ -35,6 +48,7 @@ class Hit:
     cpe: list[str] = field(default_factory=list)
     tunnel: str | None = None  # "ssl" when the reply came through TLS
     weak: bool = False         # the line demands almost no literal bytes (db.MatchLine.weak)
+    unnamed_product: str | None = None  # the line's fixed product, dropped (see the module text)
 
     @property
     def product(self) -> str | None:
@@ -55,6 +69,8 @@ class Hit:
             out["tunnel"] = self.tunnel
         if self.weak:
             out["weak"] = True
+        if self.unnamed_product:
+            out["unnamed_product"] = self.unnamed_product
         return out
 
 
@@ -114,6 +130,39 @@ def expand(line: MatchLine, found: "re.Match[bytes]") -> tuple[dict[str, str], l
     return fields, cpes
 
 
+# --- a behaviour is not a product -------------------------------------------------------------
+MIN_OWN_BYTES = 8    # bytes of its own a reply needs before a fixed product may be believed
+_OWN_WINDOW = 1024   # bytes of the reply compared with the payload (bounded work)
+
+
+def own_bytes(reply: bytes, payload: bytes) -> int:
+    """How many bytes of `reply` are the server's own: those that differ from the payload at
+    the same offset (a question sent back with a few header bits changed, as DNS servers do,
+    has only those bits of its own). Linear and bounded: it runs inside the event loop. A
+    reply that moves the copied bytes elsewhere counts them as its own (the product is
+    then kept, as nmap would)."""
+    reply = reply[:_OWN_WINDOW]
+    same = sum(1 for a, b in zip(reply, payload) if a == b)
+    return len(reply) - same
+
+
+def product_named(line: MatchLine, product: str, reply: bytes, payload: bytes) -> bool:
+    """Does the reply name the line's product (see the module text)?"""
+    if "$" in line.templates.get("p", ""):
+        return True  # taken from the reply itself
+    lowered = reply.lower()
+    words = re.findall(r"[a-z][a-z0-9]{2,}", product.lower())
+    if any(w.encode() in lowered for w in words):
+        return True
+    return own_bytes(reply, payload) >= MIN_OWN_BYTES
+
+
+def _behaviour_only(fields: dict[str, str], cpes: list[str]) -> tuple[dict, list, str]:
+    product = fields.get("product", "")
+    kept = {k: v for k, v in fields.items() if k not in ("product", "version")}
+    return kept, [], product
+
+
 # --- the own-probe rule ---------------------------------------------------------------------------
 def applicable(db: ServiceProbes, probe: NmapProbe) -> Iterator[NmapProbe]:
     """The probes whose lines may judge `probe`'s reply: itself, its fallbacks, then NULL
@@ -142,16 +191,20 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
     soft: Hit | None = None
     weak: Hit | None = None
     tried = 0
+    reflected = is_reflection(data[greeting_len:], probe.payload)
     for owner in applicable(db, probe):
-        subject = data
+        subject, payload = data, probe.payload
         if owner.transport != probe.transport:
             subject = _unframed(data)
             if subject is None:
                 continue
+            payload = _unframed(payload) or payload  # compared at the same offsets
         lowered = subject.lower()
         for line in owner.candidates(subject):
             if soft is not None and line.soft:
                 continue  # one soft match is enough; only a hard one can improve it
+            if reflected and line.service != ECHO:
+                continue  # our own bytes sent back: evidence of an echo, nothing else
             tried += 1
             found = line.search(subject, lowered)
             if not found:
@@ -159,8 +212,13 @@ def match_reply(db: ServiceProbes, probe: NmapProbe, data: bytes, *,
             if greeting_len and owner.name != "NULL" and found.end() <= greeting_len:
                 continue  # matched the greeting only: that is NULL's business
             fields, cpes = expand(line, found)
+            unnamed = None
+            if fields.get("product") and not product_named(line, fields["product"], subject,
+                                                           payload):
+                fields, cpes, unnamed = _behaviour_only(fields, cpes)
             hit = Hit(line.service, line.soft, probe.name, line.line, owner.name,
-                      probe.transport, fields, cpes, tunnel, weak=line.weak)
+                      probe.transport, fields, cpes, tunnel, weak=line.weak,
+                      unnamed_product=unnamed)
             if not line.soft and not line.weak:
                 if stats is not None:
                     stats["lines"] = stats.get("lines", 0) + tried

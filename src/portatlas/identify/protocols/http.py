@@ -7,6 +7,17 @@ HTTP/2: over TLS the driver offers ALPN h2 first and tells us what was chosen (c
 in clear text a server that only speaks HTTP/2 ("prior knowledge", h2c) answers our
 HTTP/1.1 request with binary frames (SETTINGS ... GOAWAY), which we recognise, and the
 separate h2c probe sends the connection preface itself.
+
+The service carried: HTTP is often only the carrier. When the reply itself says what is
+carried, the verdict names that service (protocol `ipp` or `http-proxy`, extra.carrier =
+"http"), from the same one exchange, whatever the timing of nmap's own probes:
+ - ipp: the Server header carries an `IPP/<version>` product token (RFC 8011 section 5.4.3
+   asks IPP printers for it; CUPS sends "CUPS/2.4 IPP/2.1"), or the body is application/ipp;
+ - http-proxy: a 407 status or a Proxy-Authenticate header (RFC 9110: only a proxy sends
+   them), or the Server header names a forward-proxy product (PROXY_PRODUCTS: software that is
+   a forward proxy by nature, as nmap's own lines say). A reverse proxy (nginx, Varnish,
+   HAProxy...) serves HTTP to its clients: it stays `http`.
+Nothing else names a carried service: an ordinary page stays `http`.
 """
 
 from __future__ import annotations
@@ -43,6 +54,30 @@ _PRODUCTS = {
     "haproxy": "HAProxy", "minio": "MinIO", "hiawatha": "Hiawatha", "webrick": "WEBrick httpd",
     "puma": "Puma", "node.js": "Node.js", "express": "Express",
 }
+
+
+# Server-header product tokens (lower case) of software that is a forward HTTP proxy by nature
+PROXY_PRODUCTS = frozenset({"squid", "tinyproxy", "privoxy", "polipo", "ccproxy", "3proxy",
+                            "wingate", "ziproxy", "wwwoffle", "cntlm"})
+_IPP_TOKEN = re.compile(r"(?:^|[\s,;])IPP/\d+(?:\.\d+)?\b", re.I)
+CARRIED_CONFIDENCE = 0.9  # the reply names the service carried (an error status included)
+
+
+def carried_service(response: "Response") -> tuple[str, str] | None:
+    """(service, why) when the reply says what HTTP carries here (see the module text)."""
+    headers = response.headers
+    server = headers.get("server", "")
+    if _IPP_TOKEN.search(server):
+        return "ipp", f"the Server header carries an IPP product token ({server})"
+    if headers.get("content-type", "").lower().startswith("application/ipp"):
+        return "ipp", "the body is application/ipp"
+    if response.status == 407 or "proxy-authenticate" in headers:
+        return "http-proxy", "407 / Proxy-Authenticate: only a proxy asks for proxy credentials"
+    first = server.split()[0] if server.split() else ""
+    name = split_product(first)[0] if first else None
+    if name and name.lower() in PROXY_PRODUCTS:
+        return "http-proxy", f"the Server header names forward-proxy software ({name})"
+    return None
 
 
 def request(ctx) -> bytes:
@@ -198,9 +233,21 @@ class HTTPProbe(Probe):
             confidence = 0.7
             if b"plain HTTP request was sent to HTTPS port" in data:
                 extra["note"] = "the server expects TLS on this port"
-        return Verdict("http", product, version, extra, confidence,
-                       escape_evidence(data[:response.header_end if response.complete_headers
-                                            else 200]))
+        protocol = "http"
+        carried = carried_service(response) if response.status_line else None
+        if carried is not None:
+            # the reply itself names the service carried: an origin-form request gets an
+            # error from a proxy or an IPP server, and that error is the evidence
+            protocol, why = carried
+            extra["carrier"] = "http"
+            extra["carried"] = why
+            confidence = max(confidence, CARRIED_CONFIDENCE)
+        verdict = Verdict(protocol, product, version, extra, confidence,
+                          escape_evidence(data[:response.header_end if response.complete_headers
+                                               else 200]))
+        if carried is not None:
+            verdict.reason = f"HTTP response parsed; it carries {protocol}: {carried[1]}"
+        return verdict
 
     def _h2_verdict(self, data: bytes) -> Verdict:
         return Verdict("http", None, None, {"http2": "prior knowledge (h2c)",
