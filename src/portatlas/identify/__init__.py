@@ -96,15 +96,21 @@ class _Job:
                  deadline: float | None = None) -> None:
         self.host, self.port, self.transport, self.opts = host, port, transport, opts
         self.registered = registered_names(port, transport, opts)
-        self.started = time.monotonic()
         self.batch_deadline = deadline
-        self.deadline = min(deadline or float("inf"), self.started + opts.timeout)
+        self.begin()
         self.run_obj: Any = None
         self.engine: Any = None      # the nmap engine of this port (None: not run)
         self.nmap_path: str | None = None
         self.nmap_note: str | None = None
         self.verdict: Verdict | None = None
         self.cut_short = False  # the batch deadline, not the port's own time, ended it
+
+    def begin(self) -> None:
+        """Start the port's own clock. A batch calls it again when the port gets its
+        concurrency slot: a port waiting in the queue must not spend its own time budget
+        (issue 11: the last ports of a 106-port batch ran out of time before they started)."""
+        self.started = time.monotonic()
+        self.deadline = min(self.batch_deadline or float("inf"), self.started + self.opts.timeout)
 
     async def run(self) -> Verdict:
         import asyncio
@@ -213,6 +219,15 @@ class _Job:
     def _finish(self, verdict: Verdict) -> Verdict:
         """The per-port report: the probe's verdict is copied, not changed, and completed with
         where, what the registry says, how it was decided and how long it took."""
+        from portatlas.identify.merge import names_carrier_only, not_the_carrier
+
+        if names_carrier_only(verdict):  # the carrier is never the service (merge.py)
+            why = None
+            if time.monotonic() >= self.deadline - 0.1:
+                why = (f"the port's time limit of {self.opts.timeout:g}s was spent first"
+                       if self.deadline >= self.started + self.opts.timeout - 0.01
+                       else "the batch deadline came first")
+            verdict = not_the_carrier(verdict, why)
         reason = verdict.reason
         if verdict.outcome == IDENTIFIED and not reason:
             reason = "recognised by the " + (verdict.protocol or "?") + " probe"
@@ -313,6 +328,7 @@ async def identify_many_async(targets: Iterable[Target], *, options: Options | N
         async with gate:
             if end is not None and time.monotonic() >= end:
                 return job.partial()
+            job.begin()  # the wait for the slot is not charged to the port
             verdict = await job.run()
         if on_result:
             on_result(verdict)

@@ -46,6 +46,7 @@ BANNER_BUDGET = 16384      # bytes kept from a passive banner
 DRAIN_LIMIT = 1 << 20      # bytes read (and dropped) to tell a huge banner from a stream
 DRAIN_TIME = 0.5           # seconds spent on that at most
 BANNER_SETTLE = 0.05       # after a first banner chunk, wait this long for the rest
+INSIDE_TLS_FAVOURED = ("http",)  # started at once inside TLS when nothing else is hinted
 
 
 # --- connections -------------------------------------------------------------------------
@@ -187,7 +188,13 @@ class PortRun:
         self.obs = obs or Observations()
         order = [c for c in registry.ordered("tcp", port, registered, opts.only)
                  if c.name not in exclude and (opts.tls or c.name != "tls")]
-        self.sched = Schedule(order, port, registered, self.context, self.obs.note)
+        # Inside TLS, HTTP is as likely as a port hint (most TLS ports carry HTTPS): when
+        # neither the port nor the registry suggests another probe, its GET starts at once,
+        # beside the read of the inner greeting - the inner search starts late in the port's
+        # time and must not spend a banner wait before its likeliest answer.
+        favoured = INSIDE_TLS_FAVOURED if tls_info is not None else ()
+        self.sched = Schedule(order, port, registered, self.context, self.obs.note,
+                              favoured=favoured)
         self.first: FirstConnection | None = None
         self.sni = opts.server_name or (None if is_ip_literal(host) else host)
         self.on_banner: Callable[[bytes], None] | None = None

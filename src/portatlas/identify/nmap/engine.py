@@ -109,7 +109,10 @@ class _Search:
         self.done = asyncio.Event()
 
     async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None,
-                    greeting: bytes | None = None) -> Hit | None:
+                    greeting: bytes | None = None, commit: bool = True) -> Hit | None:
+        """The hit of `data` (soft and weak ones are recorded at once); a hard hit ends the
+        port's search only when `commit` - else the caller commits it once the reply has
+        stopped growing (see TCPEngine._one)."""
         start = time.perf_counter()
         stats: dict[str, int] = {}
         # the server greets on every connection: that part of a reply is NULL's evidence
@@ -130,10 +133,15 @@ class _Search:
         if hit.soft:
             if self.result.soft is None:
                 self.result.soft = hit
-        elif self.result.hard is None:
+        elif commit:
+            self.commit(hit)
+        return hit
+
+    def commit(self, hit: Hit) -> None:
+        """A hard hit names the port: the first one ends the search."""
+        if self.result.hard is None:
             self.result.hard = hit
             self.done.set()
-        return hit
 
 
 class TCPEngine:
@@ -238,6 +246,7 @@ class TCPEngine:
 
     async def _one(self, probe: NmapProbe) -> None:
         conn = None
+        pending: Hit | None = None  # a hard hit waiting for the reply to stop growing
         try:
             started = time.monotonic()
             try:
@@ -255,12 +264,23 @@ class TCPEngine:
                 await asyncio.wait_for(conn.send(probe.payload), max(self._left(), 0.01))
             end = min(time.monotonic() + self.wait_for(probe), self.deadline)
             buf = bytearray()
+            settle = max(SETTLE, 2 * (self.rtt or 0.0))
+            # A hard hit on a reply still growing is not a verdict yet: memcached answers
+            # GenericLines' two empty lines with "ERROR\r\n" twice, in two segments under
+            # load, and the first alone matches another service's `^ERROR\r\n$` line
+            # (AChat), the whole reply memcached's. So a hard hit waits until the reply
+            # stops growing (quiet for `settle`, closed, or the probe's time over); when it
+            # grew meanwhile, a hit on the longer reply replaces it, and without one the
+            # earlier hit stands (nmap's rule: a line judges what has arrived - OpenVPN
+            # repeats its reset packet, and its `$`-anchored line matches the first only).
+            pending = None
             while len(buf) < REPLY_LIMIT:
                 left = end - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    chunk = await conn.recv(REPLY_LIMIT - len(buf), left)
+                    chunk = await conn.recv(REPLY_LIMIT - len(buf),
+                                            left if pending is None else min(left, settle))
                 except (asyncio.TimeoutError, TimeoutError):
                     break
                 except OSError:
@@ -268,14 +288,20 @@ class TCPEngine:
                 if not chunk:
                     break
                 buf += chunk
-                hit = await self.search.judge(probe, bytes(buf), self.tunnel, self.greeting)
+                hit = await self.search.judge(probe, bytes(buf), self.tunnel, self.greeting,
+                                              commit=False)
                 if hit is not None and not hit.soft:
-                    break
-                end = min(end, time.monotonic() + max(SETTLE, 2 * (self.rtt or 0.0))) \
+                    pending = hit
+                end = min(end, time.monotonic() + settle) \
                     if hit is None and len(buf) > 0 and _looks_complete(buf) else end
+            if pending is not None:
+                self.search.commit(pending)
+                pending = None
             if buf:
                 self.result.replies.append((probe.name, bytes(buf[:4096])))
         except asyncio.CancelledError:
+            if pending is not None:  # the port's time ended the wait: the hit still counts
+                self.search.commit(pending)
             raise
         except Exception as exc:  # one probe's trouble never ends the port
             self.result.notes.append(f"{probe.name}: error {exc!r}"[:160])
