@@ -200,6 +200,9 @@ class PortRun:
         self.on_banner: Callable[[bytes], None] | None = None
         self.banner_done = False
         self.leads: set[type[Probe]] = set()  # running probes the port, registry or bytes chose
+        # TLS completed, the inside still being searched: what the port reports when its time
+        # ends first (merge.not_the_carrier makes it "TLS, the service inside unknown")
+        self.carrier: Verdict | None = None
 
     # -- context for probes
     def context(self) -> ProbeContext:
@@ -267,7 +270,7 @@ class PortRun:
             verdict = await self._loop(running)
             if verdict:
                 return verdict
-            return self.sched.answer() or self._unidentified()
+            return self.sched.answer() or self.carrier or self._unidentified()
         finally:
             for task in running:
                 task.cancel()
@@ -399,6 +402,11 @@ class PortRun:
         inner = PortRun(self.host, self.port, self.opts, self.registered, self.deadline,
                         tls_info=info, connector=connect_tls, exclude=frozenset({"tls"}),
                         obs=inner_obs)
+        if self.carrier is None:
+            extra = dict(fallback.extra)
+            extra["inside"] = {"behaviour": "incomplete",
+                               "reason": "the search inside TLS was cut short"}
+            self.carrier = replace(fallback, tls=info, extra=extra)
         verdict = await inner.run(first_conn=conn)
         for label, data in inner_obs.samples:
             self.obs.sample("tls:" + label, data)
@@ -425,7 +433,7 @@ class PortRun:
 
     def partial(self) -> Verdict:
         """The answer so far, when the run was cut short (deadline or Ctrl-C)."""
-        verdict = self.sched.answer()
+        verdict = self.sched.answer() or self.carrier
         if verdict is not None:
             return replace(verdict, reason=(verdict.reason + "; " if verdict.reason else "")
                            + "interrupted before a surer answer")
