@@ -133,15 +133,20 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                 if judged is not None and banner.done() and banner.result():
                     await _wait_event(judged, min(1.0 if needs else 0.2, left()))
                 hard = job.engine.result.hard if job.engine is not None else None
-                if job.engine is not None and hard is None \
+                inside = job.engine is not None and (
+                    getattr(job.engine, "inside", False)
+                    or (hard is not None and hard.service in CARRIER_ONLY)
+                    or (getattr(job.engine, "tls_seen", None) is not None
+                        and job.engine.tls_seen.is_set() and hard is None))
+                if module.protocol in CARRIER_ONLY and inside and not eng_task.done():
+                    # TLS and nothing recognised inside by the modules; nmap's search is
+                    # already inside TLS (the handshake was reported, or its line named only
+                    # `ssl`): its answer is awaited - the carrier alone is never the answer
+                    # (merge.not_the_carrier)
+                    await _settle(eng_task, left())
+                elif job.engine is not None and hard is None \
                         and job.transport == "tcp" and module.protocol in CARRIERS:
                     await _carried(job, module, eng_task, left)
-                elif module.protocol in CARRIER_ONLY and hard is not None \
-                        and hard.service in CARRIER_ONLY:
-                    # TLS and nothing recognised inside, and nmap's line named only `ssl`:
-                    # the engine is now searching inside TLS itself - its answer is awaited
-                    # (the carrier alone is never the answer: merge.not_the_carrier)
-                    await _settle(eng_task, left())
                 elif not module.product:
                     await _settle(eng_task, min(GRACE, left()))
                 return combine(job, module)

@@ -198,6 +198,9 @@ class PortRun:
         self.first: FirstConnection | None = None
         self.sni = opts.server_name or (None if is_ip_literal(host) else host)
         self.on_banner: Callable[[bytes], None] | None = None
+        # called once an implicit-TLS handshake completed (the nmap engine then searches
+        # inside TLS at once instead of running its plain probes)
+        self.on_tls: Callable[[dict], None] | None = None
         self.banner_done = False
         self.leads: set[type[Probe]] = set()  # running probes the port, registry or bytes chose
         # TLS completed, the inside still being searched: what the port reports when its time
@@ -365,6 +368,8 @@ class PortRun:
             finally:
                 conn = talk.conn
             if isinstance(step, IdentifyInside):
+                if self.on_tls is not None:
+                    self.on_tls(talk.tls_info or {})
                 verdict = await self._inside(conn, step.fallback, talk.tls_info or {})
                 conn = None  # the inner run owns and closed it
                 return verdict

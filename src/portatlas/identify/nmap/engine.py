@@ -158,6 +158,24 @@ class TCPEngine:
         self.greeting: bytes | None = None
         self.hold: Callable[[], bool] | None = None  # a module works on a lead (see _hold)
         self.greeting_judged = asyncio.Event()  # NULL's lines have judged the banner
+        # the portatlas TLS module completed a handshake on this port: nmap's plain probes
+        # are pointless, its plan goes inside TLS at once (and the modules' head start ends)
+        self.tls_seen = asyncio.Event()
+        self.inside = False  # the search inside TLS has begun
+
+    def tls_found(self, info: dict[str, Any]) -> None:
+        """TLS is known to be spoken here (the driver's handshake): search inside it now.
+        The handshake's duration is a sample of the server's own response time (the connect
+        round trip is the kernel's): inner waits adapt to the slower of the two."""
+        if self.tunnel is not None or not self.s.tls or self.tls_seen.is_set():
+            return
+        ms = info.get("handshake_ms")
+        if isinstance(ms, (int, float)) and ms > 0:
+            self.app_rtt = max(self.app_rtt or 0.0, ms / 1000.0 / 2)
+        self.tls_seen.set()
+
+    app_rtt: float | None = None  # the server's response time, when measured (TLS handshake)
+    parent: "TCPEngine | None" = None  # inside TLS: the engine whose connections we use
 
     async def _plain_connect(self, timeout: float) -> Any:
         from portatlas.identify.driver import TCPConnection
@@ -169,7 +187,8 @@ class TCPEngine:
 
     def wait_for(self, probe: NmapProbe) -> float:
         """How long to wait for `probe`'s reply: adapted to the round trip (module text)."""
-        rtt = self.rtt if self.rtt is not None else 0.05
+        app = max(self.app_rtt or 0.0, (self.parent.app_rtt or 0.0) if self.parent else 0.0)
+        rtt = max(self.rtt if self.rtt is not None else 0.05, app)
         base = min(max(MIN_WAIT, RTT_FACTOR * rtt), self.s.probe_timeout)
         return base * max(1.0, probe.totalwaitms / DEFAULT_TOTALWAITMS)
 
@@ -190,8 +209,11 @@ class TCPEngine:
         try:
             if self.tunnel is None:
                 # the modules' head start, before any work of ours: a module that knows the
-                # protocol answers meanwhile (then we are cancelled, having spent nothing)
-                await _hold(self.s, self.hold, self._left)
+                # protocol answers meanwhile (then we are cancelled, having spent nothing);
+                # it ends as soon as TLS is known (then the search goes inside at once)
+                hold = self.hold
+                released = (lambda: hold() and not self.tls_seen.is_set()) if hold else None
+                await _hold(self.s, released, self._left)
             if banner and null is not None:
                 self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
                 hit = await self.search.judge(null, bytes(banner), self.tunnel)
@@ -205,7 +227,8 @@ class TCPEngine:
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list: "
                                      "no nmap probes sent")
             return self.result
-        await self._probe_all()
+        if not self.tls_seen.is_set():
+            await self._probe_all()
         return await self._maybe_tls()
 
     async def _probe_all(self, only: tuple[str, ...] | None = None) -> None:
@@ -229,14 +252,17 @@ class TCPEngine:
                     running.add(asyncio.ensure_future(self._one(probe)))
                 if not running:
                     break
-                stopper = asyncio.ensure_future(self.search.done.wait())
+                stoppers = {asyncio.ensure_future(self.search.done.wait())}
+                if self.tunnel is None and only is None:
+                    stoppers.add(asyncio.ensure_future(self.tls_seen.wait()))
                 try:
-                    done, _ = await asyncio.wait(running | {stopper}, timeout=self._left(),
+                    done, _ = await asyncio.wait(running | stoppers, timeout=self._left(),
                                                  return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    stopper.cancel()
+                    for stopper in stoppers:
+                        stopper.cancel()
                 running -= done
-                if not done:
+                if not done or done & stoppers:
                     break
         finally:
             for task in running:
@@ -314,7 +340,9 @@ class TCPEngine:
         conn = None
         try:
             conn = await self.connector(min(self.s.connect_timeout, max(self._left(), 0.01)))
-            wait = min(max(MIN_WAIT, RTT_FACTOR * (self.rtt or 0.0)), self.s.probe_timeout)
+            app = (self.parent.app_rtt or 0.0) if self.parent else 0.0
+            wait = min(max(MIN_WAIT, RTT_FACTOR * max(self.rtt or 0.0, app)),
+                       self.s.probe_timeout)
             buf = bytearray()
             end = time.monotonic() + wait
             while len(buf) < REPLY_LIMIT and time.monotonic() < end:
@@ -335,9 +363,12 @@ class TCPEngine:
                 conn.close()
 
     async def _maybe_tls(self) -> EngineResult:
+        """Inside TLS after nmap's own `ssl` match, or once the driver's handshake showed TLS
+        (and no hard match named the service meanwhile)."""
         hard = self.result.hard
-        if hard is None or hard.service != "ssl" or self.tunnel or not self.s.tls \
-                or self._left() <= 0.05:
+        ssl_only = hard is not None and hard.service == "ssl"
+        if not (ssl_only or (hard is None and self.tls_seen.is_set())) or self.tunnel \
+                or not self.s.tls or self._left() <= 0.05:
             return self.result
         return await self.inside_tls()
 
@@ -352,9 +383,11 @@ class TCPEngine:
         match, or when the portatlas TLS module completed a handshake (then `only` may name
         the probes still worth sending)."""
         hard = self.result.hard
+        self.inside = True
         inner = TCPEngine(self.db, self.host, self.port, self.s, self.deadline,
                           connector=self._tls_connect, tunnel="ssl")
         inner.rtt = self.rtt
+        inner.parent = self
         if only is not None:
             await inner._probe_all(only=only)
             found = inner.result
@@ -390,6 +423,9 @@ class TCPEngine:
             raise
         if self._tls_info is None:
             self._tls_info = info
+        ms = info.get("handshake_ms")
+        if isinstance(ms, (int, float)) and ms > 0:  # the server's response time (tls_found)
+            self.app_rtt = max(self.app_rtt or 0.0, ms / 1000.0 / 2)
         return conn
 
 
