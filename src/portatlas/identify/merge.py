@@ -113,6 +113,8 @@ def from_hit(hit: Any, path: str, tls: dict[str, Any] | None = None) -> Verdict:
                       else HARD_CONFIDENCE, tls=tls)
     _fill(verdict, hit)
     verdict.extra["nmap"] = hit.to_dict()
+    if getattr(hit, "tunnel", None) == "ssl" and verdict.protocol not in CARRIER_ONLY:
+        verdict.extra["carrier"] = "tls"  # found inside TLS: the carrier, as in rule 2
     verdict.basis = nmap_basis(hit, path)
     verdict.reason = verdict.basis["text"]
     return verdict
