@@ -42,33 +42,26 @@ NAMED = {
     ("new", 3478, "udp"), ("new", 3478, "tcp"),          # coturn: STUN
     ("new", 37, "tcp"), ("new", 37, "udp"),              # inetd time (RFC 868)
 }
-# Right on main in every run, but not in every run of one 106-port batch with the nmap engine
-# of issue 11 merged (i11 158be46; the batch runs out of time on them): xfail, not strict.
-VARIES = {
+# Named in every run since the scheduling fixes of issue 11 (a queued port's clock starts
+# with its slot; nmap's search goes inside TLS once the handshake is seen): OpenLDAP, LDAPS,
+# InspIRCd and both stunnel ports, which varied before.
+NAMED |= {
     ("new", 389, "tcp"), ("new", 3389, "tcp"),           # OpenLDAP
     ("new", 636, "tcp"),                                 # OpenLDAP over TLS
     ("new", 6667, "tcp"), ("new", 6000, "tcp"),          # InspIRCd
     ("new", 4443, "tcp"),                                # lighttpd behind stunnel
+    ("new", 3692, "tcp"),                                # svnserve behind stunnel
 }
-NAMED |= VARIES
+VARIES: set[tuple[str, int, str]] = set()  # rows right in some runs only: non-strict xfails
 # Rows where the product is not (yet) found although the name is.
 # Knot answers version.bind with REFUSED, like several other servers: nmap's line for that
 # pattern says "NLnet Labs NSD"; the behaviour names no product, so none is reported.
 NO_PRODUCT: set[tuple[str, int, str]] = {("new", 1053, "udp"), ("new", 1053, "tcp")}
 
-# Wrong names seen in at least one run with i11 158be46 merged (issue 11's kinds 2 and 5),
-# xfail until fixed; not strict, so a fix shows as XPASS and the entry is then removed.
-# Details and bytes: FINDINGS.md of the i11lab worktree, forwarded by the lead.
-_TLS_CARRIER = "named 'tls' (nmap's SSLSessionReq line names the carrier) when time runs out"
-KNOWN_WRONG = {
-    ("text", 443, "tcp"): "nginx HTTPS " + _TLS_CARRIER,
-    ("text", 8443, "tcp"): "nginx HTTPS " + _TLS_CARRIER,
-    ("text", 465, "tcp"): "Exim SMTPS " + _TLS_CARRIER,
-    ("new", 4443, "tcp"): "lighttpd behind stunnel " + _TLS_CARRIER,
-    ("new", 3692, "tcp"): "svnserve behind stunnel " + _TLS_CARRIER,
-    ("text", 4000, "tcp"): "memcached on 4000: another name in some runs",
-    ("binary", 1900, "tcp"): "memcached on 1900: another name in some runs",
-}
+# Rows where a wrong name is known and not yet fixed (xfail, not strict): none. Every wrong
+# name seen in earlier runs (TLS carrier, memcached, proxies and CUPS as http, echo as AMQP)
+# is fixed, so the no-wrong-name test holds on every row.
+KNOWN_WRONG: dict[tuple[str, int, str], str] = {}
 
 
 def key(row: Row) -> tuple[str, int, str]:

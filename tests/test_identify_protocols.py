@@ -382,6 +382,21 @@ def test_irc_ngircd_and_ping():
     assert not irc.IRCProbe.claims_banner(EXIM_GREETING)
 
 
+def test_memcacheds_bare_error_lines_are_not_irc():
+    """memcached answers NICK and USER (and an HTTP request) with a bare ERROR per line: not
+    IRC, neither as a banner claim nor as the probe's answer (it was named irc in a lab run);
+    IRC's own ERROR message carries its trailing text."""
+    reply = b"ERROR\r\nERROR\r\n"
+    assert not irc.IRCProbe.claims_banner(reply)
+    probe = irc.IRCProbe(ctx(1900))
+    probe.start()
+    assert isinstance(probe.feed(reply), NoMatch)
+    assert isinstance(irc.IRCProbe(ctx(1900)).finish(reply), NoMatch)
+    closing = b"ERROR :Closing link: (pa1@198.18.0.1) [Registration timeout]\r\n"
+    assert irc.IRCProbe.claims_banner(closing)
+    assert irc.IRCProbe(ctx(6667)).finish(closing).protocol == "irc"
+
+
 def test_xmpp_prosody():
     probe = xmpp.XMPPProbe(ctx(5222, server_name="portatlas.test"))
     assert b"to='portatlas.test'" in probe.start().data

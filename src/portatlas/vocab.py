@@ -94,6 +94,7 @@ class Behaviour(StrEnum):
     BANNER = "banner"            # greets (the accept-all detector compares the greetings)
     UNREACHABLE = "unreachable"  # could not even connect again
     TLS_REFUSED = "tls-refused"  # speaks TLS, refused our handshake
+    TLS_INSIDE_UNKNOWN = "tls-inside-unknown"  # speaks TLS; the service inside is not known
     STREAM = "stream"            # sends without end
     HUGE_BANNER = "huge-banner"  # sends a huge greeting, then stops
     TARPIT = "tarpit"            # trickles data

@@ -169,8 +169,16 @@ class _Job:
         loop = asyncio.get_running_loop()
         self.engine_ready = asyncio.Event()
         banner: asyncio.Future = loop.create_future()
+        tls_seen: list[dict] = []
         if self.transport == "tcp":
             self.run_obj.on_banner = lambda b: banner.done() or banner.set_result(b)
+
+            def on_tls(info: dict) -> None:
+                tls_seen.append(info)
+                if self.engine is not None:
+                    self.engine.tls_found(info)
+
+            self.run_obj.on_tls = on_tls
         # the modules start at once; the database loads meanwhile (in a thread: the first
         # parse takes a few hundred ms and must not hold up a port that is simply closed)
         mod_task = asyncio.ensure_future(self.run_obj.run())
@@ -184,6 +192,8 @@ class _Job:
                     lead = getattr(self.run_obj, "has_lead", None)
                     if lead is not None:  # a module still at work on what was suggested
                         self.engine.hold = lambda: not mod_task.done() and lead()
+                    if tls_seen:
+                        self.engine.tls_found(tls_seen[0])
             finally:
                 self.engine_ready.set()
             if self.engine is None:
@@ -219,6 +229,15 @@ class _Job:
     def _finish(self, verdict: Verdict) -> Verdict:
         """The per-port report: the probe's verdict is copied, not changed, and completed with
         where, what the registry says, how it was decided and how long it took."""
+        from portatlas.identify.merge import names_carrier_only, not_the_carrier
+
+        if names_carrier_only(verdict):  # the carrier is never the service (merge.py)
+            why = None
+            if time.monotonic() >= self.deadline - 0.1:
+                why = (f"the port's time limit of {self.opts.timeout:g}s was spent first"
+                       if self.deadline >= self.started + self.opts.timeout - 0.01
+                       else "the batch deadline came first")
+            verdict = not_the_carrier(verdict, why)
         reason = verdict.reason
         if verdict.outcome == IDENTIFIED and not reason:
             reason = "recognised by the " + (verdict.protocol or "?") + " probe"

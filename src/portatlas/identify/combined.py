@@ -21,7 +21,7 @@ from typing import Any
 
 from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, TENTATIVE,
                                      UNIDENTIFIED, Verdict, escape_evidence)
-from portatlas.identify.merge import CARRIERS, merge, module_could_name
+from portatlas.identify.merge import CARRIER_ONLY, CARRIERS, merge, module_could_name
 
 GRACE = 0.5  # seconds the engine may still run to fill a confident verdict's missing product
 
@@ -132,7 +132,19 @@ async def race(job: Any, mod_task: asyncio.Task, eng_task: asyncio.Task,
                 judged = getattr(job.engine, "greeting_judged", None)
                 if judged is not None and banner.done() and banner.result():
                     await _wait_event(judged, min(1.0 if needs else 0.2, left()))
-                if job.engine is not None and job.engine.result.hard is None \
+                hard = job.engine.result.hard if job.engine is not None else None
+                inside = job.engine is not None and (
+                    getattr(job.engine, "inside", False)
+                    or (hard is not None and hard.service in CARRIER_ONLY)
+                    or (getattr(job.engine, "tls_seen", None) is not None
+                        and job.engine.tls_seen.is_set() and hard is None))
+                if module.protocol in CARRIER_ONLY and inside and not eng_task.done():
+                    # TLS and nothing recognised inside by the modules; nmap's search is
+                    # already inside TLS (the handshake was reported, or its line named only
+                    # `ssl`): its answer is awaited - the carrier alone is never the answer
+                    # (merge.not_the_carrier)
+                    await _settle(eng_task, left())
+                elif job.engine is not None and hard is None \
                         and job.transport == "tcp" and module.protocol in CARRIERS:
                     await _carried(job, module, eng_task, left)
                 elif not module.product:

@@ -46,6 +46,7 @@ BANNER_BUDGET = 16384      # bytes kept from a passive banner
 DRAIN_LIMIT = 1 << 20      # bytes read (and dropped) to tell a huge banner from a stream
 DRAIN_TIME = 0.5           # seconds spent on that at most
 BANNER_SETTLE = 0.05       # after a first banner chunk, wait this long for the rest
+INSIDE_TLS_FAVOURED = ("http",)  # started at once inside TLS when nothing else is hinted
 
 
 # --- connections -------------------------------------------------------------------------
@@ -187,12 +188,24 @@ class PortRun:
         self.obs = obs or Observations()
         order = [c for c in registry.ordered("tcp", port, registered, opts.only)
                  if c.name not in exclude and (opts.tls or c.name != "tls")]
-        self.sched = Schedule(order, port, registered, self.context, self.obs.note)
+        # Inside TLS, HTTP is as likely as a port hint (most TLS ports carry HTTPS): when
+        # neither the port nor the registry suggests another probe, its GET starts at once,
+        # beside the read of the inner greeting - the inner search starts late in the port's
+        # time and must not spend a banner wait before its likeliest answer.
+        favoured = INSIDE_TLS_FAVOURED if tls_info is not None else ()
+        self.sched = Schedule(order, port, registered, self.context, self.obs.note,
+                              favoured=favoured)
         self.first: FirstConnection | None = None
         self.sni = opts.server_name or (None if is_ip_literal(host) else host)
         self.on_banner: Callable[[bytes], None] | None = None
+        # called once an implicit-TLS handshake completed (the nmap engine then searches
+        # inside TLS at once instead of running its plain probes)
+        self.on_tls: Callable[[dict], None] | None = None
         self.banner_done = False
         self.leads: set[type[Probe]] = set()  # running probes the port, registry or bytes chose
+        # TLS completed, the inside still being searched: what the port reports when its time
+        # ends first (merge.not_the_carrier makes it "TLS, the service inside unknown")
+        self.carrier: Verdict | None = None
 
     # -- context for probes
     def context(self) -> ProbeContext:
@@ -260,7 +273,7 @@ class PortRun:
             verdict = await self._loop(running)
             if verdict:
                 return verdict
-            return self.sched.answer() or self._unidentified()
+            return self.sched.answer() or self.carrier or self._unidentified()
         finally:
             for task in running:
                 task.cancel()
@@ -355,6 +368,8 @@ class PortRun:
             finally:
                 conn = talk.conn
             if isinstance(step, IdentifyInside):
+                if self.on_tls is not None:
+                    self.on_tls(talk.tls_info or {})
                 verdict = await self._inside(conn, step.fallback, talk.tls_info or {})
                 conn = None  # the inner run owns and closed it
                 return verdict
@@ -392,6 +407,11 @@ class PortRun:
         inner = PortRun(self.host, self.port, self.opts, self.registered, self.deadline,
                         tls_info=info, connector=connect_tls, exclude=frozenset({"tls"}),
                         obs=inner_obs)
+        if self.carrier is None:
+            extra = dict(fallback.extra)
+            extra["inside"] = {"behaviour": "incomplete",
+                               "reason": "the search inside TLS was cut short"}
+            self.carrier = replace(fallback, tls=info, extra=extra)
         verdict = await inner.run(first_conn=conn)
         for label, data in inner_obs.samples:
             self.obs.sample("tls:" + label, data)
@@ -418,7 +438,7 @@ class PortRun:
 
     def partial(self) -> Verdict:
         """The answer so far, when the run was cut short (deadline or Ctrl-C)."""
-        verdict = self.sched.answer()
+        verdict = self.sched.answer() or self.carrier
         if verdict is not None:
             return replace(verdict, reason=(verdict.reason + "; " if verdict.reason else "")
                            + "interrupted before a surer answer")

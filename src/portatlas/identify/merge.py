@@ -15,6 +15,13 @@ The rules (docs/identify.md, "One verdict"):
     at least ECHO_MIN portatlas modules' requests came back unchanged (session.py's
     reflections), and that was what most modules tried got, the port is `echo`.
 Every verdict carries `basis`: which source decided, and how.
+
+And one rule over all of them, applied to every final verdict (`not_the_carrier`, called
+by identify._Job for every path, merged or not): the carrier is never the service. TLS
+found with nothing identified inside (the TLS module's fallback, or an nmap line that names
+only `ssl`/`dtls`) is "open-unidentified" with the TLS facts and why the inside is unknown
+(e.g. the port's time ran out), never a verdict `tls`. Under time pressure the engine
+answers less, never wrong.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ OUR_NAMES = {"domain": "dns", "ms-wbt-server": "rdp", "jabber": "xmpp", "microso
              "ssl": "tls", "mongod": "mongodb", "https": "http"}
 # protocols that carry other services: nmap's more specific name wins over them
 CARRIERS = frozenset({"http", "tls", "h2c"})
+# names (ours and nmap's) of a security layer only: never the name of a port's service
+CARRIER_ONLY = frozenset({"tls", "ssl", "dtls"})
 
 
 def family(protocol: str | None) -> tuple[str, ...]:
@@ -109,6 +118,8 @@ def from_hit(hit: Any, path: str, tls: dict[str, Any] | None = None) -> Verdict:
                       else HARD_CONFIDENCE, tls=tls)
     _fill(verdict, hit)
     verdict.extra["nmap"] = hit.to_dict()
+    if getattr(hit, "tunnel", None) == "ssl" and verdict.protocol not in CARRIER_ONLY:
+        verdict.extra["carrier"] = "tls"  # found inside TLS: the carrier, as in rule 2
     verdict.basis = nmap_basis(hit, path)
     verdict.reason = verdict.basis["text"]
     return verdict
@@ -233,3 +244,47 @@ def unidentified_from_guess(module: Verdict) -> Verdict:
                    reason=f"only weak signs of {module.protocol} (confidence "
                           f"{module.confidence:.2f} < {MIN_NAMED}): not named",
                    extra={"guess": guess, "behaviour": "text"})
+
+
+def names_carrier_only(verdict: Verdict) -> bool:
+    """Does this verdict name nothing but the TLS/DTLS layer?"""
+    return verdict.outcome == IDENTIFIED and (verdict.protocol or "").lower() in CARRIER_ONLY
+
+
+def not_the_carrier(verdict: Verdict, why: str | None = None) -> Verdict:
+    """The carrier is never the service: a verdict naming only TLS (or DTLS) becomes
+    open-unidentified, keeping the TLS facts, the evidence that TLS was completed (or seen in
+    nmap's reply) and why the service inside is unknown (`why`, e.g. the port's time ran out;
+    else what the inner search saw). Any other verdict is returned as it is."""
+    if not names_carrier_only(verdict):
+        return verdict
+    layer = "DTLS" if (verdict.protocol or "").lower() == "dtls" else "TLS"
+    extra = dict(verdict.extra)
+    nmap_hit = extra.pop("nmap", None)
+    for key in ("cpe", "info", "hostname", "os", "device"):
+        extra.pop(key, None)  # facts of the carrier's line, kept inside nmap_carrier
+    if nmap_hit is not None:
+        extra["nmap_carrier"] = nmap_hit
+    cert = (verdict.tls or {}).get("certificate") or {}
+    if verdict.tls:
+        seen = f"{layer} handshake completed ({verdict.tls.get('version')}"
+        subject = cert.get("subject") or cert.get("subject_cn")
+        seen += f", certificate {subject})" if subject else ")"
+    elif nmap_hit is not None:
+        seen = (f"answers nmap's {nmap_hit.get('probe')} probe with a {layer} record "
+                f"(line {nmap_hit.get('line')})")
+    else:
+        seen = f"speaks {layer}"
+    inside = extra.get("inside") or {}
+    if not why:
+        why = inside.get("reason") or "no probe inside recognised it"
+    reason = f"{seen}; the service inside {layer} was not identified: {why}"
+    extra["carrier"] = layer.lower()
+    extra["behaviour"] = "tls-inside-unknown"
+    extra.setdefault("inside", {})
+    extra["inside"] = {**extra["inside"], "identified": False, "why": why}
+    basis = {"by": "none", "text": reason, "carrier": layer.lower()}
+    if verdict.basis and verdict.basis.get("text"):
+        basis["carrier_by"] = verdict.basis["text"]
+    return Verdict(None, outcome=UNIDENTIFIED, confidence=0.0, evidence=verdict.evidence,
+                   tls=verdict.tls, reason=reason, extra=extra, basis=basis)

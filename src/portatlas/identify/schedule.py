@@ -4,7 +4,8 @@ The driver (identify/driver.py) opens connections, reads the banner and runs con
 it asks a Schedule what to start and tells it what was seen and what each probe concluded.
 
     sched = Schedule(order, port, registered, context)
-    sched.speculative()          -> a hinted client-first probe to start at once, or None
+    sched.speculative()          -> a hinted (or favoured) client-first probe to start at
+                                    once, or None
     sched.screen(first_bytes)    -> feeds them in memory to every server-first probe
     sched.next(parallel, running, first)  -> Start(probe class, reuse the first connection?)
     sched.finished(cls, verdict) -> a confident verdict ends the port (else kept as best)
@@ -58,7 +59,12 @@ def claims(cls: type[Probe], data: bytes) -> bool:
 class Schedule:
     def __init__(self, order: list[type[Probe]], port: int, registered: Iterable[str],
                  context: Callable[[], ProbeContext],
-                 note: Callable[[str], None] = lambda text: None) -> None:
+                 note: Callable[[str], None] = lambda text: None,
+                 favoured: Iterable[str] = ()) -> None:
+        # `favoured`: probe names as likely as a port hint here (inside TLS: http)
+        self.favoured = frozenset(favoured)
+        if self.favoured and order and registry.hint_tier(order[0], port, registered) > 1:
+            order = sorted(order, key=lambda c: c.name not in self.favoured)  # stable
         self.order = order
         self.port = port
         self.registered = tuple(registered)
@@ -81,7 +87,8 @@ class Schedule:
         if not self.order:
             return None
         top = self.order[0]
-        if top.server_first or registry.hint_tier(top, self.port, self.registered) > 1:
+        if top.server_first or (registry.hint_tier(top, self.port, self.registered) > 1
+                                and top.name not in self.favoured):
             return None
         self.queue_cf.remove(top)
         self.begin(top)

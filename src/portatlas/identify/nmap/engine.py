@@ -109,7 +109,10 @@ class _Search:
         self.done = asyncio.Event()
 
     async def judge(self, probe: NmapProbe, data: bytes, tunnel: str | None,
-                    greeting: bytes | None = None) -> Hit | None:
+                    greeting: bytes | None = None, commit: bool = True) -> Hit | None:
+        """The hit of `data` (soft and weak ones are recorded at once); a hard hit ends the
+        port's search only when `commit` - else the caller commits it once the reply has
+        stopped growing (see TCPEngine._one)."""
         start = time.perf_counter()
         stats: dict[str, int] = {}
         # the server greets on every connection: that part of a reply is NULL's evidence
@@ -130,10 +133,15 @@ class _Search:
         if hit.soft:
             if self.result.soft is None:
                 self.result.soft = hit
-        elif self.result.hard is None:
+        elif commit:
+            self.commit(hit)
+        return hit
+
+    def commit(self, hit: Hit) -> None:
+        """A hard hit names the port: the first one ends the search."""
+        if self.result.hard is None:
             self.result.hard = hit
             self.done.set()
-        return hit
 
 
 class TCPEngine:
@@ -150,6 +158,24 @@ class TCPEngine:
         self.greeting: bytes | None = None
         self.hold: Callable[[], bool] | None = None  # a module works on a lead (see _hold)
         self.greeting_judged = asyncio.Event()  # NULL's lines have judged the banner
+        # the portatlas TLS module completed a handshake on this port: nmap's plain probes
+        # are pointless, its plan goes inside TLS at once (and the modules' head start ends)
+        self.tls_seen = asyncio.Event()
+        self.inside = False  # the search inside TLS has begun
+
+    def tls_found(self, info: dict[str, Any]) -> None:
+        """TLS is known to be spoken here (the driver's handshake): search inside it now.
+        The handshake's duration is a sample of the server's own response time (the connect
+        round trip is the kernel's): inner waits adapt to the slower of the two."""
+        if self.tunnel is not None or not self.s.tls or self.tls_seen.is_set():
+            return
+        ms = info.get("handshake_ms")
+        if isinstance(ms, (int, float)) and ms > 0:
+            self.app_rtt = max(self.app_rtt or 0.0, ms / 1000.0 / 2)
+        self.tls_seen.set()
+
+    app_rtt: float | None = None  # the server's response time, when measured (TLS handshake)
+    parent: "TCPEngine | None" = None  # inside TLS: the engine whose connections we use
 
     async def _plain_connect(self, timeout: float) -> Any:
         from portatlas.identify.driver import TCPConnection
@@ -161,7 +187,8 @@ class TCPEngine:
 
     def wait_for(self, probe: NmapProbe) -> float:
         """How long to wait for `probe`'s reply: adapted to the round trip (module text)."""
-        rtt = self.rtt if self.rtt is not None else 0.05
+        app = max(self.app_rtt or 0.0, (self.parent.app_rtt or 0.0) if self.parent else 0.0)
+        rtt = max(self.rtt if self.rtt is not None else 0.05, app)
         base = min(max(MIN_WAIT, RTT_FACTOR * rtt), self.s.probe_timeout)
         return base * max(1.0, probe.totalwaitms / DEFAULT_TOTALWAITMS)
 
@@ -182,8 +209,11 @@ class TCPEngine:
         try:
             if self.tunnel is None:
                 # the modules' head start, before any work of ours: a module that knows the
-                # protocol answers meanwhile (then we are cancelled, having spent nothing)
-                await _hold(self.s, self.hold, self._left)
+                # protocol answers meanwhile (then we are cancelled, having spent nothing);
+                # it ends as soon as TLS is known (then the search goes inside at once)
+                hold = self.hold
+                released = (lambda: hold() and not self.tls_seen.is_set()) if hold else None
+                await _hold(self.s, released, self._left)
             if banner and null is not None:
                 self.result.replies.append(("NULL", bytes(banner[:REPLY_LIMIT])))
                 hit = await self.search.judge(null, bytes(banner), self.tunnel)
@@ -197,7 +227,8 @@ class TCPEngine:
             self.result.notes.append(f"port {self.port} is in nmap's Exclude list: "
                                      "no nmap probes sent")
             return self.result
-        await self._probe_all()
+        if not self.tls_seen.is_set():
+            await self._probe_all()
         return await self._maybe_tls()
 
     async def _probe_all(self, only: tuple[str, ...] | None = None) -> None:
@@ -221,14 +252,17 @@ class TCPEngine:
                     running.add(asyncio.ensure_future(self._one(probe)))
                 if not running:
                     break
-                stopper = asyncio.ensure_future(self.search.done.wait())
+                stoppers = {asyncio.ensure_future(self.search.done.wait())}
+                if self.tunnel is None and only is None:
+                    stoppers.add(asyncio.ensure_future(self.tls_seen.wait()))
                 try:
-                    done, _ = await asyncio.wait(running | {stopper}, timeout=self._left(),
+                    done, _ = await asyncio.wait(running | stoppers, timeout=self._left(),
                                                  return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    stopper.cancel()
+                    for stopper in stoppers:
+                        stopper.cancel()
                 running -= done
-                if not done:
+                if not done or done & stoppers:
                     break
         finally:
             for task in running:
@@ -238,6 +272,7 @@ class TCPEngine:
 
     async def _one(self, probe: NmapProbe) -> None:
         conn = None
+        pending: Hit | None = None  # a hard hit waiting for the reply to stop growing
         try:
             started = time.monotonic()
             try:
@@ -255,12 +290,23 @@ class TCPEngine:
                 await asyncio.wait_for(conn.send(probe.payload), max(self._left(), 0.01))
             end = min(time.monotonic() + self.wait_for(probe), self.deadline)
             buf = bytearray()
+            settle = max(SETTLE, 2 * (self.rtt or 0.0))
+            # A hard hit on a reply still growing is not a verdict yet: memcached answers
+            # GenericLines' two empty lines with "ERROR\r\n" twice, in two segments under
+            # load, and the first alone matches another service's `^ERROR\r\n$` line
+            # (AChat), the whole reply memcached's. So a hard hit waits until the reply
+            # stops growing (quiet for `settle`, closed, or the probe's time over); when it
+            # grew meanwhile, a hit on the longer reply replaces it, and without one the
+            # earlier hit stands (nmap's rule: a line judges what has arrived - OpenVPN
+            # repeats its reset packet, and its `$`-anchored line matches the first only).
+            pending = None
             while len(buf) < REPLY_LIMIT:
                 left = end - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    chunk = await conn.recv(REPLY_LIMIT - len(buf), left)
+                    chunk = await conn.recv(REPLY_LIMIT - len(buf),
+                                            left if pending is None else min(left, settle))
                 except (asyncio.TimeoutError, TimeoutError):
                     break
                 except OSError:
@@ -268,14 +314,20 @@ class TCPEngine:
                 if not chunk:
                     break
                 buf += chunk
-                hit = await self.search.judge(probe, bytes(buf), self.tunnel, self.greeting)
+                hit = await self.search.judge(probe, bytes(buf), self.tunnel, self.greeting,
+                                              commit=False)
                 if hit is not None and not hit.soft:
-                    break
-                end = min(end, time.monotonic() + max(SETTLE, 2 * (self.rtt or 0.0))) \
+                    pending = hit
+                end = min(end, time.monotonic() + settle) \
                     if hit is None and len(buf) > 0 and _looks_complete(buf) else end
+            if pending is not None:
+                self.search.commit(pending)
+                pending = None
             if buf:
                 self.result.replies.append((probe.name, bytes(buf[:4096])))
         except asyncio.CancelledError:
+            if pending is not None:  # the port's time ended the wait: the hit still counts
+                self.search.commit(pending)
             raise
         except Exception as exc:  # one probe's trouble never ends the port
             self.result.notes.append(f"{probe.name}: error {exc!r}"[:160])
@@ -288,7 +340,9 @@ class TCPEngine:
         conn = None
         try:
             conn = await self.connector(min(self.s.connect_timeout, max(self._left(), 0.01)))
-            wait = min(max(MIN_WAIT, RTT_FACTOR * (self.rtt or 0.0)), self.s.probe_timeout)
+            app = (self.parent.app_rtt or 0.0) if self.parent else 0.0
+            wait = min(max(MIN_WAIT, RTT_FACTOR * max(self.rtt or 0.0, app)),
+                       self.s.probe_timeout)
             buf = bytearray()
             end = time.monotonic() + wait
             while len(buf) < REPLY_LIMIT and time.monotonic() < end:
@@ -309,9 +363,12 @@ class TCPEngine:
                 conn.close()
 
     async def _maybe_tls(self) -> EngineResult:
+        """Inside TLS after nmap's own `ssl` match, or once the driver's handshake showed TLS
+        (and no hard match named the service meanwhile)."""
         hard = self.result.hard
-        if hard is None or hard.service != "ssl" or self.tunnel or not self.s.tls \
-                or self._left() <= 0.05:
+        ssl_only = hard is not None and hard.service == "ssl"
+        if not (ssl_only or (hard is None and self.tls_seen.is_set())) or self.tunnel \
+                or not self.s.tls or self._left() <= 0.05:
             return self.result
         return await self.inside_tls()
 
@@ -326,9 +383,11 @@ class TCPEngine:
         match, or when the portatlas TLS module completed a handshake (then `only` may name
         the probes still worth sending)."""
         hard = self.result.hard
+        self.inside = True
         inner = TCPEngine(self.db, self.host, self.port, self.s, self.deadline,
                           connector=self._tls_connect, tunnel="ssl")
         inner.rtt = self.rtt
+        inner.parent = self
         if only is not None:
             await inner._probe_all(only=only)
             found = inner.result
@@ -364,6 +423,9 @@ class TCPEngine:
             raise
         if self._tls_info is None:
             self._tls_info = info
+        ms = info.get("handshake_ms")
+        if isinstance(ms, (int, float)) and ms > 0:  # the server's response time (tls_found)
+            self.app_rtt = max(self.app_rtt or 0.0, ms / 1000.0 / 2)
         return conn
 
 

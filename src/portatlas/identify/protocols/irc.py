@@ -36,6 +36,13 @@ def parse_line(line: str) -> tuple[str | None, str, str] | None:
         return None  # numeric replies always carry the server prefix (and '220 ...' is SMTP)
     if not command.isdigit() and command not in _IRC_COMMANDS:
         return None
+    if not command.isdigit() and not (params or "").strip():
+        # every IRC command here carries parameters ("ERROR :Closing link: ..."): a bare word
+        # is another protocol's line - memcached answers each line it does not know with a
+        # bare "ERROR", which was named IRC (issue 11)
+        return None
+    if command == "ERROR" and not params.startswith(":"):
+        return None  # IRC's ERROR message is one trailing parameter
     return prefix, command, params or ""
 
 
