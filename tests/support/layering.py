@@ -236,13 +236,11 @@ def cycle_edges(found: list[Import], group: list[str]) -> list[str]:
 # Modules held to the rule for function-level imports: only where they pay (the cold start of
 # `portatlas PORT`, a dependency or a part of portatlas a build may lack, a platform module,
 # one option's heavy machinery), each with a comment saying so - on the line, or on the line
-# above the group of imports it covers (docs/architecture.md). The whole package, but for
-# LAZY_TO_FOLLOW.
+# above the group of imports it covers (docs/architecture.md). The whole package.
 LAZY_STRICT = ("portatlas",)
 
-# Packages not yet held to it (other branches were reworking them); add them to the check by
-# emptying this tuple once their function-level imports are moved or explained.
-LAZY_TO_FOLLOW = ("portatlas.identify",)
+# Packages exempt while they are reworked (none today: every package is held to the rule).
+LAZY_TO_FOLLOW: tuple[str, ...] = ()
 
 
 def unexplained_lazy_imports(root: Path, strict: tuple[str, ...] = LAZY_STRICT,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, INCOMPLETE,
                                      UNIDENTIFIED, Verdict)
+from portatlas.errors import UsageError
 from portatlas.identify.options import Options
 
 __all__ = ["identify", "identify_async", "identify_many", "identify_many_async", "describe",
@@ -30,10 +31,6 @@ Target = tuple[str, int, str]
 
 
 def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
-    from dataclasses import replace
-
-    from portatlas.errors import UsageError
-
     opts = options or Options()
     if overrides:
         unknown = set(overrides) - set(Options.__dataclass_fields__)
@@ -62,7 +59,7 @@ def _atlas(opts: Options) -> Any:
         return opts.atlas
     if not hasattr(_local, "atlas"):
         try:
-            from portatlas.atlas import Atlas
+            from portatlas.atlas import Atlas  # lazy: the registry (SQLite) only when asked
 
             _local.atlas = Atlas(autobuild=False)
         except Exception:  # no database yet: identify without registry hints
@@ -113,19 +110,19 @@ class _Job:
         self.deadline = min(self.batch_deadline or float("inf"), self.started + self.opts.timeout)
 
     async def run(self) -> Verdict:
-        import asyncio
+        import asyncio  # lazy: importing portatlas.identify for its types loads no event loop
 
         if self.transport == "udp":
+            # lazy: the port drivers load with the first port
             from portatlas.identify.udp import UDPRun
 
             self.run_obj = UDPRun(self.host, self.port, self.opts, self.registered, self.deadline)
         elif self.transport == "tcp":
+            # lazy: the port drivers load with the first port
             from portatlas.identify.driver import PortRun
 
             self.run_obj = PortRun(self.host, self.port, self.opts, self.registered, self.deadline)
         else:
-            from portatlas.errors import UsageError
-
             raise UsageError(f"identification speaks tcp and udp, not {self.transport!r}")
         try:
             verdict = await asyncio.wait_for(self._both(),
@@ -137,6 +134,7 @@ class _Job:
                               reason=f"port time limit of {self.opts.timeout:g}s reached; "
                                      + verdict.reason)
         except OSError as exc:
+            # lazy: the port drivers load with the first port
             from portatlas.identify.driver import _connect_error
 
             verdict = _connect_error(exc)
@@ -151,6 +149,7 @@ class _Job:
 
     # -- the portatlas modules and nmap's probes side by side (merge.py decides)
     def _make_engine(self, db: Any) -> Any:
+        # lazy: nmap's engine with the first port that uses it
         from portatlas.identify import combined
         from portatlas.identify.nmap.engine import TCPEngine, UDPEngine
 
@@ -160,8 +159,9 @@ class _Job:
         return TCPEngine(db, self.host, self.port, settings, self.deadline)
 
     async def _both(self) -> Verdict:
-        import asyncio
+        import asyncio  # lazy: importing portatlas.identify for its types loads no event loop
 
+        # lazy: nmap's engine with the first port that uses it
         from portatlas.identify import combined
 
         if not self.opts.nmap:
@@ -212,6 +212,7 @@ class _Job:
             await asyncio.gather(mod_task, eng_task, return_exceptions=True)
 
     def _merged(self, module: Verdict | None) -> Verdict:
+        # lazy: nmap's engine with the first port that uses it
         from portatlas.identify import combined
 
         return combined.combine(self, module)
@@ -229,6 +230,7 @@ class _Job:
     def _finish(self, verdict: Verdict) -> Verdict:
         """The per-port report: the probe's verdict is copied, not changed, and completed with
         where, what the registry says, how it was decided and how long it took."""
+        # lazy: only for finished verdicts
         from portatlas.identify.merge import names_carrier_only, not_the_carrier
 
         if names_carrier_only(verdict):  # the carrier is never the service (merge.py)
@@ -245,13 +247,14 @@ class _Job:
                           registered=list(self.registered), reason=reason,
                           extra=dict(verdict.extra), elapsed=time.monotonic() - self.started)
         if verdict.basis is None:
-            from portatlas.identify.merge import module_basis
+            from portatlas.identify.merge import module_basis  # lazy: only for finished verdicts
 
             verdict.basis = module_basis(verdict) if verdict.outcome == IDENTIFIED else \
                 {"by": "none", "text": verdict.reason}
         if self.engine is not None:
             verdict.extra.setdefault("nmap_engine", self.engine.result.to_dict())
         elif self.opts.nmap and not self.nmap_note and verdict.outcome == IDENTIFIED:
+            # lazy: nmap's engine with the first port that uses it
             from portatlas.identify.nmap.engine import EngineResult
 
             record = EngineResult(notes=["not run: a module decided before nmap's database "
@@ -274,7 +277,7 @@ async def identify_async(host: str, port: int, transport: str = "tcp", *,
     With return_partial=True a cancellation (Ctrl-C, a caller's deadline) is absorbed and
     the answer so far is returned (outcome 'incomplete' when nothing was learnt): for
     callers that gather many ports and want every port's partial answer."""
-    import asyncio
+    import asyncio  # lazy: importing portatlas.identify for its types loads no event loop
 
     opts = _options(options, overrides)
     job = _Job(host, port, transport, opts)
@@ -289,7 +292,7 @@ async def identify_async(host: str, port: int, transport: str = "tcp", *,
 def identify(host: str, port: int, transport: str = "tcp", *, options: Options | None = None,
              **overrides: Any) -> Verdict:
     """Sync wrapper of identify_async (runs its own event loop)."""
-    import asyncio
+    import asyncio  # lazy: importing portatlas.identify for its types loads no event loop
 
     opts = _options(options, overrides)
     job = _Job(host, port, transport, opts)
@@ -326,7 +329,7 @@ async def identify_many_async(targets: Iterable[Target], *, options: Options | N
     Results come back in the order of `targets`; when the deadline (or a cancellation, e.g.
     Ctrl-C) arrives, unfinished ports get their partial answer (outcome 'incomplete' when
     nothing was learnt). `on_result` is called as each port is decided."""
-    import asyncio
+    import asyncio  # lazy: importing portatlas.identify for its types loads no event loop
 
     opts = _options(options, overrides)
     start = time.monotonic()
@@ -377,7 +380,7 @@ def identify_many(targets: Iterable[Target], *, options: Options | None = None,
                   **overrides: Any) -> Batch:
     """Sync wrapper of identify_many_async. Ctrl-C returns the partial batch with
     `interrupted=True` instead of raising."""
-    import asyncio
+    import asyncio  # lazy: importing portatlas.identify for its types loads no event loop
 
     targets = list(targets)
 
@@ -407,7 +410,7 @@ def scan_hook(options: Options | None = None) -> Callable[..., Any]:
 def describe(verdict: Verdict) -> str:
     """One sentence comparing the registry with what answers (identify.claim, the same
     sentence as `portatlas check`)."""
-    from portatlas.identify.claim import claim_vs_truth
+    from portatlas.identify.claim import claim_vs_truth  # lazy: only for finished verdicts
 
     return claim_vs_truth(f"{verdict.port}/{verdict.transport}", list(verdict.registered or ()),
                           None, verdict.to_dict())

@@ -21,6 +21,8 @@ from typing import Any
 
 from portatlas.identify.base import (CLOSED, ERROR, FILTERED, IDENTIFIED, TENTATIVE,
                                      UNIDENTIFIED, Verdict, escape_evidence)
+from portatlas.identify import nmap, registry
+from portatlas.identify.nmap.engine import EngineSettings
 from portatlas.identify.merge import CARRIER_ONLY, CARRIERS, merge, module_could_name
 
 GRACE = 0.5  # seconds the engine may still run to fill a confident verdict's missing product
@@ -30,8 +32,6 @@ def database(opts: Any) -> tuple[Any, str | None, str | None]:
     """(db, path, note): the nmap database to use, or None with a note saying why not."""
     if not opts.nmap:
         return None, None, None
-    from portatlas.identify import nmap
-
     explicit = opts.nmap_db or (opts.nmap_probes if isinstance(opts.nmap_probes, str) else None)
     path = nmap.find_db(explicit)
     if path is None:
@@ -43,8 +43,6 @@ def database(opts: Any) -> tuple[Any, str | None, str | None]:
 
 
 def settings(opts: Any, host: str) -> Any:
-    from portatlas.identify.nmap.engine import EngineSettings
-
     return EngineSettings(intensity=opts.intensity, parallel=opts.nmap_parallel,
                           udp_parallel=max(4, opts.nmap_parallel * 4),
                           probe_timeout=opts.probe_timeout,
@@ -56,8 +54,6 @@ def settings(opts: Any, host: str) -> Any:
 
 
 def _module_names(transport: str) -> set[str]:
-    from portatlas.identify import registry
-
     return {cls.name for cls in registry.probes(transport)}
 
 

@@ -201,6 +201,7 @@ def certificate_facts(der: bytes, now: datetime | None = None) -> dict[str, Any]
     now = now or datetime.now(timezone.utc)
     facts: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
     try:
+        # optional: cryptography (the tls extra) reads certificates; without it, fewer facts
         from cryptography import x509
         from cryptography.x509.oid import NameOID
     except ImportError:

@@ -25,9 +25,11 @@ import os
 import threading
 from pathlib import Path
 
+from portatlas.errors import DataError
 from portatlas.identify.nmap.db import MatchLine, NmapProbe, ServiceProbes, parse
 from portatlas.identify.nmap.matching import Hit, match_reply
 from portatlas.identify.nmap.plan import DEFAULT_INTENSITY, plan
+from portatlas.io_limits import read_limited
 
 __all__ = ["DEFAULT_PATH", "ENV_VAR", "find_db", "load", "missing_note", "match_reply", "plan",
            "Hit", "MatchLine", "NmapProbe", "ServiceProbes", "DEFAULT_INTENSITY"]
@@ -60,8 +62,6 @@ def missing_note(explicit: str | None = None) -> str:
 def load(path: str | None = None) -> ServiceProbes:
     """Parse the database at `path` (default: find_db()). Cached while the file is unchanged.
     Raises DataError when it cannot be read or parsed."""
-    from portatlas.errors import DataError
-
     where = path or find_db()
     if not where:
         raise DataError(missing_note())
@@ -70,10 +70,6 @@ def load(path: str | None = None) -> ServiceProbes:
 
 
 def _load(where: str) -> ServiceProbes:
-    from portatlas.errors import DataError
-
-    from portatlas.io_limits import read_limited
-
     hint = "(install Debian's nmap-common, or give --nmap-db PATH)"
     try:
         st = os.stat(where)

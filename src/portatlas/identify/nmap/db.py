@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portatlas.errors import DataError
+from portatlas.identify.nmap.pcre import (WEAK_WEIGHT, first_literal, literal_prefix, literal_weight,
+                                          required_literal)
 
 DEFAULT_TOTALWAITMS = 5000   # nmap's default when a probe gives no totalwaitms
 DEFAULT_TCPWRAPPEDMS = 2000
@@ -87,8 +89,6 @@ class MatchLine:
         """True when the pattern demands (almost) no literal bytes ('^(?!HTTP).{264}$'):
         such a match proves too little to name a service (pcre.literal_weight)."""
         if self._weak is None:
-            from portatlas.identify.nmap.pcre import WEAK_WEIGHT, literal_weight
-
             self._weak = literal_weight(self.pattern) < WEAK_WEIGHT
         return self._weak
 
@@ -96,8 +96,6 @@ class MatchLine:
     def first(self) -> int:
         """The first byte of a match (lower case when case-insensitive), -1 when unsure."""
         if self._first is None:
-            from portatlas.identify.nmap.pcre import first_literal
-
             byte = first_literal(self.pattern)
             self._first = bytes([byte]).lower()[0] if byte >= 0 and self.nocase else byte
         return self._first
@@ -113,8 +111,6 @@ class MatchLine:
         """Literal bytes a reply must start with for this line to match (b"": any); lower
         case when the line is case-insensitive."""
         if self._prefix is None:
-            from portatlas.identify.nmap.pcre import literal_prefix
-
             prefix = literal_prefix(self.pattern, self.flags)
             self._prefix = prefix.lower() if self.nocase else prefix
         return self._prefix
@@ -124,8 +120,6 @@ class MatchLine:
         """The longest literal run a match must contain (computed only for lines whose
         prefix passed: it costs more)."""
         if self._needle is None:
-            from portatlas.identify.nmap.pcre import required_literal
-
             needle = required_literal(self.pattern)
             self._needle = needle.lower() if self.nocase else needle
         return self._needle

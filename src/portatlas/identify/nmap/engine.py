@@ -31,9 +31,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from portatlas.identify.driver import TCPConnection
 from portatlas.identify.nmap.db import DEFAULT_TOTALWAITMS, NmapProbe, ServiceProbes
 from portatlas.identify.nmap.matching import Hit, match_reply
 from portatlas.identify.nmap.plan import excluded, plan
+from portatlas.identify.tls import TLSConnection
 
 REPLY_LIMIT = 16384   # bytes of one reply kept and matched (nmap keeps about as much)
 RTT_FACTOR = 20.0     # a probe waits this many connect round trips for its reply...
@@ -94,6 +96,7 @@ def _matcher() -> Any:
     interpreter switches threads every few milliseconds)."""
     global _MATCHER
     if _MATCHER is None:
+        # lazy: the matcher thread (and its module) only once a reply is to be matched
         from concurrent.futures import ThreadPoolExecutor
 
         _MATCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portatlas-nmap-match")
@@ -178,8 +181,6 @@ class TCPEngine:
     parent: "TCPEngine | None" = None  # inside TLS: the engine whose connections we use
 
     async def _plain_connect(self, timeout: float) -> Any:
-        from portatlas.identify.driver import TCPConnection
-
         return await TCPConnection.open(self.host, self.port, timeout)
 
     def _left(self) -> float:
@@ -411,9 +412,6 @@ class TCPEngine:
     _tls_info: dict[str, Any] | None = None
 
     async def _tls_connect(self, timeout: float) -> Any:
-        from portatlas.identify.driver import TCPConnection
-        from portatlas.identify.tls import TLSConnection
-
         raw = await TCPConnection.open(self.host, self.port, timeout)
         try:
             conn, info = await TLSConnection.wrap(raw, server_name=self.s.server_name,
