@@ -315,3 +315,19 @@ def test_podman_advice_names_podman_and_no_docker_chain():
     assert "podman run -p 127.0.0.1:8080:80" in text
     assert "DOCKER-USER" not in text
     assert "iptables -t mangle -I PREROUTING ! -i lo -p tcp --dport 8080 -j DROP" in text
+
+
+def test_legacy_save_is_not_run_when_the_kernel_lists_no_legacy_table(tmp_path, monkeypatch):
+    from portatlas.exposure import read
+
+    empty, some = tmp_path / "empty", tmp_path / "some"
+    empty.write_text("")
+    some.write_text("filter\nnat\n")
+    monkeypatch.setattr(read, "_LEGACY_TABLES", {"iptables-legacy-save": str(empty),
+                                                 "ip6tables-legacy-save": str(some)})
+    assert read._no_legacy_tables("iptables-legacy-save")          # nothing to print: not run
+    assert read._start(["iptables-legacy-save"]) == (0, "", "")
+    assert not read._no_legacy_tables("ip6tables-legacy-save")     # tables there: it runs
+    assert not read._no_legacy_tables("iptables-nft-save")         # only the legacy backend
+    monkeypatch.setattr(read, "_LEGACY_TABLES", {"iptables-legacy-save": str(tmp_path / "no")})
+    assert read._no_legacy_tables("iptables-legacy-save")          # module not loaded
