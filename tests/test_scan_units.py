@@ -290,3 +290,32 @@ def test_routes_longest_prefix_then_metric():
     assert RouteTable._match(table, net(198, 18, 8, 9)) == Route(ROUTED, "eth1")
     assert RouteTable._match(table, net(198, 19, 1, 1)).kind == NO_ROUTE   # a reject route
     assert RouteTable._match(table, net(203, 0, 113, 1)).kind == NO_ROUTE
+
+
+def test_subnet_router_anycast_is_known_and_waited_for():
+    # RFC 4291 2.6.1: an on-link IPv6 prefix with every host bit zero is the Subnet-Router
+    # anycast address; its holders answer neighbour solicitations only after a random delay
+    # of up to 1 s (RFC 4861 7.2.7), so host discovery's last wait for it reaches past that
+    import ipaddress
+
+    from portatlas.scan import discovery
+    from portatlas.scan.routes import LINK, Route, RouteTable, _Entry
+
+    net = int(ipaddress.IPv6Address("2001:db8:160::"))
+    table = [_Entry(64, net, ((1 << 64) - 1) << 64, 0, "veth0", False, False)]
+    anycast = RouteTable._match(table, net, anycast=True)
+    assert anycast == Route(LINK, "veth0", True) and anycast.subnet_anycast
+    assert not RouteTable._match(table, net + 5, anycast=True).subnet_anycast
+    assert not RouteTable._match(table, net).subnet_anycast     # IPv4 tables never say so
+
+    d = discovery.Discovery.__new__(discovery.Discovery)
+    d.opts, d.slowest_link = discovery.DiscoveryOptions(), 0.0
+    t = discovery._Target.__new__(discovery._Target)
+    t.via, t.anycast = "nd", True
+    waits = []
+    for t.tries in range(1, len(discovery.LINK_WAITS) + 1):
+        waits.append(d._wait(t))
+    assert waits[:-1] == list(discovery.LINK_WAITS[:-1])
+    assert waits[-1] >= 1.0 and sum(waits) > 1.0   # past MAX_ANYCAST_DELAY_TIME
+    t.anycast = False
+    assert d._wait(t) == discovery.LINK_WAITS[-1]   # any other neighbour: as before

@@ -57,6 +57,10 @@ from portatlas.scan.timing import HostTiming, RateLimiter, TimingOptions
 # cover. Three tries forgive two lost frames. A dead on-link host is settled after their
 # sum, 0.75 s; when replies are slow, every wait grows to ten times the slowest seen.
 LINK_WAITS = (0.15, 0.25, 0.35)
+# A Subnet-Router anycast address is answered after a random delay of up to
+# MAX_ANYCAST_DELAY_TIME, 1 s (RFC 4861 7.2.7; Linux: up to its proxy_delay, 0.8 s): the last
+# wait for one reaches past it, or a router holding it would be missed now and then.
+ANYCAST_LAST_WAIT = 1.1
 ROUTED_TRIES = 2           # echo/timestamp/SYN/ACK or connect rounds for a routed host
 MIN_ROUTED_WAIT = 0.3      # floor of the wait for a routed answer (scheduler jitter)
 MAX_ACTIVE_RAW = 4096      # hosts being asked at once with raw probes
@@ -96,7 +100,7 @@ class _ArpSocket(NamedTuple):
 # per-host bookkeeping ----------------------------------------------------------------------
 class _Target:
     __slots__ = ("index", "host", "kind", "ifname", "packed", "tries", "deadline", "sent",
-                 "settled", "socks", "via")
+                 "settled", "socks", "via", "anycast")
 
     def __init__(self, index: int, host, kind: str, ifname: str | None, via: str) -> None:
         self.index = index
@@ -110,6 +114,7 @@ class _Target:
         self.sent = 0.0
         self.settled = False
         self.socks: list = []     # connect mode: [(socket, port)]
+        self.anycast = False      # a Subnet-Router anycast address (ND answers come late)
 
 
 def can_use_raw() -> bool:
@@ -174,6 +179,7 @@ class Discovery:
             elif self.raw:
                 via = "raw"
             t = _Target(index, host, route.kind, route.ifname, via)
+            t.anycast = route.subnet_anycast
             if route.kind == LOCAL:
                 self._settle(t, HostStatus(UP, "localhost-response", "local"))
                 continue
@@ -304,7 +310,10 @@ class Discovery:
     def _wait(self, t: _Target) -> float:
         if t.via in ("arp", "nd"):
             waits = self.opts.link_waits
-            return max(waits[min(t.tries - 1, len(waits) - 1)], min(1.0, 10 * self.slowest_link))
+            wait = max(waits[min(t.tries - 1, len(waits) - 1)], min(1.0, 10 * self.slowest_link))
+            if t.anycast and t.tries >= len(waits):
+                wait = max(wait, ANYCAST_LAST_WAIT)
+            return wait
         return self.timing.timeout
 
     def _send(self, t: _Target, now: float) -> bool:

@@ -42,6 +42,9 @@ def _read(name: str) -> list[str]:
 class Route:
     kind: str          # LOCAL, LINK, ROUTED or NO_ROUTE
     ifname: str | None
+    # an IPv6 address that is its on-link prefix with every host bit zero: the Subnet-Router
+    # anycast address (RFC 4291 2.6.1), whose holders delay their neighbour advertisements
+    subnet_anycast: bool = False
 
 
 class _Entry(NamedTuple):
@@ -108,21 +111,23 @@ class RouteTable:
                 name = _ifname(scope_id)
                 return Route(LINK, name) if name else Route(NO_ROUTE, None)
             value = int(ip6)
-            return self._match(self.v6, value)
+            return self._match(self.v6, value, anycast=True)
         ip4 = ipaddress.IPv4Address(address)
         if ip4.is_loopback or address in self.local4:
             return Route(LOCAL, "lo")
         return self._match(self.v4, int(ip4))
 
     @staticmethod
-    def _match(table: list[_Entry], value: int) -> Route:
+    def _match(table: list[_Entry], value: int, anycast: bool = False) -> Route:
         for r in table:
             if value & r.mask == r.net:
                 if r.reject:
                     return Route(NO_ROUTE, None)
                 if r.ifname == "lo":
                     return Route(LOCAL, "lo")
-                return Route(ROUTED if r.gateway else LINK, r.ifname)
+                if r.gateway:
+                    return Route(ROUTED, r.ifname)
+                return Route(LINK, r.ifname, anycast and value == r.net and r.prefix_len < 128)
         return Route(NO_ROUTE, None)
 
 
