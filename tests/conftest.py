@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,15 @@ def cli(atlas_db):
                               text=True, env=full_env, timeout=timeout, input=input)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def readable_db(atlas_db):
+    """A copy of the test database that `nobody` may read (pytest's tmp dirs are root-only)."""
+    folder = tempfile.mkdtemp(prefix="pa-nobody-")
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "portatlas.sqlite3")
+    shutil.copy(atlas_db, path)
+    os.chmod(path, 0o644)
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 import jsonschema
 import pytest
@@ -17,18 +15,6 @@ from support.netns import Netns
 from test_local_helpers import AS_NOBODY, SCHEMA, local_json, needs_netns, parse_pa, parse_ss, sock, start
 
 pytestmark = [needs_netns, pytest.mark.netns]
-
-
-@pytest.fixture(scope="module")
-def readable_db(atlas_db):
-    """A copy of the test database that `nobody` may read (pytest's tmp dirs are root-only)."""
-    folder = tempfile.mkdtemp(prefix="pa-nobody-")
-    os.chmod(folder, 0o755)
-    path = os.path.join(folder, "portatlas.sqlite3")
-    shutil.copy(atlas_db, path)
-    os.chmod(path, 0o644)
-    yield path
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

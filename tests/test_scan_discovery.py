@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -158,18 +157,6 @@ def net():
 
     with Network(base=160) as n:
         yield n
-
-
-@pytest.fixture(scope="module")
-def readable_db(atlas_db):
-    """A copy of the test database that `nobody` may read (pytest's tmp dirs are root-only)."""
-    folder = tempfile.mkdtemp(prefix="pa13-nobody-")
-    os.chmod(folder, 0o755)
-    path = os.path.join(folder, "portatlas.sqlite3")
-    shutil.copy(atlas_db, path)
-    os.chmod(path, 0o644)
-    yield path
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(net, args, user=None, env=None, timeout=120):

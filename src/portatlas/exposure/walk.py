@@ -706,28 +706,39 @@ def _dport_constraint(rule: Rule):
 def _build_index(chain: Chain):
     """(bounds, lists): rules that can match a port p are lists[bisect_right(bounds, p) - 1]."""
     always = []
-    starts: dict[int, list[int]] = {}
-    ends: dict[int, list[int]] = {}
+    constrained = []
     for i, rule in enumerate(chain.rules):
         c = _dport_constraint(rule)
         if c is None:
             always.append(i)
-            continue
-        for lo, hi in c:
-            starts.setdefault(lo, []).append(i)
-            ends.setdefault(hi + 1, []).append(i)
-    bounds = sorted({0, *starts, *(e for e in ends if e <= 65535)})
-    active: dict[int, int] = {}
-    lists = []
-    for b in bounds:
-        for i in ends.get(b, ()):
-            active[i] -= 1
-            if not active[i]:
-                del active[i]
-        for i in starts.get(b, ()):
-            active[i] = active.get(i, 0) + 1
-        lists.append(sorted(always + list(active)) if active else always)
+        else:
+            constrained.append((i, c))
+    bounds, active = _segments(constrained)
+    lists = [sorted(always + keys) if keys else always for keys in active]
     return bounds, lists, list(range(len(chain.rules)))
+
+
+def _segments(items) -> tuple[list[int], list[list[int]]]:
+    """Cut 0-65535 at every boundary of the port intervals of `items` ((key, [(lo, hi)])):
+    (bounds, keys): segment k starts at bounds[k] and lies inside the intervals of keys[k]."""
+    starts: dict[int, list[int]] = {}
+    ends: dict[int, list[int]] = {}
+    for key, values in items:
+        for lo, hi in values:
+            starts.setdefault(lo, []).append(key)
+            ends.setdefault(hi + 1, []).append(key)
+    bounds = sorted({0, *starts, *(e for e in ends if e <= 65535)})
+    active: dict[int, int] = {}  # key -> how many of its intervals contain the segment
+    keys = []
+    for b in bounds:
+        for k in ends.get(b, ()):
+            active[k] -= 1
+            if not active[k]:
+                del active[k]
+        for k in starts.get(b, ()):
+            active[k] = active.get(k, 0) + 1
+        keys.append(list(active))
+    return bounds, keys
 
 
 def _port_tests(ruleset: Ruleset):
@@ -747,21 +758,5 @@ def _port_tests(ruleset: Ruleset):
                 tests.extend(e.values for e, _v in a.entries)
             if a.kind in ("dnat", "redirect") and a.port is None:
                 exact = True
-    starts: dict[int, list[int]] = {}
-    ends: dict[int, list[int]] = {}
-    for i, values in enumerate(tests):
-        for lo, hi in values:
-            starts.setdefault(lo, []).append(i)
-            ends.setdefault(hi + 1, []).append(i)
-    bounds = sorted({0, *starts, *(e for e in ends if e <= 65535)})
-    active: dict[int, int] = {}
-    members = []
-    for b in bounds:
-        for i in ends.get(b, ()):
-            active[i] -= 1
-            if not active[i]:
-                del active[i]
-        for i in starts.get(b, ()):
-            active[i] = active.get(i, 0) + 1
-        members.append(frozenset(active))
-    return (bounds, members), exact
+    bounds, active = _segments(enumerate(tests))
+    return (bounds, [frozenset(keys) for keys in active]), exact
