@@ -225,7 +225,8 @@ class Assessor:
             for o in outcomes:
                 if o.assumptions or o.box[DADDR] != daddr:
                     return None
-                if o.verdict == "accepted":
+                if o.verdict == "accepted" and (o.reach != "local" or o.to != _UNCHANGED):
+                    # NAT changed where it goes: _judge says whether it still reaches lis
                     j = self._judge(o, family, lis, accepts_forward)
                     if "to" in j:
                         return None
@@ -237,7 +238,8 @@ class Assessor:
                     first = {"verdict": kind, "rule": rule, "reason": reason or ""}
                 elif kind != verdict:
                     return None
-                rules.add(_ref_key(rule))
+                # deciders are one shared dict per rule or chain: identity tells them apart
+                rules.add(id(rule))
             interfaces.add(iif or "lo")
         if first is None:
             return None
@@ -383,6 +385,10 @@ class Assessor:
                              "this socket")
             out["to"] = {"address": text, "port": dport, "interface": None}
         return out
+
+
+# Outcome.to of a packet delivered here with its destination unchanged (no NAT on the way)
+_UNCHANGED = (None, None)
 
 
 def _needs_split(judged) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 from portatlas.exposure import iptsave, machine as machine_mod, nftjson
@@ -70,11 +69,21 @@ def _no_legacy_tables(command: str) -> bool:
         return False
 
 
+def _which(name: str) -> str | None:
+    """The program's path: PATH first, then the sbin directories (not on every user's PATH).
+    (shutil.which would do, but importing shutil loads three compression modules.)"""
+    dirs = os.environ.get("PATH", os.defpath).split(os.pathsep) + ["/usr/sbin", "/sbin"]
+    for d in dirs:
+        path = os.path.join(d or ".", name)
+        if os.access(path, os.X_OK) and os.path.isfile(path):
+            return path
+    return None
+
+
 def _start(argv: list[str]):
     if _no_legacy_tables(argv[0]):
         return 0, "", ""
-    path = shutil.which(argv[0]) or next(
-        (p for p in (f"/usr/sbin/{argv[0]}", f"/sbin/{argv[0]}") if os.access(p, os.X_OK)), None)
+    path = _which(argv[0])
     if path is None:
         return None, "", f"{argv[0]} is not installed"
     try:

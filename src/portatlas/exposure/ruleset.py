@@ -127,7 +127,7 @@ class Rule:
 
 class Chain:
     __slots__ = ("origin", "family", "table", "name", "hook", "prio", "type", "policy", "rules",
-                 "device", "_index")
+                 "device", "_index", "_ref")
 
     def __init__(self, origin: str, family: str, table: str, name: str, *,
                  hook: str | None = None, prio: int = 0, type: str = "filter",
@@ -143,6 +143,7 @@ class Chain:
         self.rules: list[Rule] = []
         self.device = device
         self._index = None
+        self._ref: dict[str, Any] | None = None
 
     def add(self, rule: Rule) -> None:
         rule.chain = self
@@ -151,9 +152,12 @@ class Chain:
         self._index = None
 
     def ref(self) -> dict[str, Any]:
-        return {"origin": self.origin, "family": self.family, "table": self.table,
-                "chain": self.name, "handle": None, "position": None,
-                "text": f"policy {self.policy}"}
+        """The chain's policy as the `rule` of a decision (shared, do not modify)."""
+        if self._ref is None:
+            self._ref = {"origin": self.origin, "family": self.family, "table": self.table,
+                         "chain": self.name, "handle": None, "position": None,
+                         "text": f"policy {self.policy}"}
+        return self._ref
 
     def label(self) -> str:
         return f"{self.origin} {self.family} {self.table} {self.name}"
