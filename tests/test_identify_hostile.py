@@ -112,6 +112,18 @@ def test_batch_deadline_gives_partial_answers(lab):
     assert tarpit.outcome == INCOMPLETE and tarpit.extra.get("bytes_seen", 0) >= 1
 
 
+def _wait_for_connection(ns: Netns, port: int, limit: float = 20.0) -> None:
+    """Until a connection to port is established from ns (the client is inside its probe loop,
+    past start-up and imports, however slow the machine is today)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        out = ns.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"]).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no connection to port {port} within {limit:g} s")
+
+
 def test_ctrl_c_prints_partial_answers(lab):
     client, address = lab
     code = ("import json\n"
@@ -121,7 +133,8 @@ def test_ctrl_c_prints_partial_answers(lab):
             "print(json.dumps(b.to_dict()))\n")
     proc = subprocess.Popen(client.argv([sys.executable, "-c", code]), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # interpreter start, then the silent port keeps it busy
+    _wait_for_connection(client, PORTS["silent"])
+    time.sleep(0.3)  # the connection is up: the silent port keeps it busy from now on
     proc.send_signal(subprocess.signal.SIGINT)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err

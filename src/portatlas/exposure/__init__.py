@@ -94,28 +94,39 @@ def for_snapshot(snapshot, look_: Look) -> dict[int, Exposure]:
     out: dict[int, Exposure] = {}
     assess = look_.assessor.assess_socket
     complete = advice.complete
-    proxies: dict[int, dict[str, Any] | None] = {}
+    # per holding process: what it forwards to (docker-proxy, a runtime's port reservation)
+    proxies: dict[int, tuple[dict[str, Any] | None, tuple[str, int] | None]] = {}
+    processes = snapshot.processes
+    reachable_ = (EXPOSED, LIMITED)
+    # 10,000 sockets: the loop body is kept to what each socket needs (a shared answer, found
+    # by its shape) and the rare cases (proxies, exposed listeners) are taken aside
     for sock in snapshot.sockets:
         if not sock.listening or (sock.transport == "udp" and sock.remote_port):
             continue
-        proxy = None
+        proxy = target = None
         for holder in sock.holders:
-            if holder.pid not in proxies:
-                proc = snapshot.processes.get(holder.pid)
-                proxies[holder.pid] = port_holder(proc.cmdline if proc else None)
-            proxy = proxy or proxies[holder.pid]
-        if proxy is None:
-            target = None
-        elif proxy.get("reservation"):
-            target = ANY_FORWARD
-        else:
-            target = (proxy["address"], proxy["port"])
+            found = proxies.get(holder.pid)
+            if found is None:
+                found = proxies[holder.pid] = _proxy_of(processes.get(holder.pid))
+            if found[0] is not None:
+                proxy, target = found
+                break
         exp = assess(sock.transport, sock.family, sock.address, sock.port, sock.v6only,
                      sock.interface, target)
         # only exposed and limited listeners get notes of their own (advice.complete)
         out[id(sock)] = complete(exp, sock, snapshot, look_, proxy) \
-            if exp.verdict in (EXPOSED, LIMITED) else exp
+            if exp.verdict in reachable_ else exp
     return out
+
+
+def _proxy_of(proc) -> tuple[dict[str, Any] | None, tuple[str, int] | None]:
+    """(port_holder's answer, the forward the socket accepts) for a socket's holding process."""
+    proxy = port_holder(proc.cmdline if proc else None)
+    if proxy is None:
+        return None, None
+    if proxy.get("reservation"):
+        return proxy, ANY_FORWARD
+    return proxy, (proxy["address"], proxy["port"])
 
 
 def annotate(snapshot, look_: Look | None = None) -> Look:

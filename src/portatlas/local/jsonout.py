@@ -18,9 +18,14 @@ from typing import Any
 from portatlas.local.model import Snapshot, Socket, exposure_of, user_name
 
 
+# one encoder for every call: json.dumps with arguments builds a new encoder each time, which
+# costs more than encoding a small value (and a snapshot encodes thousands of them)
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
 def dumps(obj: Any) -> str:
     """Compact but readable JSON (", " and ": "), encoded by the C encoder."""
-    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+    return _ENCODE(obj)
 
 
 def string(text: str | None) -> str:
