@@ -93,9 +93,11 @@ def test_the_ascii_fast_path_gives_what_the_regular_expression_gives():
     # one-line and a multiline text, must come out exactly as the expression would make it
     from portatlas import textsafe
 
+    # (short texts and long ones, which take another way: one search per unsafe character)
     for code in range(128):
         for multiline in (False, True):
-            text = f"ab{chr(code)}\ncd\t" if multiline else f"ab{chr(code)}cd"
-            pattern = textsafe._UNSAFE_MULTILINE if multiline else textsafe._UNSAFE
-            assert textsafe.terminal_safe(text, multiline=multiline) == \
-                pattern.sub(textsafe._escape, text), (code, multiline)
+            for pad in ("", "x" * (textsafe._LONG + 1)):
+                text = f"ab{chr(code)}\ncd\t{pad}" if multiline else f"{pad}ab{chr(code)}cd"
+                pattern = textsafe._UNSAFE_MULTILINE if multiline else textsafe._UNSAFE
+                assert textsafe.terminal_safe(text, multiline=multiline) == \
+                    pattern.sub(textsafe._escape, text), (code, multiline, len(pad))
