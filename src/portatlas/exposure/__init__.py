@@ -135,16 +135,22 @@ def annotate(snapshot, look_: Look | None = None) -> Look:
     `portatlas local` shows them. Returns the Look used."""
     look_ = look_ or look()
     found = for_snapshot(snapshot, look_)
-    dicts: dict[int, dict[str, Any]] = {}
+    dicts: dict[int, dict[str, Any]] = {}  # one dict per shared Exposure (encoded once, too)
+    extras = snapshot.extras
     for sock in snapshot.sockets:
-        exp = found.get(id(sock))
+        key = id(sock)
+        exp = found.get(key)
         if exp is None:
             value = None
         else:
             value = dicts.get(id(exp))
             if value is None:
                 value = dicts[id(exp)] = exp.to_dict()
-        snapshot.extras.setdefault(id(sock), {})["reachability"] = value
+        extra = extras.get(key)
+        if extra is None:
+            extras[key] = {"reachability": value}
+        else:
+            extra["reachability"] = value
     snapshot.head_extras["packet_filter"] = look_.summary()
     return look_
 
