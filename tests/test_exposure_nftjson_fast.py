@@ -218,3 +218,59 @@ def test_rules_nft_never_writes_become_unknown_not_exceptions(exprs):
     rs = nftjson.parse(text)
     rule = rs.chains[("nftables", "inet", "t", "in")].rules[-1]
     assert rule.action.kind == "unknown" or any(mt.field == "unknown" for mt in rule.matches)
+
+
+# -- addresses: the inet_pton / inet_ntop paths of addr give what ipaddress gives ---------------
+ADDRESS_FORMS = ["0.0.0.0", "255.255.255.255", "198.18.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+                 "256.1.1.1", "1.2.3.4 ", " 1.2.3.4", "1.2.3.04", "::", "::1", "2001:db8::1",
+                 "2001:DB8::1", "2001:0db8:0000:0000:0000:0000:0000:0001", "::ffff:198.18.0.1",
+                 "::ffff:01.2.3.4", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9",
+                 "1::2::3", "12345::", "fe80::1%eth0", "fe80::1%", "1:2:3:4:5:6:1.2.3.4",
+                 "", ":", "1.2.3.4%eth0", "x", "::g", "0x1.2.3.4", "1.2.3.4/24", "\x00",
+                 "١.٢.٣.٤", "2001:db8::1.2.3.4"]
+
+
+@pytest.mark.parametrize("text", ADDRESS_FORMS)
+def test_to_int_reads_every_form_as_ipaddress_does(text):
+    import ipaddress
+    from portatlas.exposure import addr
+    try:
+        want = int(ipaddress.ip_address(text.split("%", 1)[0]))
+    except ValueError:
+        want = None
+    addr.to_int.cache_clear()
+    try:
+        got = addr.to_int(text)
+    except ValueError:
+        got = None
+    assert got == want
+
+
+def test_to_text_writes_as_ipaddress_does():
+    import ipaddress
+    import random
+    from portatlas.exposure import addr
+    rnd = random.Random(14)
+    values4 = [0, 1, 255, 256, (1 << 32) - 1, 0x7f000001] + [rnd.getrandbits(32) for _ in range(300)]
+    for v in values4:
+        assert addr.to_text(v, "ipv4") == str(ipaddress.IPv4Address(v))
+    values6 = [0, 1, (1 << 128) - 1, 0xffff << 32 | 0xc6120001, 1 << 64] + \
+        [rnd.getrandbits(128) for _ in range(100)] + \
+        [rnd.getrandbits(16) << (16 * rnd.randrange(8)) for _ in range(100)]
+    for v in values6:
+        assert addr.to_text(v, "ipv6") == str(ipaddress.IPv6Address(v))
+    for bad in (-1, 1 << 32):
+        with pytest.raises(ValueError):
+            addr.to_text(bad, "ipv4")
+
+
+def test_new_match_and_new_rule_set_every_slot_as_the_constructors_do():
+    from portatlas.exposure.ruleset import new_match, new_rule
+    a = Match("dport", ((22, 22),), negate=True, family="ipv4", proto="tcp")
+    b = new_match("dport", ((22, 22),), True, "ipv4", "tcp")
+    assert [getattr(a, s) for s in Match.__slots__] == [getattr(b, s) for s in Match.__slots__]
+    describe = lambda: "tcp dport 22 accept"  # noqa: E731
+    act = Action("accept")
+    a, b = Rule([], act, handle=7, describe=describe), new_rule([], act, 7, describe)
+    assert [getattr(a, s) for s in Rule.__slots__] == [getattr(b, s) for s in Rule.__slots__]
+    assert a.text == b.text

@@ -11,7 +11,8 @@ import json
 from typing import Any
 
 from portatlas.exposure import addr
-from portatlas.exposure.ruleset import (NFTABLES, Action, Chain, Match, Rule, Ruleset, unknown)
+from portatlas.exposure.ruleset import (NFTABLES, Action, Chain, Match, Rule, Ruleset, new_match,
+                                        new_rule, unknown)
 
 ADDR_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
 PORT_PROTOS = ("tcp", "udp", "sctp", "dccp", "udplite", "th")
@@ -47,12 +48,16 @@ def parse(data: bytes | str, skip: set[tuple[str, str]] | None = None,
     for item in items:
         if not isinstance(item, dict) or len(item) != 1:
             continue
-        (kind, body), = item.items()
+        body = item.get("rule")   # by far the most common item: first, without unpacking
+        if body is not None:
+            kind = "rule"
+        else:
+            (kind, body), = item.items()
         if not isinstance(body, dict):
             continue
         if skip and (body.get("family"), body.get("table")) in skip:
             continue
-        if kind == "rule":   # by far the most common item: first
+        if kind == "rule":
             rules.append(body)
         elif kind in ("set", "map"):
             try:
@@ -72,19 +77,22 @@ def parse(data: bytes | str, skip: set[tuple[str, str]] | None = None,
                          type=body.get("type", "filter"), policy=body.get("policy"),
                          device=body.get("dev")))
     # every chain is known before the first rule is placed (a rule may come before its chain)
-    contexts: dict[Any, _Context] = {}
+    # (family, table, chain name) -> (chain, context), looked up once per chain
+    places: dict[tuple[Any, Any, Any], tuple[Chain, _Context] | None] = {}
     chains = rs.chains
     for body in rules:
-        family, table = body.get("family", ""), body.get("table", "")
+        key = (body.get("family", ""), body.get("table", ""), body.get("chain", ""))
         try:
-            chain = chains.get((NFTABLES, family, table, body.get("chain", "")))
+            place = places.get(key, False)
+            if place is False:
+                chain = chains.get((NFTABLES, *key))
+                place = places[key] = None if chain is None else \
+                    (chain, _Context(key[0], key[1], named))
         except TypeError:
             continue  # an unhashable name: no chain has it
-        if chain is None:
+        if place is None:
             continue
-        ctx = contexts.get((family, table))
-        if ctx is None:
-            ctx = contexts[(family, table)] = _Context(family, table, named)
+        chain, ctx = place
         try:
             rule = _rule(body, ctx)
         except (TypeError, ValueError, KeyError, AttributeError):
@@ -198,8 +206,8 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
                                             "another device decides)")
         else:
             matches.append(unknown(f"the rule uses '{kind}', which portatlas does not evaluate"))
-    return Rule(matches, action or _PLAIN_VERDICTS["continue"], handle=body.get("handle"),
-                describe=lambda: _rule_text(exprs))
+    return new_rule(matches, action or _PLAIN_VERDICTS["continue"], body.get("handle"),
+                    lambda: _rule_text(exprs))
 
 
 def _reject_text(val: Any) -> str:
@@ -363,16 +371,29 @@ def _field_general(left: Any) -> tuple[str, str | None, str | None] | str:
 def _match(val: dict[str, Any], ctx: _Context) -> Match:
     if not isinstance(val, dict):
         return unknown("a match portatlas cannot read")
-    found = _field(val.get("left"))
-    if isinstance(found, str):
-        return unknown(found)
+    left = val.get("left")
+    found = None
+    if FAST and type(left) is dict and len(left) == 1:
+        # _field's table, without the call, for the most common left-hand side
+        body = left.get("payload")
+        if type(body) is dict:
+            try:
+                found = _COMMON_FIELDS.get(("payload", body.get("protocol"), body.get("field")))
+            except TypeError:
+                pass
+    if found is None:
+        found = _field(left)
+        if isinstance(found, str):
+            return unknown(found)
     field, family, proto = found
     op = val.get("op", "==")
     right = val.get("right")
     if FAST and (op == "==" or op == "!=" or op == "in"):
+        if type(right) is int and (field == "dport" or field == "sport"):
+            return new_match(field, ((right, right),), op == "!=", family, proto)
         values = _fast_values(field, right)
         if values is not None:
-            return Match(field, values, negate=op == "!=", family=family, proto=proto)
+            return new_match(field, values, op == "!=", family, proto)
     if isinstance(right, str) and right.startswith("@"):
         body, why = ctx.named(right)
         if body is None:

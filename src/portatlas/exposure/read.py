@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
 from portatlas.exposure import iptsave, machine as machine_mod, nftjson
 from portatlas.exposure.ruleset import IPTABLES_LEGACY, IPTABLES_NFT, NFTABLES, Ruleset
@@ -42,7 +41,7 @@ def stop_all() -> None:
     """End what start_all started and nobody collected."""
     while _started:
         _argv, proc = _started.popitem()
-        if isinstance(proc, subprocess.Popen):
+        if not isinstance(proc, tuple):   # a process (a tuple is an answer known without one)
             proc.kill()
             proc.communicate()
 
@@ -81,6 +80,8 @@ def _which(name: str) -> str | None:
 
 
 def _start(argv: list[str]):
+    # subprocess is imported here, when a look starts: importing exposure alone does not need it
+    import subprocess
     if _no_legacy_tables(argv[0]):
         return 0, "", ""
     path = _which(argv[0])
@@ -98,6 +99,7 @@ def _run(argv: list[str]) -> tuple[int | None, str, str]:
     proc = _started.pop(tuple(argv), None) or _start(argv)
     if isinstance(proc, tuple):
         return proc
+    import subprocess  # already imported by _start
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -208,8 +210,9 @@ def read_machine() -> machine_mod.Machine:
 
 
 def _sysctl(name: str) -> str | None:
+    # bytes, decoded here: a text-mode open with encoding="ascii" would import a codec module
     try:
-        with open(f"/proc/sys/{name}", encoding="ascii") as f:
-            return f.read(64).strip()
+        with open(f"/proc/sys/{name}", "rb") as f:
+            return f.read(64).decode("ascii", "replace").strip()
     except OSError:
         return None
