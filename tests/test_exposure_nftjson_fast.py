@@ -274,3 +274,20 @@ def test_new_match_and_new_rule_set_every_slot_as_the_constructors_do():
     a, b = Rule([], act, handle=7, describe=describe), new_rule([], act, 7, describe)
     assert [getattr(a, s) for s in Rule.__slots__] == [getattr(b, s) for s in Rule.__slots__]
     assert a.text == b.text
+
+
+def test_command_output_is_read_bounded(monkeypatch):
+    # a program that prints more than MAX_OUTPUT is stopped with a clear message, one that
+    # prints less is read whole (stdout and stderr both), one that hangs is killed
+    from portatlas.exposure import read
+    monkeypatch.setattr(read, "MAX_OUTPUT", 1 << 20)
+    monkeypatch.setattr(read, "_which", lambda name: sys.executable)
+    monkeypatch.setattr(read, "_started", {})
+    big = "import sys; sys.stdout.buffer.write(b'x' * (3 << 20)); sys.stderr.write('e' * 200000)"
+    code, out, err = read._run(["python", "-c", big])
+    assert (code, out) == (1, "") and "printed more than 1 MiB" in err
+    small = "import sys; sys.stdout.write('y' * 300000); sys.stderr.write('e' * 200000); sys.exit(3)"
+    assert read._run(["python", "-c", small]) == (3, "y" * 300000, "e" * 200000)
+    monkeypatch.setattr(read, "TIMEOUT", 0.5)
+    code, out, err = read._run(["python", "-c", "import time; time.sleep(30)"])
+    assert code == 1 and "did not answer within 0.5 s" in err

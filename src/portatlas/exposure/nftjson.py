@@ -207,7 +207,7 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
         else:
             matches.append(unknown(f"the rule uses '{kind}', which portatlas does not evaluate"))
     return new_rule(matches, action or _PLAIN_VERDICTS["continue"], body.get("handle"),
-                    lambda: _rule_text(exprs))
+                    _rule_text, (exprs,))
 
 
 def _reject_text(val: Any) -> str:
@@ -288,17 +288,7 @@ def _fast_values(field: str, right: Any):
         if field in _NAME_FIELDS:
             return frozenset((right,))
         return None
-    if kind is dict:
-        if (field == "saddr" or field == "daddr") and len(right) == 1:
-            prefix = right.get("prefix")
-            if type(prefix) is dict:
-                text, plen = prefix.get("addr"), prefix.get("len")
-                if type(text) is str and type(plen) is int:
-                    try:
-                        return addr.parse_net(f"{text}/{plen}")[1]
-                    except ValueError:
-                        return None
-        return None
+    # (a prefix, {"prefix": {...}}, is read in _match itself)
     if kind is list and field in _NAME_FIELDS:
         for item in right:
             if type(item) is not str:
@@ -391,6 +381,16 @@ def _match(val: dict[str, Any], ctx: _Context) -> Match:
     if FAST and (op == "==" or op == "!=" or op == "in"):
         if type(right) is int and (field == "dport" or field == "sport"):
             return new_match(field, ((right, right),), op == "!=", family, proto)
+        if type(right) is dict and (field == "saddr" or field == "daddr") and len(right) == 1:
+            prefix = right.get("prefix")   # "ip saddr 198.18.0.0/15": the common address match
+            if type(prefix) is dict:
+                text, plen = prefix.get("addr"), prefix.get("len")
+                if type(text) is str and type(plen) is int:
+                    try:
+                        return new_match(field, addr.parse_net(f"{text}/{plen}")[1],
+                                         op == "!=", family, proto)
+                    except ValueError:
+                        pass   # the general path says why
         values = _fast_values(field, right)
         if values is not None:
             return new_match(field, values, op == "!=", family, proto)

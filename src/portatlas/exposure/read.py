@@ -99,16 +99,59 @@ def _run(argv: list[str]) -> tuple[int | None, str, str]:
     proc = _started.pop(tuple(argv), None) or _start(argv)
     if isinstance(proc, tuple):
         return proc
-    import subprocess  # already imported by _start
     try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return 1, "", f"{argv[0]} did not answer within {TIMEOUT:g} s"
-    if len(out) > MAX_OUTPUT:
+        out, err = _collect(proc)
+    except _TooMuch:
         return 1, "", f"{argv[0]} printed more than {MAX_OUTPUT >> 20} MiB"
+    except TimeoutError:
+        return 1, "", f"{argv[0]} did not answer within {TIMEOUT:g} s"
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+class _TooMuch(Exception):
+    pass
+
+
+def _collect(proc) -> tuple[bytes, bytes]:
+    """A process's stdout and stderr, read as they come (both at once: a full stderr pipe must
+    not stall the output), never more than MAX_OUTPUT bytes of either and never longer than
+    TIMEOUT: then the process is killed (communicate() would read everything first)."""
+    import selectors  # imported by subprocess already
+    import subprocess
+    import time
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    sizes = {out_fd: 0, err_fd: 0}
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(out_fd, selectors.EVENT_READ)
+            sel.register(err_fd, selectors.EVENT_READ)
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                for key, _events in sel.select(left):
+                    data = os.read(key.fd, 1 << 16)
+                    if not data:
+                        sel.unregister(key.fd)
+                        continue
+                    sizes[key.fd] += len(data)
+                    if sizes[key.fd] > MAX_OUTPUT:
+                        raise _TooMuch
+                    chunks[key.fd].append(data)
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.001))
+        except subprocess.TimeoutExpired:  # both pipes closed, but the process goes on
+            raise TimeoutError from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    return b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
 
 
 def _denied(err: str) -> bool:
