@@ -30,7 +30,7 @@ def family_of(text: str) -> str:
 # ipaddress is imported only when needed (it costs a few million instructions to import, and
 # the common forms are read and written by the C library's inet_pton / inet_ntop instead)
 def _ipaddress():
-    import ipaddress
+    import ipaddress  # here: a big import, needed only for the rare forms (see above)
     return ipaddress
 
 
