@@ -77,8 +77,9 @@ def parse(data: bytes | str, skip: set[tuple[str, str]] | None = None,
                          type=body.get("type", "filter"), policy=body.get("policy"),
                          device=body.get("dev")))
     # every chain is known before the first rule is placed (a rule may come before its chain)
-    # (family, table, chain name) -> (chain, context), looked up once per chain
-    places: dict[tuple[Any, Any, Any], tuple[Chain, _Context] | None] = {}
+    # (family, table, chain name) -> (chain, context, its new rules), looked up once per chain;
+    # the rules join their chains at the end, in order (Chain.extend)
+    places: dict[tuple[Any, Any, Any], tuple[Chain, _Context, list[Rule]] | None] = {}
     chains = rs.chains
     for body in rules:
         key = (body.get("family", ""), body.get("table", ""), body.get("chain", ""))
@@ -87,12 +88,12 @@ def parse(data: bytes | str, skip: set[tuple[str, str]] | None = None,
             if place is False:
                 chain = chains.get((NFTABLES, *key))
                 place = places[key] = None if chain is None else \
-                    (chain, _Context(key[0], key[1], named))
+                    (chain, _Context(key[0], key[1], named), [])
         except TypeError:
             continue  # an unhashable name: no chain has it
         if place is None:
             continue
-        chain, ctx = place
+        _chain, ctx, new = place
         try:
             rule = _rule(body, ctx)
         except (TypeError, ValueError, KeyError, AttributeError):
@@ -100,7 +101,10 @@ def parse(data: bytes | str, skip: set[tuple[str, str]] | None = None,
             # whatever reaches it is unknown (never a guess)
             rule = Rule([], Action("unknown", text="a rule portatlas cannot read"),
                         handle=body.get("handle"), describe=lambda: "(unreadable rule)")
-        chain.add(rule)
+        new.append(rule)
+    for place in places.values():
+        if place is not None:
+            place[0].extend(place[2])
     return rs
 
 
@@ -181,8 +185,9 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
             matches.append(_match(val, ctx))
             continue
         (kind, val), = expr.items()
-        if kind in _PLAIN_VERDICTS:
-            action = _PLAIN_VERDICTS[kind]
+        plain = _PLAIN_VERDICTS.get(kind)
+        if plain is not None:
+            action = plain
         elif kind in _PASSIVE:
             continue
         elif kind == "match":

@@ -190,6 +190,14 @@ class Chain:
         self.rules.append(rule)
         self._index = None
 
+    def extend(self, rules: list[Rule]) -> None:
+        """add() for each rule, in order (one call for a parser's thousands of rules)."""
+        for index, rule in enumerate(rules, len(self.rules)):
+            rule.chain = self
+            rule.index = index
+        self.rules.extend(rules)
+        self._index = None
+
     def ref(self) -> dict[str, Any]:
         """The chain's policy as the `rule` of a decision (shared, do not modify)."""
         if self._ref is None:
