@@ -291,3 +291,21 @@ def test_command_output_is_read_bounded(monkeypatch):
     monkeypatch.setattr(read, "TIMEOUT", 0.5)
     code, out, err = read._run(["python", "-c", "import time; time.sleep(30)"])
     assert code == 1 and "did not answer within 0.5 s" in err
+
+
+@pytest.mark.parametrize("text,plen", [
+    ("198.18.0.0", 15), ("198.18.7.9", 32), ("198.18.7.9", 0), ("198.18.7.9", 33),
+    ("198.18.7.9", -1), (" 198.18.0.0", 24), ("2001:db8::", 32), ("2001:db8::1", 128),
+    ("2001:db8::1", 129), ("::ffff:198.18.0.1", 120), ("01.2.3.4", 8), ("x", 8),
+    ("198.18.0.1-198.18.0.9", 24), ("fe80::1%eth0", 64)])
+def test_prefix_is_parse_net_of_the_joined_text(text, plen):
+    from portatlas.exposure import addr
+    try:
+        want = addr.parse_net(f"{text}/{plen}")[1]
+    except ValueError:
+        want = "error"
+    try:
+        got = addr.prefix(text, plen)
+    except ValueError:
+        got = "error"
+    assert got == want

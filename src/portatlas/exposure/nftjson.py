@@ -392,8 +392,8 @@ def _match(val: dict[str, Any], ctx: _Context) -> Match:
                 text, plen = prefix.get("addr"), prefix.get("len")
                 if type(text) is str and type(plen) is int:
                     try:
-                        return new_match(field, addr.parse_net(f"{text}/{plen}")[1],
-                                         op == "!=", family, proto)
+                        return new_match(field, addr.prefix(text, plen), op == "!=", family,
+                                         proto)
                     except ValueError:
                         pass   # the general path says why
         values = _fast_values(field, right)
