@@ -9,7 +9,6 @@ source at once; these helpers are the set algebra it needs. An interval set is a
 from __future__ import annotations
 
 import _socket
-import ipaddress
 from bisect import bisect_right
 from functools import lru_cache
 
@@ -28,12 +27,31 @@ def family_of(text: str) -> str:
     return "ipv6" if ":" in text else "ipv4"
 
 
+# ipaddress is imported only when needed (it costs a few million instructions to import, and
+# the common forms are read and written by the C library's inet_pton / inet_ntop instead)
+def _ipaddress():
+    import ipaddress  # here: a big import, needed only for the rare forms (see above)
+    return ipaddress
+
+
 @lru_cache(maxsize=8192)
 def to_int(text: str) -> int:
-    return int(ipaddress.ip_address(text.split("%", 1)[0]))
+    head = text.split("%", 1)[0]
+    try:
+        # what ipaddress.ip_address accepts, for every form inet_pton accepts (both take
+        # dotted quads without leading zeros, and RFC 4291 IPv6 text; tests compare them)
+        return int.from_bytes(_socket.inet_pton(
+            _socket.AF_INET6 if ":" in head else _socket.AF_INET, head), "big")
+    except (OSError, ValueError):
+        # anything else: ipaddress decides (and raises ValueError for what is no address)
+        return int(_ipaddress().ip_address(head))
 
 
 def to_text(value: int, family: str) -> str:
+    if family == "ipv4" and 0 <= value <= V4_MAX:
+        return _socket.inet_ntop(_socket.AF_INET, value.to_bytes(4, "big"))
+    # IPv6 text (zero compression, IPv4-mapped forms) is ipaddress's, as it always was
+    ipaddress = _ipaddress()
     return str(ipaddress.IPv4Address(value) if family == "ipv4" else ipaddress.IPv6Address(value))
 
 
@@ -64,9 +82,28 @@ def parse_net(text: str) -> tuple[str, IntervalSet]:
         if family_of(hi) != fam or a > b:
             raise ValueError(f"bad address range {text!r}")
         return fam, ((a, b),)
-    net = ipaddress.ip_network(text, strict=False)
+    net = _ipaddress().ip_network(text, strict=False)
     fam = "ipv4" if net.version == 4 else "ipv6"
     return fam, ((int(net.network_address), int(net.broadcast_address)),)
+
+
+@lru_cache(maxsize=8192)
+def prefix(text: str, plen: int) -> IntervalSet:
+    """parse_net(f"{text}/{plen}")[1], for an address and a prefix length given apart (as nft's
+    JSON gives them), without building and splitting the text in the common case."""
+    v6 = ":" in text
+    bits = 128 if v6 else 32
+    if 0 <= plen <= bits:
+        try:
+            value = int.from_bytes(_socket.inet_pton(
+                _socket.AF_INET6 if v6 else _socket.AF_INET, text), "big")
+        except (OSError, ValueError):
+            pass   # parse_net says what it is (or raises ValueError)
+        else:
+            span = (1 << (bits - plen)) - 1
+            lo = value & ~span
+            return ((lo, lo | span),)
+    return parse_net(f"{text}/{plen}")[1]
 
 
 def normalise(pairs) -> IntervalSet:

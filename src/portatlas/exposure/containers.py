@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from typing import Any
 
 from portatlas.exposure import addr
@@ -134,6 +133,7 @@ def _sockets() -> list[str]:
 
 
 def _get(path: str, url: str, timeout: float) -> bytes:
+    import socket  # here: most machines have no runtime socket, and socket is a big import
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)

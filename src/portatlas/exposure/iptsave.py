@@ -11,7 +11,6 @@ actions.
 from __future__ import annotations
 
 import re
-import shlex
 
 from portatlas.exposure import addr
 from portatlas.exposure.ruleset import (IPTABLES_HOOKS, Action, Chain, Match, Rule, Ruleset,
@@ -42,6 +41,11 @@ _PASSIVE_TARGETS = {"LOG", "NFLOG", "ULOG", "MARK", "CONNMARK", "TRACE", "TCPMSS
 
 class IptablesParseError(ValueError):
     pass
+
+
+def _quoted_split(line: str) -> list[str]:
+    import shlex  # here: only lines with quotes need it (imported when first needed)
+    return shlex.split(line)
 
 
 def detect(text: str) -> tuple[str | None, str | None]:
@@ -86,7 +90,7 @@ def parse(text: str, origin: str, family: str, ruleset: Ruleset | None = None) -
             try:
                 # iptables-save quotes only comments and a few strings: most lines split on
                 # spaces alone (shlex costs tens of microseconds a line, 1,000 rules and more)
-                words = shlex.split(line) if '"' in line or "'" in line or "\\" in line \
+                words = _quoted_split(line) if '"' in line or "'" in line or "\\" in line \
                     else line.split()
             except ValueError as exc:
                 raise IptablesParseError(f"line {lineno}: {exc}") from None

@@ -8,11 +8,11 @@ spell out).
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 from portatlas.exposure import addr
-from portatlas.exposure.ruleset import (NFTABLES, Action, Chain, Match, Rule, Ruleset, unknown)
+from portatlas.exposure.ruleset import (NFTABLES, Action, Chain, Match, Rule, Ruleset, new_match,
+                                        new_rule, unknown)
 
 ADDR_FAMILY = {"ip": "ipv4", "ip6": "ipv6"}
 PORT_PROTOS = ("tcp", "udp", "sctp", "dccp", "udplite", "th")
@@ -38,66 +38,136 @@ def parse(data: bytes | str, skip: set[tuple[str, str]] | None = None,
         items = doc["nftables"]
     except (ValueError, KeyError, TypeError) as exc:
         raise NftParseError(f"not nft -j output: {exc}") from None
+    except RecursionError:
+        raise NftParseError("not nft -j output: nested too deeply") from None
     if not isinstance(items, list):
         raise NftParseError("not nft -j output: 'nftables' is not a list")
     rs = ruleset or Ruleset()
-    skip = skip or set()
-    sets: dict[tuple[str, str, str], dict[str, Any]] = {}
-    updated: set[tuple[str, str, str]] = set()
-    rules: list[dict[str, Any]] = []
+    named = _Sets()
+    rules = named.rules
     for item in items:
         if not isinstance(item, dict) or len(item) != 1:
             continue
-        (kind, body), = item.items()
+        body = item.get("rule")   # by far the most common item: first, without unpacking
+        if body is not None:
+            kind = "rule"
+        else:
+            (kind, body), = item.items()
         if not isinstance(body, dict):
             continue
-        if (body.get("family"), body.get("table")) in skip:
+        if skip and (body.get("family"), body.get("table")) in skip:
             continue
-        if kind in ("set", "map"):
-            sets[(body.get("family"), body.get("table"), body.get("name"))] = body
+        if kind == "rule":
+            rules.append(body)
+        elif kind in ("set", "map"):
+            try:
+                named.sets[(body.get("family"), body.get("table"), body.get("name"))] = body
+            except TypeError:
+                pass  # a name that is not a string (not nft's output): nothing can refer to it
         elif kind == "chain":
             prio = body.get("prio", 0)
             if isinstance(prio, str):
                 prio = NAMED_PRIO.get(prio, 0)
+            try:
+                prio = int(prio or 0)
+            except (TypeError, ValueError):
+                raise NftParseError(f"chain {body.get('name')!r}: priority {prio!r} is not a number") from None
             rs.add(Chain(NFTABLES, body.get("family", ""), body.get("table", ""),
-                         body.get("name", ""), hook=body.get("hook"), prio=int(prio or 0),
+                         body.get("name", ""), hook=body.get("hook"), prio=prio,
                          type=body.get("type", "filter"), policy=body.get("policy"),
                          device=body.get("dev")))
-        elif kind == "rule":
-            rules.append(body)
-            for expr in body.get("expr") or ():
-                for op in ("set", "map"):
-                    target = expr.get(op) if isinstance(expr, dict) else None
-                    if isinstance(target, dict) and isinstance(target.get("set"), str):
-                        updated.add((body.get("family"), body.get("table"),
-                                     target["set"].lstrip("@")))
+    # every chain is known before the first rule is placed (a rule may come before its chain)
+    # (family, table, chain name) -> (chain, context, its new rules), looked up once per chain;
+    # the rules join their chains at the end, in order (Chain.extend)
+    places: dict[tuple[Any, Any, Any], tuple[Chain, _Context, list[Rule]] | None] = {}
+    chains = rs.chains
     for body in rules:
-        chain = rs.get(NFTABLES, body.get("family", ""), body.get("table", ""), body.get("chain", ""))
-        if chain is None:
+        key = (body.get("family", ""), body.get("table", ""), body.get("chain", ""))
+        try:
+            place = places.get(key, False)
+            if place is False:
+                chain = chains.get((NFTABLES, *key))
+                place = places[key] = None if chain is None else \
+                    (chain, _Context(key[0], key[1], named), [])
+        except TypeError:
+            continue  # an unhashable name: no chain has it
+        if place is None:
             continue
-        ctx = _Context(body.get("family", ""), body.get("table", ""), sets, updated)
-        chain.add(_rule(body, ctx))
+        _chain, ctx, new = place
+        try:
+            rule = _rule(body, ctx)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            # a rule of a shape nft never writes: it decides nothing portatlas can know, so
+            # whatever reaches it is unknown (never a guess)
+            rule = Rule([], Action("unknown", text="a rule portatlas cannot read"),
+                        handle=body.get("handle"), describe=lambda: "(unreadable rule)")
+        new.append(rule)
+    for place in places.values():
+        if place is not None:
+            place[0].extend(place[2])
     return rs
 
 
+class _Sets:
+    """The named sets and maps of a ruleset, and which of them rules fill at run time (worked
+    out on the first reference to a set: most rulesets refer to none)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+        self.rules: list[dict[str, Any]] = []
+        self._updated: set[tuple[Any, Any, str]] | None = None
+
+    def updated(self) -> set[tuple[Any, Any, str]]:
+        """(family, table, name) of the sets that an "add @set" / "update @set" statement of a
+        rule fills."""
+        if self._updated is None:
+            found = set()
+            for body in self.rules:
+                exprs = body.get("expr")
+                if not isinstance(exprs, list):
+                    continue
+                for expr in exprs:
+                    if not isinstance(expr, dict):
+                        continue
+                    for op in ("set", "map"):
+                        target = expr.get(op)
+                        if isinstance(target, dict) and isinstance(target.get("set"), str):
+                            found.add((body.get("family"), body.get("table"),
+                                       target["set"].lstrip("@")))
+            self._updated = found
+        return self._updated
+
+
 class _Context:
-    def __init__(self, family, table, sets, updated) -> None:
+    def __init__(self, family, table, named: _Sets) -> None:
         self.family = family
         self.table = table
-        self.sets = sets
-        self.updated = updated
+        self._named = named
 
     def named(self, ref: str) -> tuple[dict[str, Any] | None, str]:
         key = (self.family, self.table, ref.lstrip("@"))
-        body = self.sets.get(key)
+        body = self._named.sets.get(key)
         if body is None:
             return None, f"set {ref} is not in the ruleset"
         flags = body.get("flags") or []
         if isinstance(flags, str):
             flags = [flags]
-        if key in self.updated or "dynamic" in flags or "timeout" in flags or body.get("timeout"):
+        if key in self._named.updated() or "dynamic" in flags or "timeout" in flags or body.get("timeout"):
             return None, f"set {ref} is filled at run time (dynamic or with timeouts)"
         return body, ""
+
+
+# statements that have no effect on where this packet goes (dup copies it elsewhere; the
+# original goes on)
+_PASSIVE = frozenset(("counter", "log", "mangle", "set", "map", "ct helper", "ct timeout",
+                      "ct expectation", "flow", "secmark", "last", "comment", "dup"))
+
+
+# Verdicts without arguments: one shared Action each (an Action is never changed after parsing;
+# thousands of rules end in accept or drop).
+_PLAIN_VERDICTS = {kind: Action(kind) for kind in ("accept", "drop", "return", "continue")}
+_SNAT = Action("snat")
+_NOTRACK = Action("notrack")
 
 
 def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
@@ -108,13 +178,20 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
         if not isinstance(expr, dict) or len(expr) != 1:
             matches.append(unknown("an expression portatlas cannot read"))
             continue
-        (kind, val), = expr.items()
         if action is not None:
             continue  # statements after the verdict do not change where the packet goes
-        if kind == "match":
+        val = expr.get("match")
+        if val is not None:   # the most common expression: first, without unpacking
             matches.append(_match(val, ctx))
-        elif kind in ("accept", "drop", "return", "continue"):
-            action = Action(kind)
+            continue
+        (kind, val), = expr.items()
+        plain = _PLAIN_VERDICTS.get(kind)
+        if plain is not None:
+            action = plain
+        elif kind in _PASSIVE:
+            continue
+        elif kind == "match":
+            matches.append(_match(val, ctx))
         elif kind in ("jump", "goto"):
             action = Action(kind, target=(val or {}).get("target"))
         elif kind == "reject":
@@ -122,15 +199,11 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
         elif kind in ("dnat", "redirect"):
             action = _nat(kind, val)
         elif kind in ("snat", "masquerade"):
-            action = Action("snat")
+            action = _SNAT
         elif kind == "notrack":
-            action = Action("notrack")
+            action = _NOTRACK
         elif kind == "vmap":
             action = _vmap(val, ctx)
-        elif kind in ("counter", "log", "mangle", "set", "map", "ct helper", "ct timeout",
-                      "ct expectation", "flow", "secmark", "last", "comment", "dup"):
-            # no effect on where this packet goes (dup copies it elsewhere; the original goes on)
-            continue
         elif kind in STATEFUL:
             matches.append(unknown(f"the rule depends on {STATEFUL[kind]}"))
         elif kind in ("queue", "fwd", "tproxy"):
@@ -138,13 +211,15 @@ def _rule(body: dict[str, Any], ctx: _Context) -> Rule:
                                             "another device decides)")
         else:
             matches.append(unknown(f"the rule uses '{kind}', which portatlas does not evaluate"))
-    rule = Rule(matches, action or Action("continue"), handle=body.get("handle"),
-                describe=lambda: _rule_text(exprs))
-    return rule
+    return new_rule(matches, action or _PLAIN_VERDICTS["continue"], body.get("handle"),
+                    _rule_text, (exprs,))
 
 
 def _reject_text(val: Any) -> str:
     if isinstance(val, dict):
+        kind, expr = val.get("type"), val.get("expr")
+        if type(kind) is str and type(expr) is str:  # the usual "icmpx port-unreachable"
+            return f"{kind} {expr}" if kind and expr else kind or expr
         return " ".join(str(v) for v in (val.get("type"), val.get("expr")) if v)
     return ""
 
@@ -167,7 +242,90 @@ def _nat(kind: str, val: Any) -> Action:
 
 
 # -- matches ------------------------------------------------------------------------------------
+# -- the common shapes, without the general path's lists and normalising -----------------------
+# A ruleset of thousands of rules is mostly "tcp dport 22", "ip saddr 198.18.0.0/15",
+# "iifname lo", "ct state established,related": these give the same values as the general
+# path (_field_general, _values), which tests check on the same JSON with FAST off.
+FAST = True
+
+
 def _field(left: Any) -> tuple[str, str | None, str | None] | str:
+    """_field_general, looked up in a table for the common left-hand sides."""
+    if FAST and type(left) is dict and len(left) == 1:
+        body = left.get("payload")
+        if type(body) is dict:
+            key = ("payload", body.get("protocol"), body.get("field"))
+        else:
+            body = left.get("meta")
+            if type(body) is dict:
+                key = ("meta", body.get("key"), None)
+            else:
+                body = left.get("ct")
+                # a direction ("ct original saddr") is not in the table
+                key = ("ct", body.get("key"), None) if type(body) is dict and "dir" not in body else None
+        try:
+            found = _COMMON_FIELDS.get(key)
+        except TypeError:   # a list or dict where nft writes a name
+            found = None
+        if found is not None:
+            return found
+    return _field_general(left)
+
+
+def _fast_values(field: str, right: Any):
+    """The values of a match whose right-hand side has one of the common shapes, or None
+    (then the general path decides, errors included)."""
+    kind = type(right)
+    if kind is int:
+        if field == "dport" or field == "sport":
+            return ((right, right),)
+        return None
+    if kind is str:
+        if right.startswith("@"):
+            return None  # a named set
+        if field == "saddr" or field == "daddr":
+            try:
+                return addr.parse_net(right)[1]
+            except ValueError:
+                return None
+        if field == "iif" or field == "oif":
+            return (right,)
+        if field in _NAME_FIELDS:
+            return frozenset((right,))
+        return None
+    # (a prefix, {"prefix": {...}}, is read in _match itself)
+    if kind is list and field in _NAME_FIELDS:
+        for item in right:
+            if type(item) is not str:
+                return None
+        return frozenset(right)
+    return None
+
+
+# fields whose values are plain names (see the end of _values)
+_NAME_FIELDS = frozenset(("nfproto", "ctstate", "ctstatus", "ctdirection", "daddr_type"))
+
+
+def _common_fields() -> dict[tuple[str, str, None | str], tuple[str, str | None, str | None]]:
+    """The table _field uses: what _field_general says of each left-hand side it reads
+    (keys are strings only, so that no other value can look equal to one)."""
+    lefts = [("payload", proto, field) for proto in ADDR_FAMILY for field in ("saddr", "daddr")]
+    lefts += [("payload", "ip", "protocol"), ("payload", "ip6", "nexthdr"),
+              ("payload", "tcp", "flags")]
+    lefts += [("payload", proto, field) for proto in PORT_PROTOS for field in ("sport", "dport")]
+    lefts += [("meta", key, None) for key in ("l4proto", "nfproto", "protocol", "iif", "iifname",
+                                             "oif", "oifname", "pkttype")]
+    lefts += [("ct", key, None) for key in ("state", "status", "direction")]
+    table = {}
+    for kind, a, b in lefts:
+        body = {"protocol": a, "field": b} if kind == "payload" else {"key": a}
+        found = _field_general({kind: body})
+        assert not isinstance(found, str), (kind, a, b)
+        table[(kind, a, b)] = found
+    return table
+
+
+def _field_general(left: Any) -> tuple[str, str | None, str | None] | str:
     """(field, address family, transport dependency), or an unknown-reason string."""
     if not isinstance(left, dict) or len(left) != 1:
         return "a match on an expression portatlas cannot read"
@@ -208,12 +366,39 @@ def _field(left: Any) -> tuple[str, str | None, str | None] | str:
 def _match(val: dict[str, Any], ctx: _Context) -> Match:
     if not isinstance(val, dict):
         return unknown("a match portatlas cannot read")
-    found = _field(val.get("left"))
-    if isinstance(found, str):
-        return unknown(found)
+    left = val.get("left")
+    found = None
+    if FAST and type(left) is dict and len(left) == 1:
+        # _field's table, without the call, for the most common left-hand side
+        body = left.get("payload")
+        if type(body) is dict:
+            try:
+                found = _COMMON_FIELDS.get(("payload", body.get("protocol"), body.get("field")))
+            except TypeError:
+                pass
+    if found is None:
+        found = _field(left)
+        if isinstance(found, str):
+            return unknown(found)
     field, family, proto = found
     op = val.get("op", "==")
     right = val.get("right")
+    if FAST and (op == "==" or op == "!=" or op == "in"):
+        if type(right) is int and (field == "dport" or field == "sport"):
+            return new_match(field, ((right, right),), op == "!=", family, proto)
+        if type(right) is dict and (field == "saddr" or field == "daddr") and len(right) == 1:
+            prefix = right.get("prefix")   # "ip saddr 198.18.0.0/15": the common address match
+            if type(prefix) is dict:
+                text, plen = prefix.get("addr"), prefix.get("len")
+                if type(text) is str and type(plen) is int:
+                    try:
+                        return new_match(field, addr.prefix(text, plen), op == "!=", family,
+                                         proto)
+                    except ValueError:
+                        pass   # the general path says why
+        values = _fast_values(field, right)
+        if values is not None:
+            return new_match(field, values, op == "!=", family, proto)
     if isinstance(right, str) and right.startswith("@"):
         body, why = ctx.named(right)
         if body is None:
@@ -317,6 +502,7 @@ def _port(value: Any) -> int:
     if isinstance(value, str):
         if value.isdigit():
             return int(value)
+        import socket  # here: port names are rare in nft's output, and socket is a big import
         try:
             return socket.getservbyname(value)
         except OSError:
@@ -381,6 +567,9 @@ def _verdict(val: Any) -> Action:
         if kind in ("jump", "goto"):
             return Action(kind, target=(body or {}).get("target"))
     return Action("unknown", text="a verdict portatlas cannot read")
+
+
+_COMMON_FIELDS = _common_fields()
 
 
 # -- text for people ----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
 from portatlas.exposure import iptsave, machine as machine_mod, nftjson
 from portatlas.exposure.ruleset import IPTABLES_LEGACY, IPTABLES_NFT, NFTABLES, Ruleset
@@ -42,7 +41,7 @@ def stop_all() -> None:
     """End what start_all started and nobody collected."""
     while _started:
         _argv, proc = _started.popitem()
-        if isinstance(proc, subprocess.Popen):
+        if not isinstance(proc, tuple):   # a process (a tuple is an answer known without one)
             proc.kill()
             proc.communicate()
 
@@ -81,6 +80,8 @@ def _which(name: str) -> str | None:
 
 
 def _start(argv: list[str]):
+    # subprocess is imported here, when a look starts: importing exposure alone does not need it
+    import subprocess
     if _no_legacy_tables(argv[0]):
         return 0, "", ""
     path = _which(argv[0])
@@ -99,14 +100,58 @@ def _run(argv: list[str]) -> tuple[int | None, str, str]:
     if isinstance(proc, tuple):
         return proc
     try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return 1, "", f"{argv[0]} did not answer within {TIMEOUT:g} s"
-    if len(out) > MAX_OUTPUT:
+        out, err = _collect(proc)
+    except _TooMuch:
         return 1, "", f"{argv[0]} printed more than {MAX_OUTPUT >> 20} MiB"
+    except TimeoutError:
+        return 1, "", f"{argv[0]} did not answer within {TIMEOUT:g} s"
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+class _TooMuch(Exception):
+    pass
+
+
+def _collect(proc) -> tuple[bytes, bytes]:
+    """A process's stdout and stderr, read as they come (both at once: a full stderr pipe must
+    not stall the output), never more than MAX_OUTPUT bytes of either and never longer than
+    TIMEOUT: then the process is killed (communicate() would read everything first)."""
+    import selectors  # imported by subprocess already
+    import subprocess
+    import time
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    sizes = {out_fd: 0, err_fd: 0}
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(out_fd, selectors.EVENT_READ)
+            sel.register(err_fd, selectors.EVENT_READ)
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                for key, _events in sel.select(left):
+                    data = os.read(key.fd, 1 << 16)
+                    if not data:
+                        sel.unregister(key.fd)
+                        continue
+                    sizes[key.fd] += len(data)
+                    if sizes[key.fd] > MAX_OUTPUT:
+                        raise _TooMuch
+                    chunks[key.fd].append(data)
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.001))
+        except subprocess.TimeoutExpired:  # both pipes closed, but the process goes on
+            raise TimeoutError from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    return b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
 
 
 def _denied(err: str) -> bool:
@@ -208,8 +253,9 @@ def read_machine() -> machine_mod.Machine:
 
 
 def _sysctl(name: str) -> str | None:
+    # bytes, decoded here: a text-mode open with encoding="ascii" would import a codec module
     try:
-        with open(f"/proc/sys/{name}", encoding="ascii") as f:
-            return f.read(64).strip()
+        with open(f"/proc/sys/{name}", "rb") as f:
+            return f.read(64).decode("ascii", "replace").strip()
     except OSError:
         return None
