@@ -98,6 +98,8 @@ class Assessor:
         self._cache: dict[tuple, Exposure] = {}
         self._probe_cache: dict[tuple, list] = {}
         self._parts_cache: dict[tuple, list] = {}
+        self._plans: dict[tuple, tuple] = {}
+        self._class_by_port = self.walker._class_by_port
         # ports NAT rules send packets to: a listener there is not one of its port class
         self._nat_ports = {r.action.port for c in ruleset.chains.values() for r in c.rules
                            if r.action.kind in ("dnat", "redirect") and r.action.port}
@@ -114,7 +116,10 @@ class Assessor:
                       accepts_forward: tuple[str, int] | None = None) -> Exposure:
         """assess() from a socket's fields (no Listener is made when a socket of the same
         shape was answered already: 10,000 sockets mostly are)."""
-        key = (transport, family, address, v6only, interface, self.walker.port_class(port),
+        klass = self._class_by_port.get(port)   # the walker's, looked up without a call
+        if klass is None:
+            klass = self.walker.port_class(port)
+        key = (transport, family, address, v6only, interface, klass,
                accepts_forward, port if port in self._nat_ports else None)
         found = self._cache.get(key)
         if found is None:
@@ -147,38 +152,15 @@ class Assessor:
             return Exposure(UNKNOWN, self.unknown_reason)
         if lis.transport not in ("tcp", "udp"):
             return Exposure(UNKNOWN, f"only TCP and UDP listeners are evaluated, not {lis.transport}")
-        fam, address = _effective(lis)
-        families = [fam]
-        dual_unknown = False
-        if fam == "ipv6" and address == "::":
-            if lis.v6only is False:
-                families.append("ipv4")
-            elif lis.v6only is None:
-                dual_unknown = True
-        wildcard = address in ("0.0.0.0", "::")
-        bound_lo = (lis.interface == "lo") or (not wildcard and _is_loopback(fam, address))
+        bound_lo, dual_unknown, plan = self._plan(lis)
+        walk = self.walker.walk
+        transport, port = lis.transport, lis.port
         classes: list[dict[str, Any]] = []
-        for klass in CLASSES:
-            if klass != "loopback" and bound_lo:
-                classes.append(_na(klass, f"bound to {lis.interface or address}: only this "
-                                          "machine can connect"))
+        for klass, na, probes in plan:
+            if na is not None:
+                classes.append(na)
                 continue
-            if klass == "loopback" and lis.interface and lis.interface != "lo":
-                classes.append(_na(klass, f"bound to device {lis.interface}: connections over "
-                                          "lo are not delivered to it"))
-                continue
-            probes = []
-            for f in families:
-                pkey = (klass, f, address if f == fam else "0.0.0.0", wildcard, lis.interface)
-                found = self._probe_cache.get(pkey)
-                if found is None:
-                    found = self._probe_cache[pkey] = self._probes(klass, f, pkey[2], wildcard, lis)
-                probes.extend(found)
-            if not probes:
-                classes.append(_na(klass, "no interface with an address of that kind"))
-                continue
-            walks = [(family, iif, box, self.walker.walk(family, lis.transport, lis.port, box,
-                                                         iif=iif))
+            walks = [(family, iif, box, walk(family, transport, port, box, iif=iif))
                      for family, iif, box in probes]
             summary = self._one_answer(klass, walks, lis, accepts_forward)
             if summary is not None:
@@ -199,10 +181,54 @@ class Assessor:
         if dual_unknown and exp.verdict != UNKNOWN:
             exp.notes.append("whether this IPv6 socket also takes IPv4 is not known (the /proc "
                              "reader cannot tell); only IPv6 was evaluated")
-        fwd = [p.get("to") for c in classes for p in c.get("parts", ()) if p.get("forwarded")]
-        if fwd:
-            exp.forwarded_to = fwd[0]
+        for c in classes:
+            for p in c["parts"]:
+                if p.get("forwarded"):
+                    exp.forwarded_to = p.get("to")
+                    return exp
         return exp
+
+    def _plan(self, lis: Listener) -> tuple[bool, bool, list]:
+        """(bound to loopback, IPv4 unknown for an IPv6 wildcard, per source class (name, its
+        not-applicable answer or None, the probes)): the same for every socket of one shape
+        whatever its port and transport, so made once per shape."""
+        key = (lis.family, lis.address, lis.v6only, lis.interface)
+        found = self._plans.get(key)
+        if found is not None:
+            return found
+        fam, address = _effective(lis)
+        families = [fam]
+        dual_unknown = False
+        if fam == "ipv6" and address == "::":
+            if lis.v6only is False:
+                families.append("ipv4")
+            elif lis.v6only is None:
+                dual_unknown = True
+        wildcard = address in ("0.0.0.0", "::")
+        bound_lo = (lis.interface == "lo") or (not wildcard and _is_loopback(fam, address))
+        plan = []
+        for klass in CLASSES:
+            if klass != "loopback" and bound_lo:
+                plan.append((klass, _na(klass, f"bound to {lis.interface or address}: only this "
+                                               "machine can connect"), None))
+                continue
+            if klass == "loopback" and lis.interface and lis.interface != "lo":
+                plan.append((klass, _na(klass, f"bound to device {lis.interface}: connections "
+                                               "over lo are not delivered to it"), None))
+                continue
+            probes = []
+            for f in families:
+                pkey = (klass, f, address if f == fam else "0.0.0.0", wildcard, lis.interface)
+                found = self._probe_cache.get(pkey)
+                if found is None:
+                    found = self._probe_cache[pkey] = self._probes(klass, f, pkey[2], wildcard, lis)
+                probes.extend(found)
+            if not probes:
+                plan.append((klass, _na(klass, "no interface with an address of that kind"), None))
+                continue
+            plan.append((klass, None, probes))
+        found = self._plans[key] = (bound_lo, dual_unknown, plan)
+        return found
 
     def _one_answer(self, klass: str, walks: list, lis: Listener,
                     accepts_forward: tuple[str, int] | None) -> dict[str, Any] | None:
@@ -213,7 +239,7 @@ class Assessor:
         matches, answers that depend on the destination address, a forward or a diversion,
         several answers, or enough answers for _parts to fold some)."""
         verdict = None
-        first: dict[str, Any] | None = None
+        rule = reason = None
         rules: set = set()
         interfaces = set()
         for family, iif, box, outcomes in walks:
@@ -230,21 +256,24 @@ class Assessor:
                     j = self._judge(o, family, lis, accepts_forward)
                     if "to" in j:
                         return None
-                    kind, rule, reason = j["verdict"], j["rule"], j["reason"]
+                    kind, by, why = j["verdict"], j["rule"], j["reason"]
                 else:
-                    kind, rule, reason = o.verdict, o.decider(), o.reason
+                    # o.decider(), inlined
+                    kind, why = o.verdict, o.reason
+                    by = o.rule.ref() if o.rule is not None else (
+                        o.chain.ref() if o.chain is not None else None)
                 if verdict is None:
-                    verdict = kind
-                    first = {"verdict": kind, "rule": rule, "reason": reason or ""}
+                    verdict, rule, reason = kind, by, why or ""
                 elif kind != verdict:
                     return None
                 # deciders are one shared dict per rule or chain: identity tells them apart
-                rules.add(id(rule))
+                rules.add(id(by))
             interfaces.add(iif or "lo")
-        if first is None:
+        if verdict is None:
             return None
-        out = {"class": klass, "verdict": verdict, "reason": _part_reason(first, verdict),
-               "rule": first["rule"], "interfaces": sorted(interfaces), "parts": []}
+        out = {"class": klass, "verdict": verdict,
+               "reason": reason or _decider_reason(rule, verdict),
+               "rule": rule, "interfaces": sorted(interfaces), "parts": []}
         if len(rules) > 1:
             out["reason"] += f" (and {len(rules) - 1} more rule{'s' if len(rules) > 2 else ''} " \
                              "for other sources)"
@@ -573,10 +602,31 @@ def _ref_key(r: dict[str, Any] | None) -> tuple | None:
 def _part_reason(p: dict[str, Any], verdict: str) -> str:
     if p.get("reason"):
         return p["reason"]
-    r = p.get("rule")
+    return _decider_reason(p.get("rule"), p["verdict"])
+
+
+def _decider_reason(r: dict[str, Any] | None, verdict: str) -> str:
+    """A part's reason when it has none of its own: what decided (verdict: the part's)."""
     if r is None:
-        return "no rule stops it" if p["verdict"] == "accepted" else ""
-    return f"{rule_text(r)}"
+        return "no rule stops it" if verdict == "accepted" else ""
+    return _ref_text(r)
+
+
+# rule_text of recent deciders: id(ref) -> (ref, text). Refs are one shared dict per rule (kept
+# here with their text, so an id is never taken for another's); bounded for long-lived users.
+_TEXTS: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _ref_text(r: dict[str, Any]) -> str:
+    """rule_text of a Rule.ref() or Chain.ref() (never changed once made), remembered."""
+    found = _TEXTS.get(id(r))
+    if found is not None and found[0] is r:
+        return found[1]
+    text = rule_text(r)
+    if len(_TEXTS) >= 4096:
+        _TEXTS.clear()
+    _TEXTS[id(r)] = (r, text)
+    return text
 
 
 def rule_text(r: dict[str, Any]) -> str:
@@ -644,9 +694,9 @@ def _how(c: dict[str, Any]) -> str:
     if p.get("forwarded"):
         to = p["to"]
         return f"forwarded to {_hostport(to['address'], to['port'])}" + (
-            f" ({rule_text(p['rule'])})" if p.get("rule") else "")
+            f" ({_ref_text(p['rule'])})" if p.get("rule") else "")
     if p.get("rule"):
-        return "accepted by " + rule_text(p["rule"])
+        return "accepted by " + _ref_text(p["rule"])
     return "no packet-filter rule stops it"
 
 
