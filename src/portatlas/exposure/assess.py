@@ -11,6 +11,7 @@ at least one of them lets it in.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any
 
 from portatlas.exposure import addr
@@ -99,7 +100,9 @@ class Assessor:
         self._probe_cache: dict[tuple, list] = {}
         self._parts_cache: dict[tuple, list] = {}
         self._plans: dict[tuple, tuple] = {}
-        self._class_by_port = self.walker._class_by_port
+        self._part_keys: dict[int, tuple] = {}      # _summarise's merging keys of cached parts
+        self._plain: dict[int, bool] = {}           # id(prefix outcomes) -> _plain(them)
+        self._normal: dict[tuple, tuple] = {}       # interval set -> addr.normalise(it)
         # ports NAT rules send packets to: a listener there is not one of its port class
         self._nat_ports = {r.action.port for c in ruleset.chains.values() for r in c.rules
                            if r.action.kind in ("dnat", "redirect") and r.action.port}
@@ -116,9 +119,10 @@ class Assessor:
                       accepts_forward: tuple[str, int] | None = None) -> Exposure:
         """assess() from a socket's fields (no Listener is made when a socket of the same
         shape was answered already: 10,000 sockets mostly are)."""
-        klass = self._class_by_port.get(port)   # the walker's, looked up without a call
-        if klass is None:
-            klass = self.walker.port_class(port)
+        walker = self.walker
+        class_of = walker._class_of    # walker.port_class(port), without the call
+        klass = class_of[bisect_right(walker._bounds, port) - 1] if class_of \
+            else walker.port_class(port)
         key = (transport, family, address, v6only, interface, klass,
                accepts_forward, port if port in self._nat_ports else None)
         found = self._cache.get(key)
@@ -176,7 +180,7 @@ class Assessor:
                     found = self._parts_cache[ckey] = self._probe_parts(
                         outcomes, box, family, iif, lis, accepts_forward, ckey[1:])
                 parts.extend(found)
-            classes.append(_summarise(klass, parts))
+            classes.append(_summarise(klass, parts, self._part_keys))
         exp = _verdict(classes, lis, bound_lo)
         if dual_unknown and exp.verdict != UNKNOWN:
             exp.notes.append("whether this IPv6 socket also takes IPv4 is not known (the /proc "
@@ -327,9 +331,15 @@ class Assessor:
         """_parts, reusing the parts of the port-independent prefix of the walk (the same for
         every port class) when the outcomes are plain disjoint boxes."""
         split = self.walker.split(outcomes)
-        if split is None or any(o.assumptions or o.box[DADDR] != box[DADDR] for o in outcomes):
+        if split is None:
             return self._parts(outcomes, box, family, iif, lis, accepts_forward)
         done, rest = split
+        # the prefix's outcomes are the same for every port class: looked at once
+        plain = self._plain.get(id(done))
+        if plain is None:
+            plain = self._plain[id(done)] = _plain(done, box)
+        if not plain or not _plain(rest, box):
+            return self._parts(outcomes, box, family, iif, lis, accepts_forward)
         key = (id(done),) + shape
         head = self._parts_cache.get(key)
         if head is None:
@@ -358,7 +368,10 @@ class Assessor:
                            o.box[SPORT])
                     found = groups.get(key)
                     if found is None:
-                        groups[key] = [j, list(o.box[SADDR]), o.box[SPORT]]
+                        # the box's own set (a tuple) until another is added to it
+                        groups[key] = [j, o.box[SADDR], o.box[SPORT]]
+                    elif found[1].__class__ is tuple:
+                        found[1] = list(found[1]) + list(o.box[SADDR])
                     else:
                         found[1].extend(o.box[SADDR])
                 items = list(groups.values())
@@ -378,9 +391,19 @@ class Assessor:
                         if count > 1:
                             j["reason"] = f"{count} rules like the one shown decide these sources"
                         items.append([j, srcs, sports])
-                return [_part(j, family, iif, addr.normalise(srcs), sports)
+                return [_part(j, family, iif, self._normalise(srcs), sports)
                         for j, srcs, sports in items]
         return _atoms(judged, box, family, iif)
+
+    def _normalise(self, srcs) -> addr.IntervalSet:
+        """addr.normalise; remembered for one box's own set (a tuple: the same big source sets,
+        a block list's remainder, come back for every port class)."""
+        if srcs.__class__ is not tuple:
+            return addr.normalise(srcs)
+        found = self._normal.get(srcs)
+        if found is None:
+            found = self._normal[srcs] = addr.normalise(srcs)
+        return found
 
     def _judge(self, o: Outcome, family: str, lis: Listener,
                accepts_forward: tuple[str, int] | None) -> dict[str, Any]:
@@ -418,6 +441,15 @@ class Assessor:
 
 # Outcome.to of a packet delivered here with its destination unchanged (no NAT on the way)
 _UNCHANGED = (None, None)
+
+
+def _plain(outcomes: list[Outcome], box) -> bool:
+    """No outcome rests on an assumption or depends on the destination address."""
+    daddr = box[DADDR]
+    for o in outcomes:
+        if o.assumptions or o.box[DADDR] != daddr:
+            return False
+    return True
 
 
 def _needs_split(judged) -> bool:
@@ -533,17 +565,30 @@ def _na(klass: str, reason: str) -> dict[str, Any]:
 MAX_PARTS = 12
 
 
-def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def _summarise(klass: str, parts: list[dict[str, Any]],
+               keys: dict[int, tuple] | None = None) -> dict[str, Any]:
+    """keys: id(part) -> (part, its merging key), remembered between calls (the caller's parts
+    live in its cache: the prefix's parts come back for every port class)."""
     # parts of different interfaces with the same answer are merged for reading
     by_key: dict[tuple, dict[str, Any]] = {}
+    own: set = set()    # ids of by_key's values copied here (the others are the caller's)
     for p in parts:
-        to = p.get("to")
-        key = (p["verdict"], p["family"], tuple(p["sources"]), tuple(p["source_ports"] or ()),
-               _ref_key(p["rule"]), p["reason"], str(to) if to else None)
+        found = keys.get(id(p)) if keys is not None else None
+        if found is not None and found[0] is p:
+            key = found[1]
+        else:
+            to = p.get("to")
+            key = (p["verdict"], p["family"], tuple(p["sources"]), tuple(p["source_ports"] or ()),
+                   _ref_key(p["rule"]), p["reason"], str(to) if to else None)
+            if keys is not None:
+                keys[id(p)] = (p, key)
         q = by_key.get(key)
         if q is None:
-            by_key[key] = dict(p)
+            by_key[key] = p
         else:
+            if id(q) not in own:
+                q = by_key[key] = dict(q)
+                own.add(id(q))
             q["interfaces"] = q["interfaces"] + [i for i in p["interfaces"]
                                                  if i not in q["interfaces"]]
     merged = list(by_key.values())
@@ -591,6 +636,9 @@ def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
             out["reason"] += f" (and {len(rules) - 1} more rule{'s' if len(rules) > 2 else ''} " \
                              "for other sources)"
         out["parts"] = []
+    else:
+        # the parts shown are this answer's own (the caller's stay as they are)
+        out["parts"] = [p if id(p) in own else dict(p) for p in merged]
     return out
 
 
@@ -638,8 +686,7 @@ def rule_text(r: dict[str, Any]) -> str:
 
 
 def _verdict(classes: list[dict[str, Any]], lis: Listener, bound_lo: bool) -> Exposure:
-    by = {c["class"]: c for c in classes}
-    lo, sub, anyw = by["loopback"], by["subnet"], by["anywhere"]
+    lo, sub, anyw = classes     # one per source class, in the order of CLASSES
     lo_ok = lo["verdict"] in ("accepted", "partly")
     if bound_lo:
         if lo["verdict"] == "unknown":

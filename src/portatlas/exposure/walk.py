@@ -141,23 +141,20 @@ class Walker:
         self._split: dict[int, tuple[list[Outcome], list[Outcome]]] = {}
         self._port_bounds, self._port_exact = _port_tests(ruleset)
         self._port_classes: dict[frozenset, int] = {}
+        # class of the segment of 0-65535 starting at _bounds[k] (made at the first port_class;
+        # stays empty when the port itself matters)
+        self._bounds = self._port_bounds[0]
         self._class_of: list[int] = []
-        self._class_by_port: dict[int, int] = {}
 
     def port_class(self, port: int) -> int:
         """Ports with the same class meet every destination-port test of the ruleset alike,
-        so every answer for one holds for the others (-1: the port itself matters)."""
-        found = self._class_by_port.get(port)
-        if found is not None:
-            return found
+        so every answer for one holds for the others (-1: the port itself matters).
+        (Callers on hot paths index _class_of themselves when it is set: see Assessor.)"""
         if self._port_exact:
-            found = -1 - port
-        else:
-            if not self._class_of:
-                self._class_of = self._classes()
-            found = self._class_of[bisect_right(self._port_bounds[0], port) - 1]
-        self._class_by_port[port] = found
-        return found
+            return -1 - port
+        if not self._class_of:
+            self._class_of = self._classes()
+        return self._class_of[bisect_right(self._bounds, port) - 1]
 
     def _classes(self) -> list[int]:
         bounds, members = self._port_bounds
@@ -170,9 +167,9 @@ class Walker:
     def walk(self, family: str, l4proto: str, dport: int, box, *, iif: str | None) -> list[Outcome]:
         """All outcomes for packets to dport with sources and destinations in box, arriving on
         iif (None: sent by this machine to itself, over lo)."""
-        klass = self._class_by_port.get(dport)
-        if klass is None:
-            klass = self.port_class(dport)
+        class_of = self._class_of
+        klass = class_of[bisect_right(self._bounds, dport) - 1] if class_of \
+            else self.port_class(dport)
         key = (family, l4proto, klass, iif, box)
         found = self._walks.get(key)
         if found is not None:
