@@ -164,7 +164,7 @@ class Assessor:
             if na is not None:
                 classes.append(na)
                 continue
-            walks = [(family, iif, box, walk(family, transport, port, box, iif=iif))
+            walks = [(family, iif, box, walk(family, transport, port, box, iif))
                      for family, iif, box in probes]
             summary = self._one_answer(klass, walks, lis, accepts_forward)
             if summary is not None:

@@ -164,7 +164,7 @@ class Walker:
         return out
 
     # -- public ---------------------------------------------------------------------------
-    def walk(self, family: str, l4proto: str, dport: int, box, *, iif: str | None) -> list[Outcome]:
+    def walk(self, family: str, l4proto: str, dport: int, box, iif: str | None) -> list[Outcome]:
         """All outcomes for packets to dport with sources and destinations in box, arriving on
         iif (None: sent by this machine to itself, over lo)."""
         class_of = self._class_of
@@ -273,6 +273,10 @@ class Walker:
     def _next_stage(self, st: _State, todo: list, out: list) -> None:
         pkt = st.pkt
         stage = st.stage
+        if stage == "input" or stage == "lo-input":
+            # delivered (the usual end of a walk, so tested first)
+            out.append(self._end(st, "accepted", None, None, "", "local", _to(pkt)))
+            return
         m = self.machine
         fam = pkt.family
         if stage == "ingress":
@@ -324,9 +328,6 @@ class Walker:
             st.stage = "lo-prerouting"
         elif stage == "lo-prerouting":
             st.stage = "lo-input"
-        elif stage in ("input", "lo-input"):
-            out.append(self._end(st, "accepted", None, None, "", "local", _to(pkt)))
-            return
         todo.append(self._enter(st))
 
     def _end(self, st: _State, verdict: str, rule: Rule | None = None, chain: Chain | None = None,
@@ -636,7 +637,14 @@ class Walker:
                 return False
         neg = m.negate
         if field == "dport":
-            return addr.contains(m.values, pkt.dport) != neg
+            # addr.contains, inlined (a test of every candidate rule)
+            port = pkt.dport
+            for lo, hi in m.values:
+                if lo <= port <= hi:
+                    return not neg
+                if lo > port:
+                    return neg
+            return neg
         if field == "l4proto":
             return (pkt.l4proto in m.values) != neg
         if field == "saddr":
