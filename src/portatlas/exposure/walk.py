@@ -193,8 +193,12 @@ class Walker:
             # port filled in (a frontier packet's port is always still unknown)
             pkt = st.pkt.copy()
             pkt.dport = dport
-            self._run_all([_State(st.box, pkt, st.stage, st.chains, st.ci, st.frames,
-                                  st.assumptions, st.nat_done, st.path, st.by)], family, out)
+            todo: list = []
+            # run directly (it is the first of its _run_all's states); what it splits off after
+            self._run(_State(st.box, pkt, st.stage, st.chains, st.ci, st.frames,
+                             st.assumptions, st.nat_done, st.path, st.by), todo, out)
+            if todo:
+                self._run_all(todo, family, out, 1)
         self._walks[key] = out
         self._split[id(out)] = (done, len(done))
         return out
@@ -217,9 +221,10 @@ class Walker:
         return self._run_all([self._enter(_State(box, pkt, first, None, 0, (), (), False, ()))],
                              family, [])
 
-    def _run_all(self, todo: list, family: str, out: list[Outcome]) -> list[Outcome]:
-        """Run the states of todo (and those they split into) to their ends, appended to out."""
-        states = 0
+    def _run_all(self, todo: list, family: str, out: list[Outcome],
+                 states: int = 0) -> list[Outcome]:
+        """Run the states of todo (and those they split into) to their ends, appended to out
+        (states: how many of this walk's states have run already, for MAX_STATES)."""
         run = self._run
         while todo:
             st = todo.pop()
