@@ -11,6 +11,7 @@ at least one of them lets it in.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any
 
 from portatlas.exposure import addr
@@ -98,6 +99,10 @@ class Assessor:
         self._cache: dict[tuple, Exposure] = {}
         self._probe_cache: dict[tuple, list] = {}
         self._parts_cache: dict[tuple, list] = {}
+        self._plans: dict[tuple, tuple] = {}
+        self._part_keys: dict[int, tuple] = {}      # _summarise's merging keys of cached parts
+        self._plain: dict[int, bool] = {}           # id(prefix outcomes) -> _plain(them)
+        self._normal: dict[tuple, tuple] = {}       # interval set -> addr.normalise(it)
         # ports NAT rules send packets to: a listener there is not one of its port class
         self._nat_ports = {r.action.port for c in ruleset.chains.values() for r in c.rules
                            if r.action.kind in ("dnat", "redirect") and r.action.port}
@@ -114,7 +119,11 @@ class Assessor:
                       accepts_forward: tuple[str, int] | None = None) -> Exposure:
         """assess() from a socket's fields (no Listener is made when a socket of the same
         shape was answered already: 10,000 sockets mostly are)."""
-        key = (transport, family, address, v6only, interface, self.walker.port_class(port),
+        walker = self.walker
+        class_of = walker._class_of    # walker.port_class(port), without the call
+        klass = class_of[bisect_right(walker._bounds, port) - 1] if class_of \
+            else walker.port_class(port)
+        key = (transport, family, address, v6only, interface, klass,
                accepts_forward, port if port in self._nat_ports else None)
         found = self._cache.get(key)
         if found is None:
@@ -147,38 +156,15 @@ class Assessor:
             return Exposure(UNKNOWN, self.unknown_reason)
         if lis.transport not in ("tcp", "udp"):
             return Exposure(UNKNOWN, f"only TCP and UDP listeners are evaluated, not {lis.transport}")
-        fam, address = _effective(lis)
-        families = [fam]
-        dual_unknown = False
-        if fam == "ipv6" and address == "::":
-            if lis.v6only is False:
-                families.append("ipv4")
-            elif lis.v6only is None:
-                dual_unknown = True
-        wildcard = address in ("0.0.0.0", "::")
-        bound_lo = (lis.interface == "lo") or (not wildcard and _is_loopback(fam, address))
+        bound_lo, dual_unknown, plan = self._plan(lis)
+        walk = self.walker.walk
+        transport, port = lis.transport, lis.port
         classes: list[dict[str, Any]] = []
-        for klass in CLASSES:
-            if klass != "loopback" and bound_lo:
-                classes.append(_na(klass, f"bound to {lis.interface or address}: only this "
-                                          "machine can connect"))
+        for klass, na, probes in plan:
+            if na is not None:
+                classes.append(na)
                 continue
-            if klass == "loopback" and lis.interface and lis.interface != "lo":
-                classes.append(_na(klass, f"bound to device {lis.interface}: connections over "
-                                          "lo are not delivered to it"))
-                continue
-            probes = []
-            for f in families:
-                pkey = (klass, f, address if f == fam else "0.0.0.0", wildcard, lis.interface)
-                found = self._probe_cache.get(pkey)
-                if found is None:
-                    found = self._probe_cache[pkey] = self._probes(klass, f, pkey[2], wildcard, lis)
-                probes.extend(found)
-            if not probes:
-                classes.append(_na(klass, "no interface with an address of that kind"))
-                continue
-            walks = [(family, iif, box, self.walker.walk(family, lis.transport, lis.port, box,
-                                                         iif=iif))
+            walks = [(family, iif, box, walk(family, transport, port, box, iif))
                      for family, iif, box in probes]
             summary = self._one_answer(klass, walks, lis, accepts_forward)
             if summary is not None:
@@ -194,15 +180,59 @@ class Assessor:
                     found = self._parts_cache[ckey] = self._probe_parts(
                         outcomes, box, family, iif, lis, accepts_forward, ckey[1:])
                 parts.extend(found)
-            classes.append(_summarise(klass, parts))
+            classes.append(_summarise(klass, parts, self._part_keys))
         exp = _verdict(classes, lis, bound_lo)
         if dual_unknown and exp.verdict != UNKNOWN:
             exp.notes.append("whether this IPv6 socket also takes IPv4 is not known (the /proc "
                              "reader cannot tell); only IPv6 was evaluated")
-        fwd = [p.get("to") for c in classes for p in c.get("parts", ()) if p.get("forwarded")]
-        if fwd:
-            exp.forwarded_to = fwd[0]
+        for c in classes:
+            for p in c["parts"]:
+                if p.get("forwarded"):
+                    exp.forwarded_to = p.get("to")
+                    return exp
         return exp
+
+    def _plan(self, lis: Listener) -> tuple[bool, bool, list]:
+        """(bound to loopback, IPv4 unknown for an IPv6 wildcard, per source class (name, its
+        not-applicable answer or None, the probes)): the same for every socket of one shape
+        whatever its port and transport, so made once per shape."""
+        key = (lis.family, lis.address, lis.v6only, lis.interface)
+        found = self._plans.get(key)
+        if found is not None:
+            return found
+        fam, address = _effective(lis)
+        families = [fam]
+        dual_unknown = False
+        if fam == "ipv6" and address == "::":
+            if lis.v6only is False:
+                families.append("ipv4")
+            elif lis.v6only is None:
+                dual_unknown = True
+        wildcard = address in ("0.0.0.0", "::")
+        bound_lo = (lis.interface == "lo") or (not wildcard and _is_loopback(fam, address))
+        plan = []
+        for klass in CLASSES:
+            if klass != "loopback" and bound_lo:
+                plan.append((klass, _na(klass, f"bound to {lis.interface or address}: only this "
+                                               "machine can connect"), None))
+                continue
+            if klass == "loopback" and lis.interface and lis.interface != "lo":
+                plan.append((klass, _na(klass, f"bound to device {lis.interface}: connections "
+                                               "over lo are not delivered to it"), None))
+                continue
+            probes = []
+            for f in families:
+                pkey = (klass, f, address if f == fam else "0.0.0.0", wildcard, lis.interface)
+                found = self._probe_cache.get(pkey)
+                if found is None:
+                    found = self._probe_cache[pkey] = self._probes(klass, f, pkey[2], wildcard, lis)
+                probes.extend(found)
+            if not probes:
+                plan.append((klass, _na(klass, "no interface with an address of that kind"), None))
+                continue
+            plan.append((klass, None, probes))
+        found = self._plans[key] = (bound_lo, dual_unknown, plan)
+        return found
 
     def _one_answer(self, klass: str, walks: list, lis: Listener,
                     accepts_forward: tuple[str, int] | None) -> dict[str, Any] | None:
@@ -213,7 +243,7 @@ class Assessor:
         matches, answers that depend on the destination address, a forward or a diversion,
         several answers, or enough answers for _parts to fold some)."""
         verdict = None
-        first: dict[str, Any] | None = None
+        rule = reason = None
         rules: set = set()
         interfaces = set()
         for family, iif, box, outcomes in walks:
@@ -230,21 +260,24 @@ class Assessor:
                     j = self._judge(o, family, lis, accepts_forward)
                     if "to" in j:
                         return None
-                    kind, rule, reason = j["verdict"], j["rule"], j["reason"]
+                    kind, by, why = j["verdict"], j["rule"], j["reason"]
                 else:
-                    kind, rule, reason = o.verdict, o.decider(), o.reason
+                    # o.decider(), inlined
+                    kind, why = o.verdict, o.reason
+                    by = o.rule.ref() if o.rule is not None else (
+                        o.chain.ref() if o.chain is not None else None)
                 if verdict is None:
-                    verdict = kind
-                    first = {"verdict": kind, "rule": rule, "reason": reason or ""}
+                    verdict, rule, reason = kind, by, why or ""
                 elif kind != verdict:
                     return None
                 # deciders are one shared dict per rule or chain: identity tells them apart
-                rules.add(id(rule))
+                rules.add(id(by))
             interfaces.add(iif or "lo")
-        if first is None:
+        if verdict is None:
             return None
-        out = {"class": klass, "verdict": verdict, "reason": _part_reason(first, verdict),
-               "rule": first["rule"], "interfaces": sorted(interfaces), "parts": []}
+        out = {"class": klass, "verdict": verdict,
+               "reason": reason or _decider_reason(rule, verdict),
+               "rule": rule, "interfaces": sorted(interfaces), "parts": []}
         if len(rules) > 1:
             out["reason"] += f" (and {len(rules) - 1} more rule{'s' if len(rules) > 2 else ''} " \
                              "for other sources)"
@@ -298,9 +331,15 @@ class Assessor:
         """_parts, reusing the parts of the port-independent prefix of the walk (the same for
         every port class) when the outcomes are plain disjoint boxes."""
         split = self.walker.split(outcomes)
-        if split is None or any(o.assumptions or o.box[DADDR] != box[DADDR] for o in outcomes):
+        if split is None:
             return self._parts(outcomes, box, family, iif, lis, accepts_forward)
         done, rest = split
+        # the prefix's outcomes are the same for every port class: looked at once
+        plain = self._plain.get(id(done))
+        if plain is None:
+            plain = self._plain[id(done)] = _plain(done, box)
+        if not plain or not _plain(rest, box):
+            return self._parts(outcomes, box, family, iif, lis, accepts_forward)
         key = (id(done),) + shape
         head = self._parts_cache.get(key)
         if head is None:
@@ -329,7 +368,10 @@ class Assessor:
                            o.box[SPORT])
                     found = groups.get(key)
                     if found is None:
-                        groups[key] = [j, list(o.box[SADDR]), o.box[SPORT]]
+                        # the box's own set (a tuple) until another is added to it
+                        groups[key] = [j, o.box[SADDR], o.box[SPORT]]
+                    elif found[1].__class__ is tuple:
+                        found[1] = list(found[1]) + list(o.box[SADDR])
                     else:
                         found[1].extend(o.box[SADDR])
                 items = list(groups.values())
@@ -349,9 +391,19 @@ class Assessor:
                         if count > 1:
                             j["reason"] = f"{count} rules like the one shown decide these sources"
                         items.append([j, srcs, sports])
-                return [_part(j, family, iif, addr.normalise(srcs), sports)
+                return [_part(j, family, iif, self._normalise(srcs), sports)
                         for j, srcs, sports in items]
         return _atoms(judged, box, family, iif)
+
+    def _normalise(self, srcs) -> addr.IntervalSet:
+        """addr.normalise; remembered for one box's own set (a tuple: the same big source sets,
+        a block list's remainder, come back for every port class)."""
+        if srcs.__class__ is not tuple:
+            return addr.normalise(srcs)
+        found = self._normal.get(srcs)
+        if found is None:
+            found = self._normal[srcs] = addr.normalise(srcs)
+        return found
 
     def _judge(self, o: Outcome, family: str, lis: Listener,
                accepts_forward: tuple[str, int] | None) -> dict[str, Any]:
@@ -389,6 +441,15 @@ class Assessor:
 
 # Outcome.to of a packet delivered here with its destination unchanged (no NAT on the way)
 _UNCHANGED = (None, None)
+
+
+def _plain(outcomes: list[Outcome], box) -> bool:
+    """No outcome rests on an assumption or depends on the destination address."""
+    daddr = box[DADDR]
+    for o in outcomes:
+        if o.assumptions or o.box[DADDR] != daddr:
+            return False
+    return True
 
 
 def _needs_split(judged) -> bool:
@@ -504,17 +565,30 @@ def _na(klass: str, reason: str) -> dict[str, Any]:
 MAX_PARTS = 12
 
 
-def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def _summarise(klass: str, parts: list[dict[str, Any]],
+               keys: dict[int, tuple] | None = None) -> dict[str, Any]:
+    """keys: id(part) -> (part, its merging key), remembered between calls (the caller's parts
+    live in its cache: the prefix's parts come back for every port class)."""
     # parts of different interfaces with the same answer are merged for reading
     by_key: dict[tuple, dict[str, Any]] = {}
+    own: set = set()    # ids of by_key's values copied here (the others are the caller's)
     for p in parts:
-        to = p.get("to")
-        key = (p["verdict"], p["family"], tuple(p["sources"]), tuple(p["source_ports"] or ()),
-               _ref_key(p["rule"]), p["reason"], str(to) if to else None)
+        found = keys.get(id(p)) if keys is not None else None
+        if found is not None and found[0] is p:
+            key = found[1]
+        else:
+            to = p.get("to")
+            key = (p["verdict"], p["family"], tuple(p["sources"]), tuple(p["source_ports"] or ()),
+                   _ref_key(p["rule"]), p["reason"], str(to) if to else None)
+            if keys is not None:
+                keys[id(p)] = (p, key)
         q = by_key.get(key)
         if q is None:
-            by_key[key] = dict(p)
+            by_key[key] = p
         else:
+            if id(q) not in own:
+                q = by_key[key] = dict(q)
+                own.add(id(q))
             q["interfaces"] = q["interfaces"] + [i for i in p["interfaces"]
                                                  if i not in q["interfaces"]]
     merged = list(by_key.values())
@@ -562,6 +636,9 @@ def _summarise(klass: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
             out["reason"] += f" (and {len(rules) - 1} more rule{'s' if len(rules) > 2 else ''} " \
                              "for other sources)"
         out["parts"] = []
+    else:
+        # the parts shown are this answer's own (the caller's stay as they are)
+        out["parts"] = [p if id(p) in own else dict(p) for p in merged]
     return out
 
 
@@ -573,10 +650,31 @@ def _ref_key(r: dict[str, Any] | None) -> tuple | None:
 def _part_reason(p: dict[str, Any], verdict: str) -> str:
     if p.get("reason"):
         return p["reason"]
-    r = p.get("rule")
+    return _decider_reason(p.get("rule"), p["verdict"])
+
+
+def _decider_reason(r: dict[str, Any] | None, verdict: str) -> str:
+    """A part's reason when it has none of its own: what decided (verdict: the part's)."""
     if r is None:
-        return "no rule stops it" if p["verdict"] == "accepted" else ""
-    return f"{rule_text(r)}"
+        return "no rule stops it" if verdict == "accepted" else ""
+    return _ref_text(r)
+
+
+# rule_text of recent deciders: id(ref) -> (ref, text). Refs are one shared dict per rule (kept
+# here with their text, so an id is never taken for another's); bounded for long-lived users.
+_TEXTS: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _ref_text(r: dict[str, Any]) -> str:
+    """rule_text of a Rule.ref() or Chain.ref() (never changed once made), remembered."""
+    found = _TEXTS.get(id(r))
+    if found is not None and found[0] is r:
+        return found[1]
+    text = rule_text(r)
+    if len(_TEXTS) >= 4096:
+        _TEXTS.clear()
+    _TEXTS[id(r)] = (r, text)
+    return text
 
 
 def rule_text(r: dict[str, Any]) -> str:
@@ -588,8 +686,7 @@ def rule_text(r: dict[str, Any]) -> str:
 
 
 def _verdict(classes: list[dict[str, Any]], lis: Listener, bound_lo: bool) -> Exposure:
-    by = {c["class"]: c for c in classes}
-    lo, sub, anyw = by["loopback"], by["subnet"], by["anywhere"]
+    lo, sub, anyw = classes     # one per source class, in the order of CLASSES
     lo_ok = lo["verdict"] in ("accepted", "partly")
     if bound_lo:
         if lo["verdict"] == "unknown":
@@ -644,9 +741,9 @@ def _how(c: dict[str, Any]) -> str:
     if p.get("forwarded"):
         to = p["to"]
         return f"forwarded to {_hostport(to['address'], to['port'])}" + (
-            f" ({rule_text(p['rule'])})" if p.get("rule") else "")
+            f" ({_ref_text(p['rule'])})" if p.get("rule") else "")
     if p.get("rule"):
-        return "accepted by " + rule_text(p["rule"])
+        return "accepted by " + _ref_text(p["rule"])
     return "no packet-filter rule stops it"
 
 

@@ -74,7 +74,8 @@ class Outcome:
     __slots__ = ("box", "verdict", "rule", "chain", "reason", "reach", "to", "oif",
                  "assumptions", "family", "path")
 
-    def __init__(self, box, verdict: str, *, rule: Rule | None = None, chain: Chain | None = None,
+    # positional arguments allowed: the walk's hot paths make thousands (keywords cost more)
+    def __init__(self, box, verdict: str, rule: Rule | None = None, chain: Chain | None = None,
                  reason: str = "", reach: str | None = None, to=None, oif=None,
                  assumptions: tuple = (), family: str = "ipv4", path: tuple = ()) -> None:
         self.box = box
@@ -140,23 +141,20 @@ class Walker:
         self._split: dict[int, tuple[list[Outcome], list[Outcome]]] = {}
         self._port_bounds, self._port_exact = _port_tests(ruleset)
         self._port_classes: dict[frozenset, int] = {}
+        # class of the segment of 0-65535 starting at _bounds[k] (made at the first port_class;
+        # stays empty when the port itself matters)
+        self._bounds = self._port_bounds[0]
         self._class_of: list[int] = []
-        self._class_by_port: dict[int, int] = {}
 
     def port_class(self, port: int) -> int:
         """Ports with the same class meet every destination-port test of the ruleset alike,
-        so every answer for one holds for the others (-1: the port itself matters)."""
-        found = self._class_by_port.get(port)
-        if found is not None:
-            return found
+        so every answer for one holds for the others (-1: the port itself matters).
+        (Callers on hot paths index _class_of themselves when it is set: see Assessor.)"""
         if self._port_exact:
-            found = -1 - port
-        else:
-            if not self._class_of:
-                self._class_of = self._classes()
-            found = self._class_of[bisect_right(self._port_bounds[0], port) - 1]
-        self._class_by_port[port] = found
-        return found
+            return -1 - port
+        if not self._class_of:
+            self._class_of = self._classes()
+        return self._class_of[bisect_right(self._bounds, port) - 1]
 
     def _classes(self) -> list[int]:
         bounds, members = self._port_bounds
@@ -166,10 +164,13 @@ class Walker:
         return out
 
     # -- public ---------------------------------------------------------------------------
-    def walk(self, family: str, l4proto: str, dport: int, box, *, iif: str | None) -> list[Outcome]:
+    def walk(self, family: str, l4proto: str, dport: int, box, iif: str | None) -> list[Outcome]:
         """All outcomes for packets to dport with sources and destinations in box, arriving on
         iif (None: sent by this machine to itself, over lo)."""
-        key = (family, l4proto, self.port_class(dport), iif, box)
+        class_of = self._class_of
+        klass = class_of[bisect_right(self._bounds, dport) - 1] if class_of \
+            else self.port_class(dport)
+        key = (family, l4proto, klass, iif, box)
         found = self._walks.get(key)
         if found is not None:
             return found
@@ -188,19 +189,28 @@ class Walker:
         done, frontier = prefix
         out = list(done)
         for st in frontier:
-            resumed = st.fork()
-            if resumed.pkt.dport is None:
-                resumed.pkt = resumed.pkt.copy()
-                resumed.pkt.dport = dport
-            out.extend(self._run_all([resumed], family))
+            # the frontier state is shared by every port class: resumed as a copy, with the
+            # port filled in (a frontier packet's port is always still unknown)
+            pkt = st.pkt.copy()
+            pkt.dport = dport
+            todo: list = []
+            # run directly (it is the first of its _run_all's states); what it splits off after
+            self._run(_State(st.box, pkt, st.stage, st.chains, st.ci, st.frames,
+                             st.assumptions, st.nat_done, st.path, st.by), todo, out)
+            if todo:
+                self._run_all(todo, family, out, 1)
         self._walks[key] = out
-        self._split[id(out)] = (done, out[len(done):])
+        self._split[id(out)] = (done, len(done))
         return out
 
     def split(self, outcomes: list[Outcome]) -> tuple[list[Outcome], list[Outcome]] | None:
         """(outcomes of the port-independent prefix, shared by every port; the rest) of a list
         walk() returned."""
-        return self._split.get(id(outcomes))
+        found = self._split.get(id(outcomes))
+        if found is None:
+            return None
+        done, n = found
+        return done, outcomes[n:]
 
     def _walk(self, family: str, l4proto: str, dport: int | None, box,
               iif: str | None) -> list[Outcome]:
@@ -209,11 +219,13 @@ class Walker:
             pkt.oif = "lo"  # routed before the output hook: to a local address, over lo
         first = "output" if iif is None else "ingress"
         return self._run_all([self._enter(_State(box, pkt, first, None, 0, (), (), False, ()))],
-                             family)
+                             family, [])
 
-    def _run_all(self, todo: list, family: str) -> list[Outcome]:
-        out: list[Outcome] = []
-        states = 0
+    def _run_all(self, todo: list, family: str, out: list[Outcome],
+                 states: int = 0) -> list[Outcome]:
+        """Run the states of todo (and those they split into) to their ends, appended to out
+        (states: how many of this walk's states have run already, for MAX_STATES)."""
+        run = self._run
         while todo:
             st = todo.pop()
             if st is None:
@@ -224,7 +236,12 @@ class Walker:
                                    f"into more than {MAX_STATES} cases", family=family,
                                    assumptions=st.assumptions))
                 break
-            self._step(st, todo, out)
+            if st.__class__ is _Pending:
+                # a forked part whose matched action is applied now
+                if self._act(st.st, st.rule, st.action, st.i, todo, out):
+                    continue
+                st = st.st
+            run(st, todo, out)
         return out
 
     # -- stages -----------------------------------------------------------------------------
@@ -261,6 +278,10 @@ class Walker:
     def _next_stage(self, st: _State, todo: list, out: list) -> None:
         pkt = st.pkt
         stage = st.stage
+        if stage == "input" or stage == "lo-input":
+            # delivered (the usual end of a walk, so tested first)
+            out.append(self._end(st, "accepted", None, None, "", "local", _to(pkt)))
+            return
         m = self.machine
         fam = pkt.family
         if stage == "ingress":
@@ -305,38 +326,36 @@ class Walker:
             st.stage = "postrouting"
         elif stage == "postrouting":
             if pkt.oif != "lo" or not pkt.local_origin:
-                out.append(self._end(st, "accepted", reach="forward", to=_to(pkt)))
+                out.append(self._end(st, "accepted", None, None, "", "forward", _to(pkt)))
                 return
             pkt = st.pkt = pkt.copy()
             pkt.iif, pkt.oif = "lo", None
             st.stage = "lo-prerouting"
         elif stage == "lo-prerouting":
             st.stage = "lo-input"
-        elif stage in ("input", "lo-input"):
-            out.append(self._end(st, "accepted", reach="local", to=_to(pkt)))
-            return
         todo.append(self._enter(st))
 
-    def _end(self, st: _State, verdict: str, **kw) -> Outcome:
-        if verdict == "accepted" and isinstance(st.by, Rule):
-            kw.setdefault("rule", st.by)
-        elif verdict == "accepted" and st.by is not None:
-            kw.setdefault("chain", st.by)
-        return Outcome(st.box, verdict, assumptions=st.assumptions, family=st.pkt.family,
-                       path=st.path, **kw)
+    def _end(self, st: _State, verdict: str, rule: Rule | None = None, chain: Chain | None = None,
+             reason: str = "", reach: str | None = None, to=None) -> Outcome:
+        if verdict == "accepted":
+            # what let it through last (a rule, or a base chain's accept policy)
+            by = st.by
+            if isinstance(by, Rule):
+                rule = by
+            elif by is not None:
+                chain = by
+        return Outcome(st.box, verdict, rule, chain, reason, reach, to, None, st.assumptions,
+                       st.pkt.family, st.path)
 
     # -- chains -----------------------------------------------------------------------------
-    def _step(self, item, todo: list, out: list) -> None:
-        """Run a state (or a pending action) until it ends, splits or changes stage."""
-        if isinstance(item, _Pending):
-            if self._act(item.st, item.rule, item.action, item.i, todo, out):
-                return
-            item = item.st
-        self._run(item, todo, out)
-
     def _run(self, st: _State, todo: list, out: list) -> None:
+        # the hot loop of every walk: helpers are inlined where a call per rule would cost
+        # more than the work it does (the port's candidate rules, the common actions)
+        frontier = self._frontier
+        match = self._match
         while True:
-            if not st.frames:
+            frames = st.frames
+            if not frames:
                 # next base chain of this stage
                 while st.ci < len(st.chains):
                     chain = st.chains[st.ci]
@@ -353,54 +372,78 @@ class Walker:
                     why = f"the ingress chain {chain.label()} names no device portatlas can see"
                     todo.append(st.fork(ci=st.ci + 1, assumptions=st.assumptions + (why,)))
                     st.assumptions = st.assumptions + (why,)
-                st.frames = ((chain, 0),)
+                frames = st.frames = ((chain, 0),)
                 st.path = st.path + (chain.label(),)
-            chain, i = st.frames[-1]
-            rules = chain.rules
-            candidates = self._candidates(chain, st.pkt.dport)
+            chain, i = frames[-1]
+            # the rules that can match a packet to this port (see _candidates)
+            index = chain._index
+            if index is None:
+                index = chain._index = _build_index(chain)
+            dport = st.pkt.dport
+            candidates = index[2] if dport is None else index[1][bisect_right(index[0], dport) - 1]
             pos = bisect_right(candidates, i - 1)
-            if pos >= len(candidates):
+            end = len(candidates)
+            rules = chain.rules
+            result = None
+            # rules that match no part of the box change nothing: on to the next one
+            while pos < end:
+                i = candidates[pos]
+                rule = rules[i]
+                if frontier is not None and dport is None and self._port_rule(rule):
+                    st.frames = frames[:-1] + ((chain, i),)
+                    frontier.append(st)
+                    return
+                result = match(rule, st)
+                if result is not None:
+                    break
+                pos += 1
+            if result is None:
+                # past the last rule (_fall_off drops this chain's frame: its position does
+                # not matter)
                 if self._fall_off(st, chain, out):
                     return
                 continue
-            i = candidates[pos]
-            rule = rules[i]
-            if self._frontier is not None and st.pkt.dport is None and self._port_rule(rule):
-                st.frames = st.frames[:-1] + ((chain, i),)
-                self._frontier.append(st)
-                return
-            result = self._match(rule, st)
-            if result is None:      # no part matched
-                st.frames = st.frames[:-1] + ((chain, i + 1),)
-                continue
+            after = frames[:-1] + ((chain, i + 1),)
             matched, unmatched = result
             kind = rule.action.kind
             if kind in ("drop", "reject") and unmatched:
                 # the common block-list case: the matched part ends here, the rest goes on in
                 # this same state (no fork)
                 verdict = "dropped" if kind == "drop" else "rejected"
+                family = st.pkt.family
                 for box, asm in matched:
-                    out.append(Outcome(box, verdict, rule=rule, family=st.pkt.family,
-                                       assumptions=st.assumptions + asm, path=st.path))
+                    out.append(Outcome(box, verdict, rule, None, "", None, None, None,
+                                       st.assumptions + asm, family, st.path))
                 for box, asm in unmatched[1:]:
                     todo.append(st.fork(box=box, assumptions=st.assumptions + asm,
-                                        frames=st.frames[:-1] + ((chain, i + 1),)))
+                                        frames=after))
                 box, asm = unmatched[0]
                 st.box = box
                 if asm:
                     st.assumptions = st.assumptions + asm
-                st.frames = st.frames[:-1] + ((chain, i + 1),)
+                st.frames = after
                 continue
             for box, asm in unmatched:
-                todo.append(st.fork(box=box, assumptions=st.assumptions + asm,
-                                    frames=st.frames[:-1] + ((chain, i + 1),)))
+                todo.append(st.fork(box=box, assumptions=st.assumptions + asm, frames=after))
             if not matched:
                 return
             for box, asm in matched[1:]:
                 todo.append(_Pending(st.fork(box=box, assumptions=st.assumptions + asm), rule, i))
             box, asm = matched[0]
             st.box = box
-            st.assumptions = st.assumptions + asm
+            if asm:
+                st.assumptions = st.assumptions + asm
+            # accept, drop and reject as _act would apply them (the usual actions)
+            if kind == "accept":
+                if chain.type != "nat":
+                    st.by = rule
+                st.frames = ()
+                st.ci += 1
+                continue
+            if kind == "drop" or kind == "reject":
+                out.append(Outcome(box, "dropped" if kind == "drop" else "rejected", rule, None,
+                                   "", None, None, None, st.assumptions, st.pkt.family, st.path))
+                return
             if self._act(st, rule, rule.action, i, todo, out):
                 return
 
@@ -552,20 +595,37 @@ class Walker:
     def _match(self, rule: Rule, st: _State):
         """None when no part of st.box matches; else (matched parts, unmatched parts), each a
         list of (box, extra assumptions)."""
-        parts = [(st.box, ())]
-        unmatched: list = []
+        box = st.box
         pkt = st.pkt
-        for m in rule.matches:
+        test = self._test
+        # while every test is decided for the whole box (the usual case: ports, protocols,
+        # interfaces) the box stays in one piece and nothing needs to be built
+        for k, m in enumerate(rule.matches):
+            res = test(m, box, pkt)
+            if res is True:
+                continue
+            if res is False:
+                return None
+            return self._match_parts(rule.matches, k, res, box, pkt)
+        return [(box, ())], []
+
+    def _match_parts(self, matches: list[Match], k: int, res, box, pkt: Packet):
+        """_match from the k-th test on (its result res), once the box may be cut."""
+        parts = [(box, ())]
+        unmatched: list = []
+        for m in matches[k:]:
             nxt = []
-            for box, asm in parts:
-                res = self._test(m, box, pkt)
-                yes, no = _split(res, box, asm)
+            for part, asm in parts:
+                if res is None:
+                    res = self._test(m, part, pkt)
+                yes, no = _split(res, part, asm)
+                res = None
                 nxt.extend(yes)
                 unmatched.extend(no)
             parts = nxt
             if not parts:
                 break
-        if not parts and len(unmatched) == 1 and unmatched[0][0] is st.box and not unmatched[0][1]:
+        if not parts and len(unmatched) == 1 and unmatched[0][0] is box and not unmatched[0][1]:
             return None
         return parts, unmatched
 
@@ -582,7 +642,14 @@ class Walker:
                 return False
         neg = m.negate
         if field == "dport":
-            return addr.contains(m.values, pkt.dport) != neg
+            # addr.contains, inlined (a test of every candidate rule)
+            port = pkt.dport
+            for lo, hi in m.values:
+                if lo <= port <= hi:
+                    return not neg
+                if lo > port:
+                    return neg
+            return neg
         if field == "l4proto":
             return (pkt.l4proto in m.values) != neg
         if field == "saddr":
