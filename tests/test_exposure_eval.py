@@ -132,6 +132,18 @@ def test_vmap_jump_return_and_goto():
     assert e5.verdict == "blocked" and classes(e5)["anywhere"] == "rejected"
 
 
+def test_a_loop_of_gotos_is_unknown_not_endless():
+    # the kernel refuses such a ruleset; a hand-made one must still end, with the reason
+    rs = nftjson.parse(nft(
+        table(), chain("input", "input", policy="drop"), chain("a"), chain("b"),
+        rule("input", match(dport(), 22), {"goto": {"target": "a"}}),
+        rule("a", {"goto": {"target": "b"}}, handle=11),
+        rule("b", {"goto": {"target": "a"}}, handle=12)))
+    e = verdict(rs, port=22)
+    assert e.verdict == "unknown" and "loop" in e.reason
+    assert verdict(rs, port=80).verdict == "blocked"  # ports that never go there: no change
+
+
 def test_two_base_chains_accept_in_one_does_not_save_from_the_other():
     rs = nftjson.parse(nft(
         table(), chain("a", "input", prio=-10), chain("b", "input", prio=10),

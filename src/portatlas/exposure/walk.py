@@ -137,6 +137,7 @@ class Walker:
         self._walks: dict[tuple, list[Outcome]] = {}
         self._prefixes: dict[tuple, tuple[list[Outcome], list]] = {}
         self._frontier: list | None = None   # set while walking the port-independent prefix
+        self._loops: set[int] | None = None   # chains on a cycle of jumps/gotos (_looping)
         self._depends: dict[int, bool] = {}
         self._split: dict[int, tuple[list[Outcome], list[Outcome]]] = {}
         self._port_bounds, self._port_exact = _port_tests(ruleset)
@@ -497,6 +498,12 @@ class Walker:
             if len(st.frames) >= MAX_DEPTH:
                 out.append(self._end(st, "unknown", rule=rule, reason="chains jump too deep"))
                 return True
+            if id(target) in self._looping():
+                # gotos keep the depth: a cycle of them would never end (the kernel refuses
+                # such a ruleset, but a file or a future format might hold one)
+                out.append(self._end(st, "unknown", rule=rule, reason=(
+                    f"the chain {target.name!r} is part of a loop of jumps or gotos")))
+                return True
             if kind == "jump":
                 st.frames = st.frames[:-1] + ((chain, i + 1), (target, 0))
             else:
@@ -565,6 +572,37 @@ class Walker:
             if f == fam:
                 return addr.to_int(text)
         return None
+
+    def _looping(self) -> set[int]:
+        """ids of the chains that lie on a cycle of jumps and gotos (found once)."""
+        if self._loops is not None:
+            return self._loops
+        edges: dict[int, list[Chain]] = {}
+        for chain in self.ruleset.chains.values():
+            targets = edges.setdefault(id(chain), [])
+            for rule in chain.rules:
+                actions = [rule.action] + [v for _m, v in (rule.action.entries or ())
+                                           if rule.action.kind == "vmap"]
+                for a in actions:
+                    if getattr(a, "kind", None) in ("jump", "goto"):
+                        t = self._chain(chain, a.target)
+                        if t is not None:
+                            targets.append(t)
+        looping: set[int] = set()
+        for chain in self.ruleset.chains.values():
+            # is chain reachable from itself? (iterative search: chains are few)
+            seen: set[int] = set()
+            todo = list(edges.get(id(chain), ()))
+            while todo:
+                t = todo.pop()
+                if t is chain:
+                    looping.add(id(chain))
+                    break
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    todo.extend(edges.get(id(t), ()))
+        self._loops = looping
+        return looping
 
     def _chain(self, caller: Chain, name: str | None) -> Chain | None:
         if not name:
