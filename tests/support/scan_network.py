@@ -119,6 +119,15 @@ class Network:
         _ip("-n", b, "addr", "add", f"2001:db8:{k}:1::2/121", "dev", "pa13b0", "nodad")
         for ns, ifname in ((s, "pa13s0"), (t, "pa13t0"), (t, "pa13t1"), (b, "pa13b0")):
             _ip("-n", ns, "link", "set", ifname, "up")
+        # The truth below counts a host that answers only with ICMP errors (port-unreach,
+        # admin-prohibited) as up; T and B also send a host-unreachable for every absent
+        # address behind them, and the kernel's ICMP rate limits (per destination, and the
+        # global burst) would then drop some of those errors, making such a host look down
+        # in one run and up in the next. No limits in this lab (per namespace settings).
+        for ns in (self.t, self.b):
+            for key in ("net.ipv4.icmp_ratelimit=0", "net.ipv4.icmp_ratemask=0",
+                        "net.ipv6.icmp.ratelimit=0"):
+                ns.run(["sysctl", "-q", "-w", key], check=False)
         self.t.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
         self.t.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])
         _ip("-n", s, "route", "add", f"198.18.{k + 1}.0/24", "via", f"198.18.{k}.2")
