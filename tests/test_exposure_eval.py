@@ -9,16 +9,9 @@ import pytest
 
 from portatlas.exposure import iptsave, nftjson
 from portatlas.exposure.assess import Assessor, Listener
-from portatlas.exposure.machine import Interface, Machine, parse_ip_addr, parse_ip_route
+from portatlas.exposure.machine import Machine, parse_ip_addr, parse_ip_route
 from portatlas.exposure.ruleset import IPTABLES_LEGACY, IPTABLES_NFT, Ruleset
-
-MACHINE = Machine(
-    [Interface("lo", loopback=True, addresses=[("ipv4", "127.0.0.1", 8), ("ipv6", "::1", 128)]),
-     Interface("eth0", addresses=[("ipv4", "198.18.0.1", 24), ("ipv6", "2001:db8::1", 64)]),
-     Interface("docker0", addresses=[("ipv4", "198.19.7.1", 24)])],
-    routes=[("ipv4", "default", "eth0"), ("ipv6", "default", "eth0"),
-            ("ipv4", "198.19.7.0/24", "docker0")],
-    forwarding={"ipv4": True, "ipv6": False})
+from support.exposure_machine import MACHINE
 
 
 def nft(*items) -> str:

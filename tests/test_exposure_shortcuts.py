@@ -15,22 +15,14 @@ import pytest
 
 from portatlas.exposure import addr
 from portatlas.exposure.assess import ANY_FORWARD, Assessor, _summarise
-from portatlas.exposure.machine import Interface, Machine
 from portatlas.exposure.ruleset import Action, Chain, Match, Rule, Ruleset
 from portatlas.exposure.walk import Packet, Walker, _State
+from support.exposure_machine import MACHINE
 
 PORTS = [22, 80, 443, 5432, 8080]
 NETS4 = ["198.18.0.0/24", "198.18.0.0/25", "198.18.0.7/32", "198.19.0.0/16", "198.18.0.0/15",
          "127.0.0.0/8", "0.0.0.0/0", "198.20.0.0/14"]
 NETS6 = ["2001:db8::/64", "2001:db8::/32", "::1/128", "::/0"]
-
-MACHINE = Machine(
-    [Interface("lo", loopback=True, addresses=[("ipv4", "127.0.0.1", 8), ("ipv6", "::1", 128)]),
-     Interface("eth0", addresses=[("ipv4", "198.18.0.1", 24), ("ipv6", "2001:db8::1", 64)]),
-     Interface("docker0", addresses=[("ipv4", "198.19.7.1", 24)])],
-    routes=[("ipv4", "default", "eth0"), ("ipv6", "default", "eth0"),
-            ("ipv4", "198.19.7.0/24", "docker0")],
-    forwarding={"ipv4": True, "ipv6": False})
 
 
 def _nets(r: random.Random, family: str):

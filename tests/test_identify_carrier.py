@@ -235,26 +235,31 @@ def test_https_inside_memory_tls_is_named(serve, server_context):
 
 
 # --- a hard hit waits for the whole reply ----------------------------------------------------------
+def _nmap_only(port: int, probe: str):
+    """nmap's engine on the in-memory server, sending only `probe` (3 s in all)."""
+    from portatlas.identify.nmap.engine import EngineSettings, TCPEngine
+
+    db = nmap.load(nmap.find_db())
+
+    async def main():
+        engine = TCPEngine(db, HOST, port, EngineSettings(probe_timeout=1.0),
+                           time.monotonic() + 3)
+        return await engine.only((probe,))
+
+    return run(main())
+
+
 @needs_nmap
 def test_memcached_error_lines_in_two_segments_are_memcached_not_achat(serve):
     """GenericLines (two empty lines) gets memcached's ERROR twice, in two segments: the first
     alone matches AChat's `^ERROR\\r\\n$`, both memcached's line."""
-    from portatlas.identify.nmap.engine import EngineSettings, TCPEngine
-
     def memcached(got: bytes):
         if got == b"\r\n\r\n":
             return [(0.0, b"ERROR\r\n"), (0.01, b"ERROR\r\n")]
         return None
 
     serve(lambda: Segments(memcached))
-    db = nmap.load(nmap.find_db())
-
-    async def main():
-        engine = TCPEngine(db, HOST, 4000, EngineSettings(probe_timeout=1.0),
-                           time.monotonic() + 3)
-        return await engine.only(("GenericLines",))
-
-    result = run(main())
+    result = _nmap_only(4000, "GenericLines")
     assert result.hard is not None and result.hard.service == "memcached", result.to_dict()
 
 
@@ -262,19 +267,10 @@ def test_memcached_error_lines_in_two_segments_are_memcached_not_achat(serve):
 def test_a_repeated_packet_keeps_the_first_match(serve):
     """OpenVPN repeats its reset packet; nmap's `$`-anchored line matches one packet: the
     hit on the first one stands when the longer reply matches nothing."""
-    from portatlas.identify.nmap.engine import EngineSettings, TCPEngine
-
     packet = (b"\x00\x1a@\xc6\xea\x91/\x99\x19a\x0e\x01\x00\x00\x00\x00"
               b"7\xa5&\x08\xa2\x1b\xa0\xb1\x00\x00\x00\x00")  # captured in the lab
     serve(lambda: Segments(lambda got: [(0.0, packet), (0.01, packet)]))
-    db = nmap.load(nmap.find_db())
-
-    async def main():
-        engine = TCPEngine(db, HOST, 1194, EngineSettings(probe_timeout=1.0),
-                           time.monotonic() + 3)
-        return await engine.only(("OpenVPN",))
-
-    result = run(main())
+    result = _nmap_only(1194, "OpenVPN")
     assert result.hard is not None and result.hard.service == "openvpn", result.to_dict()
 
 

@@ -44,8 +44,8 @@ _ASCII_SAFE = {False: bytes(range(0x20, 0x7f)), True: bytes(range(0x20, 0x7f)) +
 # The unsafe ASCII characters one by one: for a long text, looking for each (a memchr pass,
 # tens of bytes per instruction) is much faster than translate's byte-by-byte loop; for a
 # short one the 33 passes cost more than they save.
-_ASCII_UNSAFE = {multi: [chr(c) for c in [*range(0x20), 0x7f] if chr(c).encode() not in safe]
-                 for multi, safe in ((False, b""), (True, b"\n\t"))}
+_ASCII_UNSAFE = {multi: [chr(c) for c in range(0x80) if c not in safe]
+                 for multi, safe in _ASCII_SAFE.items()}
 _LONG = 2048
 
 # Our own sequences: TAG + printable stand-ins + END, made by own() and undone by SafeStream.

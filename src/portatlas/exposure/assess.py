@@ -11,7 +11,6 @@ at least one of them lets it in.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import Any
 
 from portatlas.exposure import addr
@@ -119,11 +118,7 @@ class Assessor:
                       accepts_forward: tuple[str, int] | None = None) -> Exposure:
         """assess() from a socket's fields (no Listener is made when a socket of the same
         shape was answered already: 10,000 sockets mostly are)."""
-        walker = self.walker
-        class_of = walker._class_of    # walker.port_class(port), without the call
-        klass = class_of[bisect_right(walker._bounds, port) - 1] if class_of \
-            else walker.port_class(port)
-        key = (transport, family, address, v6only, interface, klass,
+        key = (transport, family, address, v6only, interface, self.walker.port_class(port),
                accepts_forward, port if port in self._nat_ports else None)
         found = self._cache.get(key)
         if found is None:
@@ -262,10 +257,7 @@ class Assessor:
                         return None
                     kind, by, why = j["verdict"], j["rule"], j["reason"]
                 else:
-                    # o.decider(), inlined
-                    kind, why = o.verdict, o.reason
-                    by = o.rule.ref() if o.rule is not None else (
-                        o.chain.ref() if o.chain is not None else None)
+                    kind, by, why = o.verdict, o.decider(), o.reason
                 if verdict is None:
                     verdict, rule, reason = kind, by, why or ""
                 elif kind != verdict:

@@ -149,8 +149,7 @@ class Walker:
 
     def port_class(self, port: int) -> int:
         """Ports with the same class meet every destination-port test of the ruleset alike,
-        so every answer for one holds for the others (-1: the port itself matters).
-        (Callers on hot paths index _class_of themselves when it is set: see Assessor.)"""
+        so every answer for one holds for the others (-1: the port itself matters)."""
         if self._port_exact:
             return -1 - port
         if not self._class_of:
@@ -168,10 +167,7 @@ class Walker:
     def walk(self, family: str, l4proto: str, dport: int, box, iif: str | None) -> list[Outcome]:
         """All outcomes for packets to dport with sources and destinations in box, arriving on
         iif (None: sent by this machine to itself, over lo)."""
-        class_of = self._class_of
-        klass = class_of[bisect_right(self._bounds, dport) - 1] if class_of \
-            else self.port_class(dport)
-        key = (family, l4proto, klass, iif, box)
+        key = (family, l4proto, self.port_class(dport), iif, box)
         found = self._walks.get(key)
         if found is not None:
             return found
@@ -376,7 +372,8 @@ class Walker:
                 frames = st.frames = ((chain, 0),)
                 st.path = st.path + (chain.label(),)
             chain, i = frames[-1]
-            # the rules that can match a packet to this port (see _candidates)
+            # the rules that can match a packet to this port: rules that require another
+            # destination port are skipped without being looked at (_build_index)
             index = chain._index
             if index is None:
                 index = chain._index = _build_index(chain)
@@ -434,17 +431,6 @@ class Walker:
             st.box = box
             if asm:
                 st.assumptions = st.assumptions + asm
-            # accept, drop and reject as _act would apply them (the usual actions)
-            if kind == "accept":
-                if chain.type != "nat":
-                    st.by = rule
-                st.frames = ()
-                st.ci += 1
-                continue
-            if kind == "drop" or kind == "reject":
-                out.append(Outcome(box, "dropped" if kind == "drop" else "rejected", rule, None,
-                                   "", None, None, None, st.assumptions, st.pkt.family, st.path))
-                return
             if self._act(st, rule, rule.action, i, todo, out):
                 return
 
@@ -581,10 +567,11 @@ class Walker:
         for chain in self.ruleset.chains.values():
             targets = edges.setdefault(id(chain), [])
             for rule in chain.rules:
-                actions = [rule.action] + [v for _m, v in (rule.action.entries or ())
-                                           if rule.action.kind == "vmap"]
-                for a in actions:
-                    if getattr(a, "kind", None) in ("jump", "goto"):
+                action = rule.action
+                # a verdict map's entries are actions too
+                for a in ([v for _m, v in action.entries or ()] if action.kind == "vmap"
+                          else [action]):
+                    if a.kind in ("jump", "goto"):
                         t = self._chain(chain, a.target)
                         if t is not None:
                             targets.append(t)
